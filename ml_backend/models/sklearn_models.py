@@ -1,0 +1,196 @@
+"""Cheap models for cold start: TF-IDF + logistic regression for Choices, an exact-string matcher for spans."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..alignment import Span
+from .base import Examples, Model, TextPrediction
+
+
+class TfidfClassifier(Model):
+    """TF-IDF (word 1–2-grams + character 2–5-grams, so Chinese works) + logistic regression."""
+
+    kind = "tfidf_lr"
+    task = "choices"
+
+    def __init__(self, labels: Sequence[str], multi: bool = False, **_: Any):
+        super().__init__(labels, multi)
+        self.pipeline = None
+        self.revision = 0
+
+    def cache_key(self) -> str:
+        return f"{self.kind}:{id(self)}:{self.revision}"
+
+    def _make(self):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.pipeline import FeatureUnion, make_pipeline
+
+        feats = FeatureUnion(
+            [
+                ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
+                ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1, max_features=200_000)),
+            ]
+        )
+        clf = LogisticRegression(max_iter=2000, class_weight="balanced", C=4.0)
+        return make_pipeline(feats, OneVsRestClassifier(clf) if self.multi else clf)
+
+    def fit(self, examples: Examples, **options: Any) -> dict:
+        index = {lbl: i for i, lbl in enumerate(self.labels)}
+        for t in examples.targets:
+            bad = [lbl for lbl in t if lbl not in index]
+            if bad:
+                raise ValueError(f"labels {bad} are not among {self.labels}")
+        if self.multi:
+            y = np.array([[1 if lbl in t else 0 for lbl in self.labels] for t in examples.targets])
+            if y.sum(0).min() == 0 or (y.sum(0) == len(y)).any():
+                keep = [i for i in range(len(self.labels)) if 0 < y[:, i].sum() < len(y)]
+                if not keep:
+                    raise ValueError("every label is always on or always off: nothing to learn")
+        else:
+            if any(len(t) != 1 for t in examples.targets):
+                raise ValueError("single-choice control needs exactly one label per text")
+            y = np.array([index[t[0]] for t in examples.targets])
+            if len(set(y.tolist())) < 2:
+                raise ValueError(f"need at least two classes to train, got only {sorted({self.labels[i] for i in y})}")
+        pipe = self._make()
+        kw = {}
+        if examples.weights is not None:
+            kw[pipe.steps[-1][0] + "__sample_weight"] = np.asarray(examples.weights)
+        if self.multi:
+            self._multi_cols = [i for i in range(len(self.labels)) if 0 < y[:, i].sum() < len(y)]
+            self._multi_const = {i: float(y[0, i]) for i in range(len(self.labels)) if i not in self._multi_cols}
+            pipe.fit(list(examples.texts), y[:, self._multi_cols], **kw)
+        else:
+            pipe.fit(list(examples.texts), y, **kw)
+        self.pipeline = pipe
+        self.revision += 1
+        return {"examples": len(examples.texts)}
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        if self.pipeline is None:
+            raise RuntimeError("model is not fitted")
+        raw = self.pipeline.predict_proba(list(texts))
+        out = np.zeros((len(texts), len(self.labels)))
+        if self.multi:
+            for j, col in enumerate(self._multi_cols):
+                out[:, col] = raw[:, j]
+            for col, v in self._multi_const.items():
+                out[:, col] = v
+        else:
+            classes = self.pipeline.classes_
+            out[:, classes] = raw
+        return out
+
+    def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
+        probs = self.probabilities(texts)
+        out = []
+        for row in probs:
+            conf = float(np.mean(np.maximum(row, 1 - row))) if self.multi else float(row.max())
+            out.append(TextPrediction(probs=dict(zip(self.labels, map(float, row))), confidence=conf))
+        return out
+
+    def save(self, path: Path) -> None:
+        import joblib
+
+        self._write_meta(Path(path))
+        joblib.dump({"pipeline": self.pipeline, "cols": getattr(self, "_multi_cols", None), "const": getattr(self, "_multi_const", None)}, Path(path) / "tfidf_lr.joblib")
+
+    @classmethod
+    def load(cls, path: Path, **options: Any) -> "TfidfClassifier":
+        import joblib
+
+        meta = cls.read_meta(path)
+        m = cls(meta["labels"], meta.get("multi", False))
+        state = joblib.load(Path(path) / "tfidf_lr.joblib")
+        m.pipeline, m._multi_cols, m._multi_const = state["pipeline"], state["cols"], state["const"]
+        return m
+
+
+def _is_cjk(ch: str) -> bool:
+    return "CJK" in unicodedata.name(ch, "") or "HIRAGANA" in unicodedata.name(ch, "") or "KATAKANA" in unicodedata.name(ch, "") or "HANGUL" in unicodedata.name(ch, "")
+
+
+class SpanMatcher(Model):
+    """Cold-start span proposals: every exact occurrence of a string annotators already labeled.
+
+    Case-insensitive; whole-word where the string starts/ends with a (non-CJK) word character; longest
+    match first (leftmost-longest, no overlaps). The label is the one most often given to that string;
+    the score is the share of that label among the string's labeled occurrences.
+    """
+
+    kind = "span_matcher"
+    task = "spans"
+    EMPTY_CONFIDENCE = 0.5  # a document with no proposal: the matcher knows nothing about it
+
+    def __init__(self, labels: Sequence[str], multi: bool = False, **_: Any):
+        super().__init__(labels, multi)
+        self.lexicon: dict[str, Counter] = defaultdict(Counter)
+        self._regex = None
+        self.revision = 0
+
+    def cache_key(self) -> str:
+        return f"{self.kind}:{id(self)}:{self.revision}"
+
+    def add(self, surface: str, label: str) -> None:
+        """Learn one labeled string (called per annotation, so proposals improve as annotators work)."""
+        surface = surface.strip()
+        if surface and label in self.labels:
+            self.lexicon[surface.casefold()][label] += 1
+            self._regex = None
+            self.revision += 1
+
+    def fit(self, examples: Examples, **options: Any) -> dict:
+        for text, spans in zip(examples.texts, examples.targets):
+            for s, e, label in spans:
+                self.add(text[s:e], label)
+        return {"surfaces": len(self.lexicon)}
+
+    def _pattern(self):
+        if self._regex is None and self.lexicon:
+            parts = []
+            for surf in sorted(self.lexicon, key=lambda x: (-len(x), x)):
+                pre = r"(?<!\w)" if re.match(r"\w", surf[0]) and not _is_cjk(surf[0]) else ""
+                post = r"(?!\w)" if re.match(r"\w", surf[-1]) and not _is_cjk(surf[-1]) else ""
+                parts.append(pre + re.escape(surf) + post)
+            self._regex = re.compile("|".join(parts), re.IGNORECASE)
+        return self._regex
+
+    def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
+        pat = self._pattern()
+        out = []
+        for text in texts:
+            spans = []
+            if pat is not None:
+                for m in pat.finditer(text):
+                    counts = self.lexicon.get(m.group(0).casefold())
+                    if not counts:
+                        continue
+                    label, n = counts.most_common(1)[0]
+                    spans.append(Span(m.start(), m.end(), label, n / sum(counts.values())))
+            conf = float(np.mean([s.score for s in spans])) if spans else self.EMPTY_CONFIDENCE
+            out.append(TextPrediction(spans=spans, confidence=conf))
+        return out
+
+    def save(self, path: Path) -> None:
+        import json
+
+        self._write_meta(Path(path))
+        (Path(path) / "lexicon.json").write_text(json.dumps({k: dict(v) for k, v in self.lexicon.items()}, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path, **options: Any) -> "SpanMatcher":
+        import json
+
+        meta = cls.read_meta(path)
+        m = cls(meta["labels"])
+        for k, v in json.loads((Path(path) / "lexicon.json").read_text()).items():
+            m.lexicon[k] = Counter(v)
+        return m

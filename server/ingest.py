@@ -1,0 +1,488 @@
+"""Document import: readers (.txt, .jsonl, .json, .csv), cleaning, dedup, PII masking, import report."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import sys
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from server.errors import IngestError
+
+SUPPORTED_EXTENSIONS = (".txt", ".jsonl", ".json", ".csv")
+DROP_REASONS = ("bad_line", "not_text", "empty", "too_short", "duplicate", "near_duplicate")
+PII_KINDS = ("EMAIL", "URL", "DOB", "ID", "PHONE")
+SHINGLE_SIZE = 5
+NUM_PERM = 128
+PROGRESS_MIN_DOCS = 200
+MAX_ERRORS_SHOWN = 20
+
+
+@dataclass
+class CleanOptions:
+    """How documents are cleaned before they become Label Studio tasks."""
+
+    min_chars: int = 20
+    near_duplicate_threshold: float = 0.9
+    mask_pii: bool = False
+    text_field: str = "text"
+
+
+@dataclass
+class RawDocument:
+    """One record as read from a file, before cleaning; `error` marks an unreadable record."""
+
+    text: object
+    data: dict
+    source: str
+    line: int | None
+    error: str | None = None
+
+
+@dataclass
+class ImportReport:
+    """What an import read, kept, dropped (by reason), masked (by kind) and which records failed."""
+
+    read: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    masked: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PII_KINDS, 0))
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The report as plain JSON-serialisable data."""
+        return asdict(self)
+
+    def summary_lines(self) -> list[str]:
+        """Human-readable lines: read, kept, dropped by reason, masked by kind, errors."""
+        lines = [f"read: {self.read} documents", f"kept: {self.kept}"]
+        dropped = {k: v for k, v in self.dropped.items() if v}
+        if dropped:
+            detail = ", ".join(f"{k} {v}" for k, v in dropped.items())
+            lines.append(f"dropped: {sum(dropped.values())} ({detail})")
+        else:
+            lines.append("dropped: 0")
+        masked = {k: v for k, v in self.masked.items() if v}
+        if masked:
+            lines.append("masked: " + ", ".join(f"{k} {v}" for k, v in masked.items()))
+        if self.errors:
+            lines.append(f"errors: {len(self.errors)}")
+            lines.extend(f"  {e}" for e in self.errors[:MAX_ERRORS_SHOWN])
+            if len(self.errors) > MAX_ERRORS_SHOWN:
+                lines.append(f"  ... and {len(self.errors) - MAX_ERRORS_SHOWN} more")
+        return lines
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_documents(paths: list[Path], text_column: str = "text") -> list[RawDocument]:
+    """Read every document from files or directories (all supported files under them, sorted)."""
+    docs: list[RawDocument] = []
+    for path in _expand(paths):
+        docs.extend(_read_file(path, text_column))
+    return docs
+
+
+def _expand(paths: Iterable[Path]) -> list[Path]:
+    """Files named directly plus supported files found under named directories."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                raise IngestError(
+                    f"{path}: no {', '.join(SUPPORTED_EXTENSIONS)} files in this directory; "
+                    "point to a folder or files that hold documents"
+                )
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise IngestError(f"{path}: no such file or directory; check the path")
+    return files
+
+
+def _read_file(path: Path, text_column: str) -> list[RawDocument]:
+    """Read one file with the reader its extension names."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise IngestError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    content = _read_text(path)
+    if suffix == ".txt":
+        return [RawDocument(text=content, data={}, source=str(path), line=None)]
+    if suffix == ".jsonl":
+        return list(_read_jsonl(path, content, text_column))
+    if suffix == ".json":
+        return _read_json(path, content, text_column)
+    return list(_read_csv(path, content, text_column))
+
+
+def _read_text(path: Path) -> str:
+    """The file's content as UTF-8 text; binary and non-UTF-8 files raise IngestError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read the file ({exc.strerror or exc}); check its permissions") from exc
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise IngestError(
+            f"{path}: binary file (NUL byte at offset {nul}); import text files "
+            f"({', '.join(SUPPORTED_EXTENSIONS)}) — convert PDFs or Office files to text first"
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start:exc.start + 1].hex()
+        raise IngestError(
+            f"{path}: not UTF-8 (byte 0x{bad} at offset {exc.start}); "
+            "re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from exc
+
+
+def _record_document(
+    record: object, path: Path, line: int, where: str, text_column: str
+) -> RawDocument:
+    """A RawDocument from one parsed JSON record, or an error document when it is unusable."""
+    if not isinstance(record, dict):
+        return _bad(path, line, f"{where}: not a JSON object (got {type(record).__name__})")
+    if text_column not in record:
+        fields = ", ".join(map(str, record)) or "none"
+        return _bad(path, line, f"{where}: no {text_column!r} field (fields: {fields})")
+    data = {k: v for k, v in record.items() if k != text_column}
+    return RawDocument(text=record[text_column], data=data, source=str(path), line=line)
+
+
+def _bad(path: Path, line: int | None, message: str) -> RawDocument:
+    """An error document: it yields no task and is counted as a bad line."""
+    return RawDocument(text=None, data={}, source=str(path), line=line, error=message)
+
+
+def _read_jsonl(path: Path, content: str, text_column: str) -> Iterator[RawDocument]:
+    """One document per non-blank line; bad lines become error documents."""
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield _bad(path, number, f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        yield _record_document(record, path, number, where, text_column)
+
+
+def _read_json(path: Path, content: str, text_column: str) -> list[RawDocument]:
+    """A list of objects (line = 1-based item number) or a single object."""
+    try:
+        value = json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise IngestError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "fix the file, or use .jsonl for one object per line"
+        ) from exc
+    if isinstance(value, dict):
+        return [_record_document(value, path, 1, str(path), text_column)]
+    if not isinstance(value, list):
+        raise IngestError(
+            f"{path}: expected a JSON list of objects or one object, got {type(value).__name__}"
+        )
+    return [
+        _record_document(item, path, number, f"{path} item {number}", text_column)
+        for number, item in enumerate(value, start=1)
+    ]
+
+
+def _read_csv(path: Path, content: str, text_column: str) -> Iterator[RawDocument]:
+    """One document per row (line = the row's first line in the file); header row required."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.reader(io.StringIO(content, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise IngestError(f"{path}: empty CSV file; expected a header row with a {text_column!r} column")
+        header = [h.strip() for h in header]
+        if text_column not in header:
+            raise IngestError(
+                f"{path}: no {text_column!r} column (columns found: {', '.join(header) or 'none'}); "
+                "name the text column with --text-column"
+            )
+        index = header.index(text_column)
+        start = reader.line_num + 1
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if not row or (len(row) == 1 and not row[0].strip() and len(header) > 1):
+                continue
+            if len(row) != len(header):
+                yield _bad(path, line, f"{path} line {line}: {len(row)} fields, the header has {len(header)}")
+                continue
+            data = {h: v for i, (h, v) in enumerate(zip(header, row)) if i != index}
+            yield RawDocument(text=row[index], data=data, source=str(path), line=line)
+    except csv.Error as exc:
+        raise IngestError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from exc
+
+
+# --------------------------------------------------------------------------- normalisation
+
+_NEWLINES = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
+_INVISIBLE = {"\ufeff", "\u200b", "\u00ad", "\u2060"}
+_SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def normalize(text: str) -> str:
+    """NFC, newlines unified, control characters removed, whitespace runs collapsed, stripped."""
+    text = unicodedata.normalize("NFC", text)
+    text = _NEWLINES.sub("\n", text)
+    text = "".join(
+        ch for ch in text
+        if ch in "\n\t" or (ch not in _INVISIBLE and unicodedata.category(ch) != "Cc")
+    )
+    text = _SPACES.sub(" ", text)
+    text = _SPACE_AROUND_NEWLINE.sub("\n", text)
+    text = _MANY_NEWLINES.sub("\n\n", text)
+    return text.strip()
+
+
+def text_hash(text: str) -> str:
+    """sha256 hex digest of the (cleaned) text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- PII masking
+
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_DATE = (
+    r"(?:\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})"
+    r"|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}"
+    rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})(?!\d)"
+)
+_DOB = re.compile(
+    r"(?i)(\b(?:d\.o\.b\.?|dob|date\s+of\s+birth|birth\s*date|born(?:\s+on)?)"
+    r"\s*(?:[:#=-]|is|was)?\s*)" + _DATE
+)
+_ID_KEYWORD = (
+    r"(?:\b(?i:(?:medical\s+)?record|patient|member|subscriber|employee|customer|client|account|acct"
+    r"|policy|case|chart|claim|passport|licen[cs]e|insurance|social\s+security|nhs)"
+    r"(?:\s*(?i:number|num\b\.?|no\b\.?|#|id\b)))"
+    r"|\b(?i:mrn|ssn)\b|\bID\b"
+)
+_ID = re.compile(
+    rf"((?:{_ID_KEYWORD})\s*(?:[:#=]|is)?\s*)"
+    r"((?=[A-Za-z-]*\d)[A-Za-z0-9][A-Za-z0-9-]{2,}[A-Za-z0-9])(?![A-Za-z0-9]|[.,/]\d)"
+)
+_SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'\]\[]+", re.IGNORECASE)
+_URL_TRAILING = ".,;:!?)'\""
+_NOT_A_UNIT = r"(?!\s?(?i:mg|mcg|µg|g|kg|ml|iu|units?|mm|cm|%)(?![A-Za-z]))"
+_PHONE_PATTERNS = (
+    # international: +<country code> followed by digit groups
+    re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){1,5}(?![\d])"),
+    # North American: (555) 123-4567, 555-123-4567, 555.123.4567 (one separator throughout)
+    re.compile(r"(?<![\w.,/-])\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}(?![\d]|[.,-]\d)" + _NOT_A_UNIT),
+    re.compile(r"(?<![\w.,/-])(?:1[-. ])?\d{3}([-.])\d{3}\1\d{4}(?![\d]|[.,-]\d)" + _NOT_A_UNIT),
+    # keyword-anchored: tel / phone / fax / mobile followed by a digit run
+    re.compile(
+        r"(?i:(\b(?:tel|telephone|phone|ph|fax|facsimile|mobile|cell)\b\.?\s*(?:no\b\.?|number)?\s*[:#]?\s*))"
+        r"(\+?\(?\d[\d ().-]{5,}\d)(?![\d])"
+    ),
+)
+
+
+def mask_pii(text: str) -> tuple[str, Counter]:
+    """Replace e-mails, URLs, dates of birth, IDs and phone numbers with typed placeholders."""
+    counts: Counter = Counter()
+
+    def sub(pattern: re.Pattern, kind: str, value: str, keep_prefix: bool = False) -> str:
+        def repl(m: re.Match) -> str:
+            counts[kind] += 1
+            return (m.group(1) if keep_prefix else "") + f"[{kind}]"
+        return pattern.sub(repl, value)
+
+    text = sub(_EMAIL, "EMAIL", text)
+    text = _mask_urls(text, counts)
+    text = sub(_DOB, "DOB", text, keep_prefix=True)
+    text = sub(_SSN, "ID", text)
+    text = sub(_ID, "ID", text, keep_prefix=True)
+    for pattern in _PHONE_PATTERNS[:3]:
+        text = _mask_phone(pattern, text, counts, prefix_group=False)
+    text = _mask_phone(_PHONE_PATTERNS[3], text, counts, prefix_group=True)
+    return text, counts
+
+
+def _mask_urls(text: str, counts: Counter) -> str:
+    """Replace URLs, leaving trailing sentence punctuation outside the placeholder."""
+    def repl(m: re.Match) -> str:
+        url = m.group(0)
+        stripped = url.rstrip(_URL_TRAILING)
+        if "(" in stripped and url[len(stripped):].startswith(")"):
+            stripped += ")"
+        counts["URL"] += 1
+        return "[URL]" + url[len(stripped):]
+    return _URL.sub(repl, text)
+
+
+def _mask_phone(pattern: re.Pattern, text: str, counts: Counter, prefix_group: bool) -> str:
+    """Replace phone-number matches that hold a plausible count of digits (7 to 15)."""
+    def repl(m: re.Match) -> str:
+        number = m.group(2) if prefix_group else m.group(0)
+        digits = sum(ch.isdigit() for ch in number)
+        if not 7 <= digits <= 15:
+            return m.group(0)
+        counts["PHONE"] += 1
+        return (m.group(1) if prefix_group else "") + "[PHONE]"
+    return pattern.sub(repl, text)
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def _shingles(text: str) -> set[bytes]:
+    """Character 5-gram shingles of the case-folded text (works for scripts without spaces)."""
+    folded = text.casefold()
+    if len(folded) <= SHINGLE_SIZE:
+        return {folded.encode("utf-8")}
+    return {folded[i:i + SHINGLE_SIZE].encode("utf-8") for i in range(len(folded) - SHINGLE_SIZE + 1)}
+
+
+def _minhash(text: str):
+    """MinHash signature of the text's character shingles."""
+    from datasketch import MinHash
+
+    signature = MinHash(num_perm=NUM_PERM)
+    signature.update_batch(list(_shingles(text)))
+    return signature
+
+
+class _NearDuplicateIndex:
+    """MinHash LSH index; a candidate counts only if its estimated Jaccard reaches the threshold."""
+
+    def __init__(self, threshold: float) -> None:
+        from datasketch import MinHashLSH
+
+        self.threshold = threshold
+        # A lower LSH threshold finds nearly all pairs at the real threshold; the estimate then filters.
+        self.lsh = MinHashLSH(threshold=min(0.95, max(0.05, threshold - 0.15)), num_perm=NUM_PERM)
+        self.signatures: dict[str, object] = {}
+
+    def is_near_duplicate(self, signature) -> bool:
+        """Whether an indexed text is at least `threshold` similar."""
+        return any(
+            self.signatures[key].jaccard(signature) >= self.threshold
+            for key in self.lsh.query(signature)
+        )
+
+    def add(self, key: str, signature) -> None:
+        """Index one text under a unique key."""
+        if key not in self.signatures:
+            self.signatures[key] = signature
+            self.lsh.insert(key, signature)
+
+
+def _clean_text(text: str, options: CleanOptions) -> tuple[str, Counter]:
+    """Normalise and (optionally) mask one text."""
+    cleaned = normalize(text)
+    if options.mask_pii and cleaned:
+        return mask_pii(cleaned)
+    return cleaned, Counter()
+
+
+def _where(doc: RawDocument) -> str:
+    """'file line N' or 'file' for messages."""
+    return f"{doc.source} line {doc.line}" if doc.line is not None else doc.source
+
+
+def _progress(items: list, desc: str):
+    """A tqdm bar over the items when a person is watching a long import."""
+    from tqdm import tqdm
+
+    disable = len(items) < PROGRESS_MIN_DOCS or not sys.stderr.isatty()
+    return tqdm(items, desc=desc, unit="doc", disable=disable, leave=False)
+
+
+def clean_documents(
+    docs: Iterable[RawDocument], options: CleanOptions, existing_texts: Iterable[str] = ()
+) -> tuple[list[dict], ImportReport]:
+    """Clean, mask, deduplicate documents into Label Studio tasks, with a report of every drop."""
+    threshold = options.near_duplicate_threshold
+    if not 0 < threshold <= 1:
+        raise IngestError(f"near_duplicate_threshold must be in (0, 1], got {threshold}")
+    report = ImportReport()
+    seen: set[str] = set()
+    index = _NearDuplicateIndex(threshold)
+
+    existing = [t for t in existing_texts if isinstance(t, str)]
+    for text in _progress(existing, "indexing existing"):
+        cleaned, _ = _clean_text(text, options)
+        if cleaned:
+            digest = text_hash(cleaned)
+            seen.add(digest)
+            index.add(digest, _minhash(cleaned))
+
+    tasks: list[dict] = []
+    for doc in _progress(list(docs), "cleaning"):
+        report.read += 1
+        reason, cleaned, masked = _clean_document(doc, options, report)
+        if reason is None:
+            digest = text_hash(cleaned)
+            signature = None if digest in seen else _minhash(cleaned)
+            if signature is None:
+                reason = "duplicate"
+            elif index.is_near_duplicate(signature):
+                reason = "near_duplicate"
+        if reason is not None:
+            report.dropped[reason] += 1
+            continue
+        seen.add(digest)
+        index.add(digest, signature)
+        for kind, count in masked.items():
+            report.masked[kind] = report.masked.get(kind, 0) + count
+        data = {options.text_field: cleaned}
+        data.update((k, v) for k, v in doc.data.items() if k != options.text_field)
+        tasks.append({
+            "data": data,
+            "meta": {"source": doc.source, "line": doc.line, "goldloop_hash": digest},
+        })
+        report.kept += 1
+    return tasks, report
+
+
+def _clean_document(
+    doc: RawDocument, options: CleanOptions, report: ImportReport
+) -> tuple[str | None, str, Counter]:
+    """(drop reason or None, cleaned text, masked counts) for one record, before dedup."""
+    if doc.error is not None:
+        report.errors.append(doc.error)
+        return "bad_line", "", Counter()
+    if not isinstance(doc.text, str):
+        report.errors.append(f"{_where(doc)}: text is {type(doc.text).__name__}, not a string")
+        return "not_text", "", Counter()
+    cleaned = normalize(doc.text)
+    if not cleaned:
+        return "empty", "", Counter()
+    if len(cleaned) < options.min_chars:
+        return "too_short", "", Counter()
+    if options.mask_pii:
+        cleaned, masked = mask_pii(cleaned)
+        return None, cleaned, masked
+    return None, cleaned, Counter()

@@ -1,0 +1,667 @@
+"""Every label-studio-sdk call of goldloop: projects, tasks, predictions, ML backends, views, exports.
+
+Callers get plain dicts (Label Studio's JSON shapes) or the SDK's project objects; SDK and HTTP errors come
+out as one-line ``server.errors`` exceptions.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from . import store
+from .config import Settings
+from .errors import ConfigError, LabelStudioError, ProjectNotFound, StackError
+
+PROJECT_MARKER = "goldloop schema: "  # project description prefix that ties a project to its schema
+ML_BACKEND_TITLE = "goldloop"
+SCORE_VIEW_TITLE = "goldloop: least confident first"
+CLIENT_TIMEOUT = 300.0  # > Label Studio's 100 s predict timeout: a pre-annotation batch waits for it
+TITLE_MAX = 50  # Label Studio's limit on project titles
+
+Echo = Callable[[str], None]
+
+
+# --- connection and errors -----------------------------------------------------------------------
+
+
+def _detail(exc: ApiError) -> str:
+    """The useful part of an SDK error body (detail + validation errors), without headers or cookies."""
+    body = exc.body
+    if isinstance(body, dict):
+        parts = [str(body.get("detail") or "")]
+        errors = body.get("validation_errors")
+        if errors:
+            parts.append(str(errors))
+        text = "; ".join(p for p in parts if p)
+        return text or str(body)[:300]
+    return str(body)[:300]
+
+
+@contextlib.contextmanager
+def _errors(what: str, url: str = "Label Studio") -> Iterator[None]:
+    """Turn SDK / transport errors raised inside into one-line goldloop errors."""
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status_code in (401, 403):
+            raise LabelStudioError(f"{what}: Label Studio refused the API token ({exc.status_code}); check LABEL_STUDIO_API_KEY or the data dir's token") from None
+        raise LabelStudioError(f"{what}: Label Studio answered {exc.status_code}: {_detail(exc)}") from None
+    except httpx.TimeoutException:
+        raise LabelStudioError(f"{what}: Label Studio at {url} did not answer in time") from None
+    except httpx.TransportError as exc:
+        raise StackError(f"{what}: Label Studio at {url} is not reachable ({exc}); start it with: goldloop up") from None
+
+
+def _base_url(client: LabelStudio) -> str:
+    """The base URL a client talks to."""
+    return client._client_wrapper.get_base_url()
+
+
+def connect(settings: Settings, db=None, check: bool = True) -> LabelStudio:
+    """A Label Studio client: URL and key from Settings, else the running stack's URL and the data dir's token."""
+    from .stack import LABEL_STUDIO, read_token, url_for  # stack does not import this module
+
+    url = settings.ls_url
+    if not url:
+        row = store.get_process(db if db is not None else store.open_db(settings.db_path), LABEL_STUDIO)
+        url = row["url"] if row else url_for(settings.ls_port)
+    key = settings.ls_api_key or read_token(settings)
+    client = LabelStudio(base_url=url.rstrip("/"), api_key=key, timeout=CLIENT_TIMEOUT)
+    if check:
+        with _errors("connecting", url):
+            client.users.whoami()
+    return client
+
+
+def _raw(client: LabelStudio, method: str, path: str, **kw: Any) -> httpx.Response:
+    """A request the SDK has no method for, through the SDK's own HTTP client (auth, base URL)."""
+    resp = client._client_wrapper.httpx_client.request(path, method=method, **kw)
+    return resp
+
+
+# --- schemas -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One labeling config file of schemas/: its name (file stem), title, XML and what goldloop reads from it."""
+
+    name: str
+    title: str
+    xml: str
+    path: Path
+    config_hash: str
+    text_field: str
+
+
+def schemas_dir() -> Path:
+    """The schemas folder: the repository's schemas/ (editable install), else the copy packaged in server/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "schemas", here / "schemas"):
+        if candidate.is_dir() and any(candidate.glob("*.xml")):
+            return candidate
+    raise ConfigError(f"no schemas folder with *.xml next to {here}; reinstall goldloop")
+
+
+def _title_of(xml: str, name: str) -> str:
+    """The 'Title: ...' line of the schema's header comment, else the schema name."""
+    comment = re.match(r"\s*<!--(.*?)-->", xml, re.S)
+    if comment:
+        found = re.search(r"^\s*Title:\s*(.+?)\s*$", comment.group(1), re.M)
+        if found:
+            return found.group(1)[:TITLE_MAX]
+    return name[:TITLE_MAX]
+
+
+def load_schema(path: Path) -> Schema:
+    """Read one schema file; ConfigError when goldloop cannot use it."""
+    from ml_backend.errors import SchemaError
+    from ml_backend.schema import config_hash, parse_label_config
+
+    path = Path(path)
+    try:
+        xml = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"schema {path} cannot be read ({exc}); fix or remove the file") from None
+    try:
+        spec = parse_label_config(xml)
+    except SchemaError as exc:
+        raise ConfigError(f"schema {path}: {exc}; fix the file") from None
+    return Schema(path.stem, _title_of(xml, path.stem), xml, path, config_hash(xml), spec.value_fields[0])
+
+
+def load_schemas(folder: Path | None = None) -> list[Schema]:
+    """Every schema of a folder (default: schemas_dir()), sorted by name."""
+    folder = Path(folder) if folder is not None else schemas_dir()
+    return [load_schema(p) for p in sorted(folder.glob("*.xml"))]
+
+
+def text_field_of(label_config: str) -> str:
+    """The task data key holding the text, read from a labeling config."""
+    from ml_backend.errors import SchemaError
+    from ml_backend.schema import parse_label_config
+
+    try:
+        return parse_label_config(label_config).value_fields[0]
+    except SchemaError as exc:
+        raise ConfigError(f"the project's labeling config is not usable: {exc}") from None
+
+
+# --- projects ------------------------------------------------------------------------------------
+
+
+def _schema_name_of(project: Any) -> str | None:
+    """The schema name a project was created from (its description marker), or None."""
+    desc = getattr(project, "description", None) or ""
+    return desc[len(PROJECT_MARKER):].strip() if desc.startswith(PROJECT_MARKER) else None
+
+
+def list_projects(client: LabelStudio) -> list[Any]:
+    """Every project of the Label Studio instance (with its counters)."""
+    with _errors("listing projects", _base_url(client)):
+        return list(client.projects.list(page_size=100))
+
+
+def get_project(client: LabelStudio, project_id: int) -> Any | None:
+    """The project of an id, or None when Label Studio has none."""
+    try:
+        with _errors(f"reading project {project_id}", _base_url(client)):
+            return client.projects.get(id=int(project_id))
+    except LabelStudioError as exc:
+        if " answered 404" in str(exc):
+            return None
+        raise
+
+
+def resolve_project(client: LabelStudio, ref: str | int, db=None) -> Any:
+    """The project named by a Label Studio id or a schema name; ProjectNotFound lists the known ones."""
+    ref_s = str(ref).strip()
+    project = None
+    if ref_s.isdigit():
+        project = get_project(client, int(ref_s))
+    else:
+        row = store.get_project_by_name(db, ref_s) if db is not None else None
+        if row:
+            project = get_project(client, row["id"])
+        if project is None:
+            for p in list_projects(client):
+                if _schema_name_of(p) == ref_s or p.title == ref_s:
+                    project = get_project(client, p.id)
+                    break
+    if project is None:
+        known = ", ".join(f"{p.id} ({_schema_name_of(p) or p.title})" for p in list_projects(client)) or "none yet (run goldloop up)"
+        raise ProjectNotFound(f"unknown project {ref_s!r}; expected a Label Studio project id or schema name, known: {known}")
+    return project
+
+
+@dataclass
+class ProjectSync:
+    """What syncing one schema did to its Label Studio project."""
+
+    schema: str
+    project_id: int
+    title: str
+    created: bool = False
+    config_updated: bool = False
+    backend_connected: bool = False
+    settings_updated: bool = False
+    model_version: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.created or self.config_updated or self.backend_connected or self.settings_updated
+
+
+def _find_project(client: LabelStudio, schema: Schema, db, cache: list[Any] | None) -> Any | None:
+    """The existing project of a schema: by the stored id, else by the description marker."""
+    row = store.get_project_by_name(db, schema.name)
+    if row:
+        project = get_project(client, row["id"])
+        if project is not None and _schema_name_of(project) in (schema.name, None):
+            return project
+        store.forget_project(db, row["id"])
+    for p in cache if cache is not None else list_projects(client):
+        if _schema_name_of(p) == schema.name:
+            return get_project(client, p.id)
+    return None
+
+
+def ensure_project(client: LabelStudio, schema: Schema, settings: Settings, db, cache: list[Any] | None = None) -> tuple[Any, ProjectSync]:
+    """Create the schema's project, or update its labeling config when the schema changed (idempotent)."""
+    project = _find_project(client, schema, db, cache)
+    url = _base_url(client)
+    if project is None:
+        try:
+            with _errors(f"creating the project of schema {schema.name}", url):
+                project = client.projects.create(
+                    title=schema.title,
+                    description=f"{PROJECT_MARKER}{schema.name}",
+                    label_config=schema.xml,
+                    min_annotations_to_start_training=settings.min_annotations_to_train,
+                )
+        except LabelStudioError as exc:
+            raise ConfigError(f"Label Studio rejects schema {schema.path}: {str(exc).split(': ', 1)[-1]}; fix the file") from None
+        project = get_project(client, project.id)
+        sync = ProjectSync(schema.name, project.id, project.title, created=True)
+    else:
+        sync = ProjectSync(schema.name, project.id, project.title)
+        row = store.get_project_by_name(db, schema.name)
+        from ml_backend.schema import config_hash
+
+        current = config_hash(project.label_config or "")
+        if current != schema.config_hash and (row is None or row.get("config_hash") != schema.config_hash or current != row.get("config_hash")):
+            try:
+                with _errors(f"updating the labeling config of project {project.id}", url):
+                    client.projects.update(id=project.id, label_config=schema.xml)
+            except LabelStudioError as exc:
+                raise ConfigError(f"Label Studio rejects schema {schema.path} for project {project.id}: {str(exc).split(': ', 1)[-1]}") from None
+            sync.config_updated = True
+        changes: dict[str, Any] = {}
+        if project.title != schema.title:
+            changes["title"] = schema.title
+        if project.min_annotations_to_start_training != settings.min_annotations_to_train:
+            changes["min_annotations_to_start_training"] = settings.min_annotations_to_train
+        if changes:
+            with _errors(f"updating project {project.id}", url):
+                client.projects.update(id=project.id, **changes)
+            sync.settings_updated = True
+            sync.title = changes.get("title", sync.title)
+    store.upsert_project(
+        db, id=project.id, schema_name=schema.name, title=sync.title, config_hash=schema.config_hash, text_field=schema.text_field,
+        mask_pii=schema.name in settings.mask_pii_schemas,
+    )  # fmt: skip
+    return project, sync
+
+
+# --- ML backend ----------------------------------------------------------------------------------
+
+
+def ensure_ml_backend(client: LabelStudio, project_id: int, backend_url: str, settings: Settings) -> tuple[int, bool]:
+    """Connect the backend to a project (interactive) unless it already is; return (ml backend id, created)."""
+    url = _base_url(client)
+    with _errors(f"listing ML backends of project {project_id}", url):
+        backends = client.ml.list(project=project_id)
+    backend_url = backend_url.rstrip("/")
+    for b in backends:
+        if (b.url or "").rstrip("/") == backend_url:
+            if not b.is_interactive:
+                with _errors(f"updating ML backend {b.id}", url):
+                    client.ml.update(id=b.id, is_interactive=True)
+            return b.id, False
+    auth: dict[str, Any] = {}
+    if settings.basic_auth_user:
+        auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": settings.basic_auth_user, "basic_auth_pass": settings.basic_auth_pass or ""}
+    ours = [b for b in backends if b.title == ML_BACKEND_TITLE]
+    if ours:  # same backend, new port: point it at the new URL
+        with _errors(f"updating ML backend {ours[0].id}", url):
+            client.ml.update(id=ours[0].id, url=backend_url, is_interactive=True, **auth)
+        return ours[0].id, True
+    with _errors(f"connecting the ML backend {backend_url} to project {project_id}", url):
+        created = client.ml.create(url=backend_url, project=project_id, title=ML_BACKEND_TITLE, is_interactive=True, **auth)
+    return created.id, True
+
+
+def backend_model_version(client: LabelStudio, ml_backend_id: int) -> str:
+    """The model version the backend answers on /setup (Label Studio asks it when the backend is read)."""
+    with _errors(f"reading ML backend {ml_backend_id}", _base_url(client)):
+        backend = client.ml.get(id=ml_backend_id)
+    state = str(getattr(backend, "state", "") or "")
+    if state.upper().startswith("ER"):
+        raise StackError(f"Label Studio cannot reach the ML backend {backend.url} (state {state}); check the backend log")
+    return str(backend.model_version or "")
+
+
+def set_model_version(client: LabelStudio, project_id: int, version: str) -> None:
+    """Set the project's model_version (what 'Uncertainty sampling' and the prediction filter use)."""
+    with _errors(f"setting the model version of project {project_id}", _base_url(client)):
+        client.projects.update(id=int(project_id), model_version=version)
+
+
+def sync_projects(
+    client: LabelStudio, settings: Settings, db, backend_url: str, schemas: Iterable[Schema] | None = None, echo: Echo | None = None
+) -> list[ProjectSync]:
+    """One project per schema, with the backend connected and the backend's model version set (idempotent)."""
+    results = []
+    cache = list_projects(client)
+    for schema in schemas if schemas is not None else load_schemas():
+        project, sync = ensure_project(client, schema, settings, db, cache)
+        ml_id, sync.backend_connected = ensure_ml_backend(client, project.id, backend_url, settings)
+        version = backend_model_version(client, ml_id)
+        fresh = get_project(client, project.id)
+        if version and fresh is not None and fresh.model_version != version:
+            set_model_version(client, project.id, version)
+            sync.settings_updated = True
+        sync.model_version = version or (fresh.model_version if fresh is not None else "")
+        store.upsert_project(db, id=project.id, model_version=sync.model_version, ml_backend_id=ml_id)
+        if echo:
+            what = "created" if sync.created else ("updated" if sync.changed else "unchanged")
+            echo(f"  project {project.id:>3}  {schema.name:<18} {what:<9} model {sync.model_version}")
+        results.append(sync)
+    return results
+
+
+def project_summaries(client: LabelStudio, db=None) -> list[dict[str, Any]]:
+    """Each project: id, schema name, title, task / annotation / prediction counts, model version."""
+    out = []
+    for p in list_projects(client):
+        row = store.get_project(db, p.id) if db is not None else None
+        out.append(
+            {
+                "id": p.id,
+                "schema": _schema_name_of(p) or (row or {}).get("schema_name"),
+                "title": p.title,
+                "tasks": p.task_number or 0,
+                "annotations": p.total_annotations_number or 0,
+                "predictions": p.total_predictions_number or 0,
+                "model_version": p.model_version or "",
+            }
+        )
+    return out
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    """An SDK object as the plain JSON dict Label Studio sent."""
+    if isinstance(item, dict):
+        return item
+    return item.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def iter_tasks(client: LabelStudio, project_id: int, page_size: int = 100, fields: str = "all") -> Iterator[dict[str, Any]]:
+    """Every task of a project as a plain dict (with annotations and predictions), one page in memory at a time."""
+    page, seen = 1, 0
+    url = _base_url(client)
+    while True:
+        try:
+            with _errors(f"listing tasks of project {project_id}", url):
+                pager = client.tasks.list(project=int(project_id), page=page, page_size=page_size, fields=fields)
+        except LabelStudioError as exc:
+            if page > 1 and " answered 404" in str(exc):  # tasks were deleted while paging
+                return
+            raise
+        items = pager.items or []
+        for item in items:
+            yield _as_dict(item)
+        seen += len(items)
+        total = getattr(pager.response, "total", None)
+        if len(items) < page_size or (total is not None and seen >= total):
+            return
+        page += 1
+
+
+def task_texts(client: LabelStudio, project_id: int, text_field: str, page_size: int = 500) -> Iterator[str]:
+    """The texts of a project's tasks (paged; annotations and predictions not fetched)."""
+    for task in iter_tasks(client, project_id, page_size=page_size, fields="task_only"):
+        value = (task.get("data") or {}).get(text_field)
+        if isinstance(value, str):
+            yield value
+
+
+def import_tasks(
+    client: LabelStudio, project_id: int, tasks: list[dict[str, Any]], batch_size: int = 500, progress: bool = True
+) -> list[int]:
+    """Import tasks in batches with a progress bar; return the new task ids.
+
+    On failure raises LabelStudioError naming exactly which task ids went in before it failed.
+    """
+    from tqdm import tqdm
+
+    ids: list[int] = []
+    url = _base_url(client)
+    with tqdm(total=len(tasks), unit="task", desc="import", disable=not progress or not tasks) as bar:
+        for start in range(0, len(tasks), batch_size):
+            batch = tasks[start : start + batch_size]
+            try:
+                with _errors(f"importing tasks {start + 1}-{start + len(batch)} into project {project_id}", url):
+                    resp = client.projects.import_tasks(
+                        id=int(project_id), request=batch, return_task_ids=True, request_options={"max_retries": 0}
+                    )
+            except (LabelStudioError, StackError) as exc:
+                exc.task_ids = ids  # type: ignore[attr-defined]
+                went_in = f"{len(ids)} task(s) went in before (ids {ids[0]}-{ids[-1]})" if ids else "nothing went in"
+                raise type(exc)(f"{exc}; {went_in}") from None
+            new = list(resp.task_ids or [])
+            if len(new) != len(batch):
+                raise LabelStudioError(f"Label Studio created {len(new)} task(s) for a batch of {len(batch)} in project {project_id}; {len(ids) + len(new)} went in so far")
+            ids.extend(new)
+            bar.update(len(batch))
+    return ids
+
+
+def delete_tasks(client: LabelStudio, task_ids: Iterable[int]) -> None:
+    """Delete tasks by id."""
+    for tid in task_ids:
+        with _errors(f"deleting task {tid}", _base_url(client)):
+            client.tasks.delete(id=str(tid))
+
+
+def next_task(client: LabelStudio, project_id: int) -> dict[str, Any] | None:
+    """The task Label Studio serves next to the annotator (its queue order), or None when none is left."""
+    url = _base_url(client)
+    with _errors(f"asking project {project_id} for its next task", url):
+        resp = _raw(client, "GET", f"api/projects/{int(project_id)}/next")
+    if resp.status_code == 404:
+        return None
+    if not resp.is_success:
+        raise LabelStudioError(f"asking project {project_id} for its next task: Label Studio answered {resp.status_code}: {resp.text[:200]}")
+    return resp.json()
+
+
+def get_task(client: LabelStudio, task_id: int) -> dict[str, Any]:
+    """One task as a plain dict (opening it in the UI asks the backend for a prediction when it has none)."""
+    with _errors(f"reading task {task_id}", _base_url(client)):
+        return _as_dict(client.tasks.get(id=str(task_id)))
+
+
+def create_annotation(client: LabelStudio, task_id: int, result: list[dict[str, Any]], lead_time: float = 1.0) -> dict[str, Any]:
+    """Create an annotation on a task (as the API user) and return it."""
+    with _errors(f"annotating task {task_id}", _base_url(client)):
+        return _as_dict(client.annotations.create(id=int(task_id), result=result, lead_time=lead_time))
+
+
+# --- predictions ---------------------------------------------------------------------------------
+
+
+def create_predictions(client: LabelStudio, items: Iterable[dict[str, Any]]) -> list[int]:
+    """Store predictions ({"task", "result", "score", "model_version"} each); return their ids."""
+    ids = []
+    url = _base_url(client)
+    for item in items:
+        with _errors(f"creating a prediction for task {item.get('task')}", url):
+            pred = client.predictions.create(
+                task=int(item["task"]), result=item.get("result") or [], score=item.get("score"), model_version=item.get("model_version")
+            )
+        ids.append(pred.id)
+    return ids
+
+
+def prediction_batches(tasks: list[tuple[int, int]], max_chars: int, max_tasks: int) -> list[list[int]]:
+    """Group (task id, text length) pairs into batches under max_chars characters and max_tasks tasks."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    chars = 0
+    for tid, length in tasks:
+        if current and (chars + length > max_chars or len(current) >= max_tasks):
+            batches.append(current)
+            current, chars = [], 0
+        current.append(tid)
+        chars += length
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _prediction_count(client: LabelStudio, project_id: int) -> int:
+    """The project's total number of predictions."""
+    project = get_project(client, project_id)
+    return int(getattr(project, "total_predictions_number", 0) or 0) if project is not None else 0
+
+
+def retrieve_predictions(
+    client: LabelStudio, project_id: int, tasks: list[tuple[int, int]], settings: Settings, progress: bool = True
+) -> int:
+    """Ask Label Studio to fetch the backend's predictions for these (task id, text length) pairs, in batches
+    sized by characters so no single /predict request nears Label Studio's 100 s timeout; return how many
+    predictions were added."""
+    from tqdm import tqdm
+
+    url = _base_url(client)
+    before = _prediction_count(client, project_id)
+    batches = prediction_batches(tasks, settings.predict_batch_chars, settings.predict_batch_tasks)
+    with tqdm(total=len(tasks), unit="task", desc="pre-annotate", disable=not progress or not tasks) as bar:
+        for batch in batches:
+            with _errors(f"pre-annotating tasks {batch[0]}-{batch[-1]} of project {project_id}", url):
+                client.actions.create(
+                    id="retrieve_tasks_predictions", project=int(project_id), selected_items={"all": False, "included": batch}
+                )
+            bar.update(len(batch))
+    return _prediction_count(client, project_id) - before
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+
+def ensure_view_ordered_by_score(client: LabelStudio, project_id: int, title: str = SCORE_VIEW_TITLE) -> int:
+    """A Data Manager view listing tasks by prediction score, lowest first (it also orders /next); return its id."""
+    url = _base_url(client)
+    ordering = ["tasks:predictions_score"]
+    with _errors(f"listing views of project {project_id}", url):
+        views = client.views.list(project=int(project_id))
+    for view in views:
+        data = _as_dict(view.data) if view.data is not None else {}
+        if data.get("title") == title:
+            if data.get("ordering") != ordering:
+                with _errors(f"updating view {view.id}", url):
+                    client.views.update(id=str(view.id), project=int(project_id), data={**data, "ordering": ordering})
+            return int(view.id)
+    with _errors(f"creating a view in project {project_id}", url):
+        view = client.views.create(
+            project=int(project_id), data={"title": title, "ordering": ordering, "filters": {"conjunction": "and", "items": []}}
+        )
+    return int(view.id)
+
+
+# --- exports -------------------------------------------------------------------------------------
+
+
+def export_tasks(client: LabelStudio, project_id: int, export_type: str = "JSON", all_tasks: bool = True) -> bytes:
+    """Label Studio's own export of a project (JSON, JSON_MIN, CSV, TSV, CONLL2003) as bytes."""
+    with _errors(f"exporting project {project_id} as {export_type}", _base_url(client)):
+        return b"".join(client.projects.exports.download_sync(int(project_id), export_type=export_type, download_all_tasks=all_tasks))
+
+
+def train(client: LabelStudio, ml_backend_id: int) -> None:
+    """Ask Label Studio to send START_TRAINING to the backend."""
+    with _errors(f"starting training on ML backend {ml_backend_id}", _base_url(client)):
+        client.ml.train(id=int(ml_backend_id))
+
+
+# --- the import pipeline -------------------------------------------------------------------------
+
+
+@dataclass
+class ImportOutcome:
+    """What one import did: the report of the cleaning, the new task ids, the predictions attached."""
+
+    project_id: int
+    schema_name: str
+    task_ids: list[int]
+    report: Any
+    pre_annotated: int = 0
+    import_id: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        """Human lines for the CLI."""
+        lines = list(self.report.summary_lines()) if hasattr(self.report, "summary_lines") else []
+        lines.append(f"imported {len(self.task_ids)} new task(s) into project {self.project_id} ({self.schema_name})")
+        if self.task_ids:
+            lines.append(f"pre-annotated: {self.pre_annotated} prediction(s) from the ML backend")
+        lines.extend(f"warning: {w}" for w in self.warnings)
+        return lines
+
+
+def import_files(
+    client: LabelStudio,
+    settings: Settings,
+    db,
+    ref: str | int,
+    paths: list[Path | str],
+    *,
+    min_chars: int | None = None,
+    mask_pii: bool | None = None,
+    text_column: str | None = None,
+    pre_annotate: bool = True,
+    progress: bool = True,
+) -> ImportOutcome:
+    """Read, clean and deduplicate documents, import them into a project in batches, then pre-annotate them."""
+    from . import ingest
+
+    project = resolve_project(client, ref, db)
+    text_field = text_field_of(project.label_config)
+    row = store.get_project(db, project.id) or {}
+    schema_name = _schema_name_of(project) or row.get("schema_name") or str(project.id)
+    if mask_pii is None:
+        mask_pii = schema_name in settings.mask_pii_schemas
+
+    docs = ingest.read_documents([Path(p) for p in paths], text_column=text_column or text_field)
+    options: dict[str, Any] = {"mask_pii": mask_pii, "text_field": text_field}
+    if min_chars is not None:
+        options["min_chars"] = min_chars
+    existing = list(task_texts(client, project.id, text_field))
+    tasks, report = ingest.clean_documents(docs, ingest.CleanOptions(**options), existing_texts=existing)
+    report_dict = report.to_dict() if hasattr(report, "to_dict") else {}
+
+    try:
+        ids = import_tasks(client, project.id, tasks, settings.import_batch_size, progress)
+    except (LabelStudioError, StackError) as exc:
+        went_in = getattr(exc, "task_ids", [])
+        store.record_import(
+            db, project_id=project.id, schema_name=schema_name, paths=[str(p) for p in paths],
+            status="partial" if went_in else "failed", task_ids=went_in, report=report_dict, error=str(exc),
+        )  # fmt: skip
+        raise
+    outcome = ImportOutcome(project.id, schema_name, ids, report)
+    outcome.import_id = store.record_import(
+        db, project_id=project.id, schema_name=schema_name, paths=[str(p) for p in paths], status="ok", task_ids=ids, report=report_dict
+    )
+    if ids and pre_annotate:
+        lengths = {}
+        for tid, task in zip(ids, tasks):
+            lengths[tid] = len(str((task.get("data") or {}).get(text_field, "")))
+        if not _has_ml_backend(client, project.id):
+            outcome.warnings.append(f"project {project.id} has no ML backend connected; run goldloop up to connect it")
+        else:
+            try:
+                outcome.pre_annotated = retrieve_predictions(client, project.id, list(lengths.items()), settings, progress)
+            except (LabelStudioError, StackError) as exc:
+                outcome.warnings.append(f"pre-annotation stopped: {exc}")
+            store.update_import(db, outcome.import_id, pre_annotated=outcome.pre_annotated)
+    return outcome
+
+
+def _has_ml_backend(client: LabelStudio, project_id: int) -> bool:
+    """True when at least one ML backend is connected to the project."""
+    with _errors(f"listing ML backends of project {project_id}", _base_url(client)):
+        return bool(client.ml.list(project=int(project_id)))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.2) -> bool:
+    """Poll predicate until it is true or timeout passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)

@@ -1,0 +1,422 @@
+"""Start, stop and check the local stack: a real Label Studio and the goldloop ML backend, as child processes."""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from . import store
+from .config import (
+    ENV_ADMIN_EMAIL,
+    ENV_HOME,
+    ENV_LS_API_KEY,
+    ENV_LS_URL,
+    LOGS_DIRNAME,
+    LS_DATA_DIRNAME,
+    LS_TOKEN_FILENAME,
+    Settings,
+)
+from .errors import StackError
+
+LABEL_STUDIO = "label_studio"
+BACKEND = "backend"
+HOST = "127.0.0.1"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class StackInfo:
+    """Where the running stack is: URLs, pids, token file, logs."""
+
+    data_dir: Path
+    ls_url: str
+    backend_url: str
+    ls_pid: int
+    backend_pid: int
+    token_path: Path
+    ls_log: Path
+    backend_log: Path
+    started: bool  # False when it was already running
+
+
+# --- paths and files -----------------------------------------------------------------------------
+
+
+def token_path(settings: Settings) -> Path:
+    """The file holding Label Studio's admin API token (mode 0600)."""
+    return Path(settings.home) / LS_TOKEN_FILENAME
+
+
+def ls_data_dir(settings: Settings) -> Path:
+    """Label Studio's own data dir (LABEL_STUDIO_BASE_DATA_DIR), inside goldloop's."""
+    return Path(settings.home) / LS_DATA_DIRNAME
+
+
+def log_path(settings: Settings, name: str) -> Path:
+    """The log file of one child process."""
+    return Path(settings.home) / LOGS_DIRNAME / f"{name}.log"
+
+
+def url_for(port: int) -> str:
+    """The local URL of a port."""
+    return f"http://{HOST}:{port}"
+
+
+def ensure_data_dir(home: Path) -> Path:
+    """Create the data dir and check it is writable; StackError says what to do when it is not."""
+    home = Path(home)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        (home / LOGS_DIRNAME).mkdir(exist_ok=True)
+        probe = home / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StackError(f"data dir {home} is not writable ({reason}); pass --data-dir DIR with a writable directory") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise StackError(f"data dir {home} is not writable; pass --data-dir DIR with a writable directory")
+    return home
+
+
+def read_or_create_token(settings: Settings) -> str:
+    """The admin API token: generated once (40 hex chars), kept in the data dir with mode 0600."""
+    path = token_path(settings)
+    if path.exists():
+        token = path.read_text().strip()
+        if len(token) == 40 and all(c in "0123456789abcdef" for c in token):
+            return token
+        raise StackError(f"token file {path} is corrupt (expected 40 hex characters); delete it together with {ls_data_dir(settings)}")
+    token = secrets.token_hex(20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+def read_token(settings: Settings) -> str:
+    """The stored admin API token; StackError when the stack was never started here."""
+    path = token_path(settings)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise StackError(f"no Label Studio token in {path}; start the stack with: goldloop up --data-dir {settings.home}") from None
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log file, joined with ' | ' so they fit in a one-line error."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(tail) if tail else "(empty log)"
+
+
+# --- ports and processes -------------------------------------------------------------------------
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """True when something already listens on host:port (or the port cannot be bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # servers set SO_REUSEADDR too: a port in TIME_WAIT is free for them
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def check_ports(settings: Settings) -> None:
+    """Raise StackError when the Label Studio or backend port is taken (checked before starting anything)."""
+    if settings.ls_port == settings.backend_port:
+        raise StackError(f"--ls-port and --backend-port are both {settings.ls_port}; pick two different ports")
+    for port, what, flag in ((settings.ls_port, "Label Studio", "--ls-port"), (settings.backend_port, "the ML backend", "--backend-port")):
+        if port_in_use(port):
+            raise StackError(f"port {port} for {what} is already in use; stop what listens there or pass {flag} PORT")
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when the process exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of our own child so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_pid(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM the process group of pid, wait, SIGKILL it when needed; StackError when it survives."""
+    if not pid_alive(pid):
+        _reap(pid)
+        return
+
+    def _signal(sig: int) -> None:
+        try:
+            os.killpg(pid, sig)  # children run in their own session: pgid == pid
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        _signal(sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not pid_alive(pid):
+                return
+            time.sleep(0.1)
+    raise StackError(f"process {pid} is still alive after SIGKILL; stop it by hand (kill -9 {pid})")
+
+
+def label_studio_executable() -> str:
+    """The label-studio script installed next to this Python."""
+    candidate = Path(sys.executable).parent / "label-studio"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("label-studio")
+    if found:
+        return found
+    raise StackError(f"no label-studio executable next to {sys.executable}; install it: pip install label-studio==1.23.2")
+
+
+def label_studio_command(settings: Settings) -> list[str]:
+    """The command line that starts Label Studio on 127.0.0.1:ls_port."""
+    return [label_studio_executable(), "start", "--no-browser", "--internal-host", HOST, "-p", str(settings.ls_port)]
+
+
+def backend_command(settings: Settings) -> list[str]:
+    """The command line that starts the goldloop ML backend on 127.0.0.1:backend_port."""
+    return [
+        sys.executable, "-m", "server.cli", "backend",
+        "--data-dir", str(settings.home), "--host", HOST, "--port", str(settings.backend_port),
+    ]  # fmt: skip
+
+
+def label_studio_env(settings: Settings, token: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of the Label Studio process: known admin and token, local ML backend allowed, no telemetry."""
+    env = dict(os.environ if base is None else base)
+    env.update(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": str(ls_data_dir(settings)),
+            "LABEL_STUDIO_USERNAME": settings.admin_email,
+            "LABEL_STUDIO_PASSWORD": settings.admin_password,
+            "LABEL_STUDIO_USER_TOKEN": token,
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "ML_BLOCK_LOCAL_IP": "false",
+            "SSRF_PROTECTION_ENABLED": "false",
+            "LATEST_VERSION_CHECK": "false",
+            "COLLECT_ANALYTICS": "false",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def backend_env(settings: Settings, token: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of the backend process: where Label Studio is and its token, so it can pull labels."""
+    env = dict(os.environ if base is None else base)
+    env.update(
+        {
+            ENV_HOME: str(settings.home),
+            ENV_LS_URL: url_for(settings.ls_port),
+            ENV_LS_API_KEY: token,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    # the backend must import this checkout's packages even when started from another directory
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def spawn(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+    """Start a child in its own session (so it can be stopped as a group), output appended to log."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        fh.write(f"\n--- goldloop: starting {' '.join(command)} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        fh.flush()
+        try:
+            return subprocess.Popen(
+                command, env=env, cwd=str(cwd), stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        except OSError as exc:
+            raise StackError(f"cannot start {command[0]}: {exc.strerror or exc}") from None
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when GET url answers 2xx."""
+    try:
+        return requests.get(url, timeout=timeout).ok
+    except requests.RequestException:
+        return False
+
+
+def wait_healthy(name: str, url: str, pid: int, timeout: float, log: Path, progress: Progress | None = None) -> float:
+    """Poll url until it answers; StackError with the log's tail when the process dies or time runs out."""
+    start = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - start
+        if progress:
+            progress(f"waiting for {name} at {url} … {elapsed:4.0f} s")
+        if http_ok(url):
+            return elapsed
+        if not pid_alive(pid):
+            _reap(pid)
+            raise StackError(f"{name} exited during start-up; last lines of {log}: {log_tail(log)}")
+        if elapsed > timeout:
+            raise StackError(f"{name} did not answer {url} within {timeout:.0f} s; last lines of {log}: {log_tail(log)}")
+        time.sleep(0.5)
+
+
+def check_token(url: str, token: str) -> None:
+    """Raise StackError when Label Studio does not accept the stored token."""
+    try:
+        resp = requests.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=10)
+    except requests.RequestException as exc:
+        raise StackError(f"Label Studio at {url} is not reachable: {exc}") from None
+    if resp.status_code in (401, 403):
+        raise StackError(
+            f"Label Studio at {url} refuses the token in the data dir ({resp.status_code}); "
+            "its database was created with another token: use a fresh --data-dir"
+        )
+
+
+# --- the stack -----------------------------------------------------------------------------------
+
+
+def _recorded(db, name: str) -> dict | None:
+    """The recorded process row when that process is still alive, else None (and forget it)."""
+    row = store.get_process(db, name)
+    if row and pid_alive(row["pid"]):
+        return row
+    if row:
+        store.forget_process(db, name)
+    return None
+
+
+def running_stack(settings: Settings, db) -> StackInfo | None:
+    """The stack recorded in db when both processes are alive and Label Studio answers, else None."""
+    ls, be = _recorded(db, LABEL_STUDIO), _recorded(db, BACKEND)
+    if not (ls and be) or not http_ok(f"{ls['url']}/health", timeout=3):
+        return None
+    return StackInfo(
+        data_dir=Path(settings.home), ls_url=ls["url"], backend_url=be["url"], ls_pid=ls["pid"], backend_pid=be["pid"],
+        token_path=token_path(settings), ls_log=Path(ls["log_path"]), backend_log=Path(be["log_path"]), started=False,
+    )  # fmt: skip
+
+
+def start_stack(settings: Settings, db, progress: Progress | None = None) -> StackInfo:
+    """Start Label Studio and the backend (or find them running); return where they are."""
+    running = running_stack(settings, db)
+    if running:
+        return running
+    stop_stack(settings, db)  # a half-dead stack: stop what is left before starting again
+    check_ports(settings)
+    token = read_or_create_token(settings)
+    ls_data_dir(settings).mkdir(parents=True, exist_ok=True)
+    home = Path(settings.home)
+    ls_log, be_log = log_path(settings, LABEL_STUDIO), log_path(settings, BACKEND)
+    ls_url, be_url = url_for(settings.ls_port), url_for(settings.backend_port)
+
+    ls_cmd, be_cmd = label_studio_command(settings), backend_command(settings)
+    ls_proc = spawn(ls_cmd, label_studio_env(settings, token), ls_log, cwd=home)
+    store.record_process(db, LABEL_STUDIO, ls_proc.pid, settings.ls_port, ls_url, str(ls_log), " ".join(ls_cmd))
+    try:
+        be_proc = spawn(be_cmd, backend_env(settings, token), be_log, cwd=home)
+        store.record_process(db, BACKEND, be_proc.pid, settings.backend_port, be_url, str(be_log), " ".join(be_cmd))
+        wait_healthy("Label Studio", f"{ls_url}/health", ls_proc.pid, settings.ls_start_timeout, ls_log, progress)
+        check_token(ls_url, token)
+        wait_healthy("the ML backend", f"{be_url}/health", be_proc.pid, settings.backend_start_timeout, be_log, progress)
+    except BaseException:
+        stop_stack(settings, db)
+        raise
+    return StackInfo(
+        data_dir=home, ls_url=ls_url, backend_url=be_url, ls_pid=ls_proc.pid, backend_pid=be_proc.pid,
+        token_path=token_path(settings), ls_log=ls_log, backend_log=be_log, started=True,
+    )  # fmt: skip
+
+
+def stop_stack(settings: Settings, db) -> list[dict]:
+    """Stop the recorded processes (backend first); return what was stopped, each verified by pid."""
+    stopped = []
+    for name in (BACKEND, LABEL_STUDIO):
+        row = store.get_process(db, name)
+        if not row:
+            continue
+        was_alive = pid_alive(row["pid"])
+        stop_pid(row["pid"], settings.stop_timeout)
+        store.forget_process(db, name)
+        stopped.append({"name": name, "pid": row["pid"], "was_alive": was_alive, "alive": pid_alive(row["pid"])})
+    return stopped
+
+
+def process_status(db) -> list[dict]:
+    """Each recorded process: name, pid, port, url, alive, healthy."""
+    out = []
+    for row in store.list_processes(db):
+        alive = pid_alive(row["pid"])
+        healthy = alive and http_ok(f"{row['url']}/health", timeout=2)
+        out.append({"name": row["name"], "pid": row["pid"], "port": row["port"], "url": row["url"], "alive": alive,
+                    "healthy": healthy, "log": row["log_path"]})  # fmt: skip
+    return out
+
+
+def supervise(settings: Settings, db, info: StackInfo, poll: float = 1.0) -> str:
+    """Block until Ctrl-C / SIGTERM or until a child dies; then stop both; return why it stopped."""
+    reason = "interrupted"
+
+    def _on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _on_term)
+    try:
+        while True:
+            for name, pid, log in ((LABEL_STUDIO, info.ls_pid, info.ls_log), (BACKEND, info.backend_pid, info.backend_log)):
+                if not pid_alive(pid):
+                    _reap(pid)
+                    reason = f"{name} (pid {pid}) exited; last lines of {log}: {log_tail(log, 5)}"
+                    raise KeyboardInterrupt
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_stack(settings, db)
+    return reason

@@ -1,0 +1,183 @@
+"""goldloop's own state: a sqlite-utils Database in the data dir (processes, projects, imports)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+PROCESSES = "processes"
+PROJECTS = "projects"
+IMPORTS = "imports"
+
+
+def _now() -> float:
+    """Seconds since the epoch (the timestamp format of every table)."""
+    return time.time()
+
+
+def open_db(path: Path | str) -> sqlite_utils.Database:
+    """Open (create when missing) the goldloop database and make sure its tables exist."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(path)
+    db.execute("PRAGMA busy_timeout = 10000")
+    ensure_schema(db)
+    return db
+
+
+def ensure_schema(db: sqlite_utils.Database) -> None:
+    """Create the stack tables when they do not exist yet (idempotent)."""
+    if PROCESSES not in db.table_names():
+        db[PROCESSES].create(
+            {"name": str, "pid": int, "port": int, "url": str, "log_path": str, "command": str, "started_at": float},
+            pk="name",
+        )
+    if PROJECTS not in db.table_names():
+        db[PROJECTS].create(
+            {
+                "id": int,  # Label Studio project id
+                "schema_name": str,
+                "title": str,
+                "config_hash": str,
+                "text_field": str,
+                "mask_pii": int,
+                "model_version": str,
+                "ml_backend_id": int,
+                "updated_at": float,
+            },
+            pk="id",
+        )
+        db[PROJECTS].create_index(["schema_name"], unique=True)
+    if IMPORTS not in db.table_names():
+        db[IMPORTS].create(
+            {
+                "id": int,
+                "project_id": int,
+                "schema_name": str,
+                "paths": str,  # JSON list
+                "status": str,  # "ok" | "partial" | "failed"
+                "imported": int,
+                "task_ids": str,  # JSON list of the Label Studio task ids created
+                "pre_annotated": int,
+                "report": str,  # JSON ImportReport.to_dict()
+                "error": str,
+                "created_at": float,
+            },
+            pk="id",
+        )
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def record_process(db: sqlite_utils.Database, name: str, pid: int, port: int, url: str, log_path: str, command: str) -> None:
+    """Remember a started child process (one row per name: label_studio, backend)."""
+    db[PROCESSES].upsert(
+        {"name": name, "pid": pid, "port": port, "url": url, "log_path": log_path, "command": command, "started_at": _now()},
+        pk="name",
+    )
+
+
+def get_process(db: sqlite_utils.Database, name: str) -> dict[str, Any] | None:
+    """The recorded process called name, or None."""
+    rows = list(db[PROCESSES].rows_where("name = ?", [name]))
+    return rows[0] if rows else None
+
+
+def list_processes(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Every recorded process, by name."""
+    return list(db[PROCESSES].rows_where(order_by="name"))
+
+
+def forget_process(db: sqlite_utils.Database, name: str) -> None:
+    """Drop the record of a stopped process."""
+    db[PROCESSES].delete_where("name = ?", [name])
+
+
+# --- projects ----------------------------------------------------------------------------------
+
+
+def upsert_project(db: sqlite_utils.Database, **row: Any) -> dict[str, Any]:
+    """Insert or update a project row (keyed by its Label Studio id; one row per schema name)."""
+    row["updated_at"] = _now()
+    if "mask_pii" in row:
+        row["mask_pii"] = int(bool(row["mask_pii"]))
+    # a schema name points at one Label Studio project: drop a stale row of another id
+    if row.get("schema_name"):
+        db[PROJECTS].delete_where("schema_name = ? and id != ?", [row["schema_name"], row["id"]])
+    db[PROJECTS].upsert(row, pk="id", alter=True)
+    return get_project(db, row["id"])  # type: ignore[return-value]
+
+
+def get_project(db: sqlite_utils.Database, project_id: int) -> dict[str, Any] | None:
+    """The project row of a Label Studio id, or None."""
+    rows = list(db[PROJECTS].rows_where("id = ?", [int(project_id)]))
+    return rows[0] if rows else None
+
+
+def get_project_by_name(db: sqlite_utils.Database, schema_name: str) -> dict[str, Any] | None:
+    """The project row of a schema name, or None."""
+    rows = list(db[PROJECTS].rows_where("schema_name = ?", [schema_name]))
+    return rows[0] if rows else None
+
+
+def list_projects(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Every known project, by Label Studio id."""
+    return list(db[PROJECTS].rows_where(order_by="id"))
+
+
+def forget_project(db: sqlite_utils.Database, project_id: int) -> None:
+    """Drop a project row (its Label Studio project is gone)."""
+    db[PROJECTS].delete_where("id = ?", [int(project_id)])
+
+
+# --- imports -----------------------------------------------------------------------------------
+
+
+def record_import(
+    db: sqlite_utils.Database,
+    *,
+    project_id: int,
+    schema_name: str,
+    paths: list[str],
+    status: str,
+    task_ids: list[int],
+    pre_annotated: int = 0,
+    report: dict[str, Any] | None = None,
+    error: str = "",
+) -> int:
+    """Store one import run and its report; return the import's id."""
+    table = db[IMPORTS].insert(
+        {
+            "project_id": int(project_id),
+            "schema_name": schema_name,
+            "paths": json.dumps([str(p) for p in paths]),
+            "status": status,
+            "imported": len(task_ids),
+            "task_ids": json.dumps(list(task_ids)),
+            "pre_annotated": int(pre_annotated),
+            "report": json.dumps(report or {}, default=str),
+            "error": error,
+            "created_at": _now(),
+        }
+    )
+    return int(table.last_pk)
+
+
+def update_import(db: sqlite_utils.Database, import_id: int, **changes: Any) -> None:
+    """Update fields of a stored import (e.g. pre_annotated after the predictions ran)."""
+    db[IMPORTS].update(import_id, changes)
+
+
+def list_imports(db: sqlite_utils.Database, project_id: int | None = None) -> list[dict[str, Any]]:
+    """Stored imports, oldest first, optionally of one project; JSON columns decoded."""
+    where, args = ("project_id = ?", [int(project_id)]) if project_id is not None else (None, [])
+    out = []
+    for row in db[IMPORTS].rows_where(where, args, order_by="id"):
+        for key in ("paths", "task_ids", "report"):
+            row[key] = json.loads(row[key] or "null")
+        out.append(row)
+    return out

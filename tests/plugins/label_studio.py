@@ -1,0 +1,1 @@
+"""Fixtures for a real Label Studio server (owned by the stack/e2e work)."""
