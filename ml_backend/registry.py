@@ -53,13 +53,13 @@ class ProjectModel:
                 model = self.models[control.name]
                 texts = list(texts_by_field[control.value_field])
                 key = f"{self.version}:{control.name}:{model.cache_key()}"
-                preds: list[TextPrediction | None] = [cache.get(key, t) if cache else None for t in texts]
+                preds: list[TextPrediction | None] = [cache.get(key, t) if cache is not None else None for t in texts]
                 todo = [i for i, p in enumerate(preds) if p is None]
                 if todo:
                     fresh = model.predict([texts[i] for i in todo])
                     for i, p in zip(todo, fresh):
                         preds[i] = p
-                        if cache:
+                        if cache is not None:
                             cache.put(key, texts[i], p)
                 out[control.name] = preds  # type: ignore[assignment]
         return out
@@ -200,7 +200,9 @@ class Registry:
             pm = self._load(project, spec)
             with self._guard:
                 self._serving[project] = pm
-            return pm
+        for fn in self.listeners:
+            fn(project, pm.version)
+        return pm
 
     def _load(self, project: str, spec: TaskSpec) -> ProjectModel:
         ptr = self.pointer(project)

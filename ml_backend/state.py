@@ -69,7 +69,6 @@ class BackendState:
         def run():
             try:
                 self.registry.get(project, spec)
-                self._on_promote(project, "")
             except (OSError, ValueError, RuntimeError) as exc:
                 log.warning("project %s: warm-up failed: %s", project, exc)
 

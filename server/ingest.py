@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -20,6 +21,8 @@ DROP_REASONS = ("bad_line", "not_text", "empty", "too_short", "duplicate", "near
 PII_KINDS = ("EMAIL", "URL", "DOB", "ID", "PHONE")
 SHINGLE_SIZE = 5
 NUM_PERM = 128
+MINHASH_CHUNK = 20_000
+_SHINGLE_BASE = 0x100000001B3  # FNV-1a 64-bit prime: odd, so the hash keeps every code point
 PROGRESS_MIN_DOCS = 200
 MAX_ERRORS_SHOWN = 20
 
@@ -174,7 +177,9 @@ def _bad(path: Path, line: int | None, message: str) -> RawDocument:
 
 def _read_jsonl(path: Path, content: str, text_column: str) -> Iterator[RawDocument]:
     """One document per non-blank line; bad lines become error documents."""
-    for number, line in enumerate(content.splitlines(), start=1):
+    # split on \n only: str.splitlines() would also split inside JSON strings (U+2028, U+0085, ...)
+    for number, line in enumerate(content.split("\n"), start=1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         where = f"{path} line {number}"
@@ -219,7 +224,7 @@ def _read_csv(path: Path, content: str, text_column: str) -> Iterator[RawDocumen
         if text_column not in header:
             raise IngestError(
                 f"{path}: no {text_column!r} column (columns found: {', '.join(header) or 'none'}); "
-                "name the text column with --text-column"
+                "say which column holds the text"
             )
         index = header.index(text_column)
         start = reader.line_num + 1
@@ -239,7 +244,8 @@ def _read_csv(path: Path, content: str, text_column: str) -> Iterator[RawDocumen
 # --------------------------------------------------------------------------- normalisation
 
 _NEWLINES = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
-_INVISIBLE = {"\ufeff", "\u200b", "\u00ad", "\u2060"}
+# control characters (Unicode Cc) except \t and \n, plus invisible format characters
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b\u2060\ufeff]")
 _SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 _SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
@@ -249,10 +255,7 @@ def normalize(text: str) -> str:
     """NFC, newlines unified, control characters removed, whitespace runs collapsed, stripped."""
     text = unicodedata.normalize("NFC", text)
     text = _NEWLINES.sub("\n", text)
-    text = "".join(
-        ch for ch in text
-        if ch in "\n\t" or (ch not in _INVISIBLE and unicodedata.category(ch) != "Cc")
-    )
+    text = _CONTROL.sub("", text)
     text = _SPACES.sub(" ", text)
     text = _SPACE_AROUND_NEWLINE.sub("\n", text)
     text = _MANY_NEWLINES.sub("\n\n", text)
@@ -357,20 +360,36 @@ def _mask_phone(pattern: re.Pattern, text: str, counts: Counter, prefix_group: b
 # --------------------------------------------------------------------------- cleaning
 
 
-def _shingles(text: str) -> set[bytes]:
-    """Character 5-gram shingles of the case-folded text (works for scripts without spaces)."""
-    folded = text.casefold()
-    if len(folded) <= SHINGLE_SIZE:
-        return {folded.encode("utf-8")}
-    return {folded[i:i + SHINGLE_SIZE].encode("utf-8") for i in range(len(folded) - SHINGLE_SIZE + 1)}
+def _shingle_hashes(text: str) -> list[int]:
+    """Distinct 32-bit hashes of the case-folded text's character 5-grams (fine for Chinese too)."""
+    import numpy as np
+
+    codes = np.frombuffer(text.casefold().encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    if len(codes) < SHINGLE_SIZE:
+        codes = np.concatenate([codes, np.zeros(SHINGLE_SIZE - len(codes), dtype=np.uint64)])
+    count = len(codes) - SHINGLE_SIZE + 1
+    hashes = np.zeros(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # polynomial hash modulo 2**64: wrap-around is intended
+        for k in range(SHINGLE_SIZE):
+            hashes = hashes * np.uint64(_SHINGLE_BASE) + codes[k:k + count]
+    folded = (hashes ^ (hashes >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    return np.unique(folded).tolist()
+
+
+@functools.lru_cache(maxsize=1)
+def _empty_minhash():
+    """An empty MinHash whose permutations every signature shares (building them is the slow part)."""
+    from datasketch import MinHash
+
+    return MinHash(num_perm=NUM_PERM, hashfunc=int)  # values are already 32-bit shingle hashes
 
 
 def _minhash(text: str):
     """MinHash signature of the text's character shingles."""
-    from datasketch import MinHash
-
-    signature = MinHash(num_perm=NUM_PERM)
-    signature.update_batch(list(_shingles(text)))
+    signature = _empty_minhash().copy()
+    hashes = _shingle_hashes(text)
+    for start in range(0, len(hashes), MINHASH_CHUNK):  # bounded memory on very long documents
+        signature.update_batch(hashes[start:start + MINHASH_CHUNK])
     return signature
 
 

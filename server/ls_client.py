@@ -6,6 +6,7 @@ out as one-line ``server.errors`` exceptions.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ CLIENT_TIMEOUT = 300.0  # > Label Studio's 100 s predict timeout: a pre-annotati
 TITLE_MAX = 50  # Label Studio's limit on project titles
 
 Echo = Callable[[str], None]
+
+# the SDK's HTTP client logs every request at INFO: keep goldloop's output readable unless asked otherwise
+if logging.getLogger("httpx").level == logging.NOTSET:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 # --- connection and errors -----------------------------------------------------------------------
@@ -257,7 +262,10 @@ def ensure_project(client: LabelStudio, schema: Schema, settings: Settings, db, 
         from ml_backend.schema import config_hash
 
         current = config_hash(project.label_config or "")
-        if current != schema.config_hash and (row is None or row.get("config_hash") != schema.config_hash or current != row.get("config_hash")):
+        # the schema file changed since the last sync (or was never synced here): push it to Label Studio;
+        # an unchanged schema leaves edits made in Label Studio's UI alone
+        schema_changed = row.get("config_hash") != schema.config_hash if row else True
+        if schema_changed and current != schema.config_hash:
             try:
                 with _errors(f"updating the labeling config of project {project.id}", url):
                     client.projects.update(id=project.id, label_config=schema.xml)
@@ -325,6 +333,26 @@ def set_model_version(client: LabelStudio, project_id: int, version: str) -> Non
         client.projects.update(id=int(project_id), model_version=version)
 
 
+def adopt_model_version(client: LabelStudio, project_id: int, version: str) -> bool:
+    """Set the project's model_version when Label Studio accepts it; return whether it is set.
+
+    Label Studio accepts a version only once predictions of it exist in the project (or it names a connected
+    backend's title); until then the project keeps serving the live backend, which is what new projects want.
+    """
+    if not version:
+        return False
+    project = get_project(client, project_id)
+    if project is not None and project.model_version == version:
+        return True
+    try:
+        set_model_version(client, project_id, version)
+    except LabelStudioError as exc:
+        if "Model version doesn't exist" in str(exc):
+            return False
+        raise
+    return True
+
+
 def sync_projects(
     client: LabelStudio, settings: Settings, db, backend_url: str, schemas: Iterable[Schema] | None = None, echo: Echo | None = None
 ) -> list[ProjectSync]:
@@ -335,11 +363,11 @@ def sync_projects(
         project, sync = ensure_project(client, schema, settings, db, cache)
         ml_id, sync.backend_connected = ensure_ml_backend(client, project.id, backend_url, settings)
         version = backend_model_version(client, ml_id)
-        fresh = get_project(client, project.id)
-        if version and fresh is not None and fresh.model_version != version:
-            set_model_version(client, project.id, version)
+        before = get_project(client, project.id)
+        if before is not None and before.model_version != version and adopt_model_version(client, project.id, version):
             sync.settings_updated = True
-        sync.model_version = version or (fresh.model_version if fresh is not None else "")
+        after = get_project(client, project.id)
+        sync.model_version = (after.model_version if after is not None else "") or version
         store.upsert_project(db, id=project.id, model_version=sync.model_version, ml_backend_id=ml_id)
         if echo:
             what = "created" if sync.created else ("updated" if sync.changed else "unchanged")
@@ -644,16 +672,26 @@ def import_files(
         else:
             try:
                 outcome.pre_annotated = retrieve_predictions(client, project.id, list(lengths.items()), settings, progress)
+                # the new predictions carry the backend's current version: let the project serve it
+                ml_id = _ml_backend_ids(client, project.id)[0]
+                version = backend_model_version(client, ml_id)
+                if adopt_model_version(client, project.id, version):
+                    store.upsert_project(db, id=project.id, model_version=version)
             except (LabelStudioError, StackError) as exc:
                 outcome.warnings.append(f"pre-annotation stopped: {exc}")
             store.update_import(db, outcome.import_id, pre_annotated=outcome.pre_annotated)
     return outcome
 
 
+def _ml_backend_ids(client: LabelStudio, project_id: int) -> list[int]:
+    """The ids of the ML backends connected to a project."""
+    with _errors(f"listing ML backends of project {project_id}", _base_url(client)):
+        return [b.id for b in client.ml.list(project=int(project_id))]
+
+
 def _has_ml_backend(client: LabelStudio, project_id: int) -> bool:
     """True when at least one ML backend is connected to the project."""
-    with _errors(f"listing ML backends of project {project_id}", _base_url(client)):
-        return bool(client.ml.list(project=int(project_id)))
+    return bool(_ml_backend_ids(client, project_id))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.2) -> bool:

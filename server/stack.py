@@ -34,6 +34,7 @@ BACKEND = "backend"
 HOST = "127.0.0.1"
 
 Progress = Callable[[str], None]
+_START_MARK = "--- goldloop: starting "
 
 
 @dataclass
@@ -121,6 +122,8 @@ def log_tail(path: Path, lines: int = 15) -> str:
         text = Path(path).read_text(errors="replace")
     except OSError:
         return "(no log)"
+    if _START_MARK in text:  # this start's lines only
+        text = text.rsplit(_START_MARK, 1)[-1].split("\n", 1)[-1]
     tail = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
     return " | ".join(tail) if tail else "(empty log)"
 
@@ -270,7 +273,7 @@ def spawn(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> subp
     """Start a child in its own session (so it can be stopped as a group), output appended to log."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
-        fh.write(f"\n--- goldloop: starting {' '.join(command)} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        fh.write(f"\n{_START_MARK}{' '.join(command)} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         fh.flush()
         try:
             return subprocess.Popen(
@@ -420,3 +423,57 @@ def supervise(settings: Settings, db, info: StackInfo, poll: float = 1.0) -> str
         signal.signal(signal.SIGTERM, previous)
         stop_stack(settings, db)
     return reason
+
+
+# --- goldloop up ---------------------------------------------------------------------------------
+
+
+def samples_dir() -> Path:
+    """The sample documents shipped with the package: samples/<schema name>/docs.jsonl."""
+    return Path(__file__).resolve().parent / "samples"
+
+
+@dataclass
+class UpResult:
+    """What `goldloop up` did: where the stack is, the projects synced, the sample imports."""
+
+    info: StackInfo
+    projects: list  # ls_client.ProjectSync
+    imports: list  # ls_client.ImportOutcome
+
+
+def bring_up(
+    settings: Settings, db, *, samples: bool = True, progress: Progress | None = None, echo: Callable[[str], None] | None = None,
+    show_bars: bool = True,
+) -> UpResult:
+    """Start the stack (or find it running), sync one project per schema, import the samples (idempotent)."""
+    from . import ls_client  # ls_client reads the token and URL from here
+
+    ensure_data_dir(Path(settings.home))
+    info = start_stack(settings, db, progress)
+    try:
+        sync_settings = settings.with_overrides(ls_url=info.ls_url, ls_api_key=read_token(settings))
+        client = ls_client.connect(sync_settings, db)
+        if echo:
+            echo("projects:")
+        synced = ls_client.sync_projects(client, sync_settings, db, info.backend_url, echo=echo)
+        imports = []
+        if samples:
+            for sync in synced:
+                path = samples_dir() / sync.schema / "docs.jsonl"
+                if not path.exists():
+                    continue
+                outcome = ls_client.import_files(client, sync_settings, db, sync.project_id, [path], progress=show_bars)
+                imports.append(outcome)
+                if echo:
+                    added = f"+{len(outcome.task_ids)} task(s), {outcome.pre_annotated} pre-annotated" if outcome.task_ids else "already imported"
+                    echo(f"  samples  {sync.schema:<18} {added}")
+                for warning in outcome.warnings:
+                    if echo:
+                        echo(f"  warning: {warning}")
+    except BaseException:
+        if info.started:
+            stop_stack(settings, db)
+        raise
+    return UpResult(info, synced, imports)
+

@@ -102,7 +102,9 @@ class PrototypeClassifier(HFModel):
     def load(cls, path: Path, **options: Any) -> "PrototypeClassifier":
         meta = cls.read_meta(path)
         options.pop("model_name", None)
-        m = cls(meta["labels"], meta.get("multi", False), model_name=meta["base_model"], **options)
+        opts = {k: meta[k] for k in ("max_length", "stride", "max_windows") if k in meta}
+        opts.update(options)
+        m = cls(meta["labels"], meta.get("multi", False), model_name=meta["base_model"], **opts)
         m.sums = np.load(Path(path) / "sums.npy")
         m.counts = np.array(json.loads((Path(path) / "counts.json").read_text()))
         return m

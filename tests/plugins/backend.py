@@ -35,3 +35,29 @@ def schema_xml(name: str) -> str:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A tiny randomly initialised BERT with the real MiniLM tokenizer: fast unit tests of the model code."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from server.config import default_model
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(default_model())
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    BertModel(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def tiny_settings(settings, tiny_model_dir) -> Settings:
+    """Settings whose encoder is the tiny BERT (for protocol tests that need no real weights)."""
+    return settings.with_overrides(model_name=tiny_model_dir)
+
+
+@pytest.fixture
+def tiny_client(tiny_settings):
+    return create_app(tiny_settings).test_client()

@@ -1,1 +1,146 @@
-"""Fixtures for a real Label Studio server (owned by the stack/e2e work)."""
+"""Fixtures for a real Label Studio server.
+
+Label Studio's first start migrates its database (~40 s on 2 cores); a start from a copy of a migrated data dir
+takes ~4 s. So the session migrates once into a template goldloop data dir (Label Studio data + admin token)
+and every test or module gets its own copy. Set GOLDLOOP_LS_TEMPLATE=DIR to keep the template between sessions.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from server import stack
+from server.config import LOGS_DIRNAME, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_TEMPLATE = "GOLDLOOP_LS_TEMPLATE"
+READY_MARK = ".goldloop-template-ready"
+
+
+def free_port() -> int:
+    """A port nothing listens on now."""
+    return stack.free_port()
+
+
+def stack_settings(home: Path, **kw) -> Settings:
+    """Settings for a test data dir: free ports, defaults otherwise (the environment is ignored)."""
+    kw.setdefault("ls_port", free_port())
+    kw.setdefault("backend_port", free_port())
+    while kw["backend_port"] == kw["ls_port"]:
+        kw["backend_port"] = free_port()
+    return Settings(home=Path(home), **kw)
+
+
+def start_label_studio(settings: Settings) -> subprocess.Popen:
+    """Start Label Studio alone (no backend) for a data dir and wait until it answers with the token."""
+    stack.ensure_data_dir(settings.home)
+    token = stack.read_or_create_token(settings)
+    stack.ls_data_dir(settings).mkdir(parents=True, exist_ok=True)
+    log = stack.log_path(settings, stack.LABEL_STUDIO)
+    proc = stack.spawn(stack.label_studio_command(settings), stack.label_studio_env(settings, token), log, cwd=settings.home)
+    try:
+        url = stack.url_for(settings.ls_port)
+        stack.wait_healthy("Label Studio", f"{url}/health", proc.pid, settings.ls_start_timeout, log)
+        stack.check_token(url, token)
+    except BaseException:
+        stack.stop_pid(proc.pid)
+        raise
+    return proc
+
+
+def make_template(home: Path) -> Path:
+    """Migrate Label Studio's database once into home (a goldloop data dir)."""
+    if (home / READY_MARK).exists():
+        return home
+    if home.exists():
+        shutil.rmtree(home)
+    settings = stack_settings(home)
+    proc = start_label_studio(settings)
+    stack.stop_pid(proc.pid)
+    (home / READY_MARK).write_text("ok\n")
+    return home
+
+
+def copy_home(template: Path, dest: Path) -> Path:
+    """A fresh goldloop data dir copied from the migrated template (logs left out)."""
+    shutil.copytree(template, dest, ignore=shutil.ignore_patterns(LOGS_DIRNAME, READY_MARK, "goldloop.db*"))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def ls_template(tmp_path_factory) -> Path:
+    """A goldloop data dir with a migrated Label Studio database (made once per session)."""
+    cached = os.environ.get(ENV_TEMPLATE)
+    home = Path(cached) if cached else tmp_path_factory.mktemp("ls-template") / "home"
+    return make_template(home)
+
+
+@pytest.fixture
+def ls_home(ls_template, tmp_path) -> Path:
+    """A fresh goldloop data dir for one test, its Label Studio already migrated."""
+    return copy_home(ls_template, tmp_path / "home")
+
+
+@dataclass
+class RunningLabelStudio:
+    """A Label Studio process for a test: its settings (URL, token) and a client factory."""
+
+    settings: Settings
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return stack.url_for(self.settings.ls_port)
+
+    @property
+    def token(self) -> str:
+        return stack.read_token(self.settings)
+
+    def client(self):
+        from server import ls_client
+
+        return ls_client.connect(self.settings.with_overrides(ls_url=self.url, ls_api_key=self.token))
+
+
+def _running(home: Path):
+    """Start Label Studio for a data dir, record it in the data dir's db (so the CLI finds it), yield, stop."""
+    from server import store
+
+    settings = stack_settings(home)
+    proc = start_label_studio(settings)
+    db = store.open_db(settings.db_path)
+    url = stack.url_for(settings.ls_port)
+    store.record_process(db, stack.LABEL_STUDIO, proc.pid, settings.ls_port, url, str(stack.log_path(settings, stack.LABEL_STUDIO)), "label-studio")
+    try:
+        yield RunningLabelStudio(settings, proc)
+    finally:
+        stack.stop_pid(proc.pid)
+        store.forget_process(db, stack.LABEL_STUDIO)
+
+
+@pytest.fixture
+def label_studio(ls_home):
+    """A running Label Studio (no ML backend) on a free port, from a copy of the migrated template."""
+    yield from _running(ls_home)
+
+
+@pytest.fixture(scope="module")
+def label_studio_module(ls_template, tmp_path_factory):
+    """One running Label Studio (no ML backend) shared by a test module."""
+    yield from _running(copy_home(ls_template, tmp_path_factory.mktemp("ls-module") / "home"))
+
+
+def goldloop(*args: str, home: Path, timeout: float = 600, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the goldloop CLI in a subprocess (as a user would) and return the completed process."""
+    cmd = [sys.executable, "-m", "server.cli", *args, "--data-dir", str(home)]
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")
+    return proc

@@ -1,0 +1,1328 @@
+"""Gold dataset writers + manifest: the only code that writes exports/.
+
+One streaming pass over Label Studio tasks writes every format at once into a temp dir inside
+``<out_root>/<slug>/``; the dir is renamed to its version name only when everything is written and
+fsynced, so a killed export never leaves a partial version. Layout: see exports/README.md.
+"""
+from __future__ import annotations
+
+import bisect
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ml_backend.schema import Control, TaskSpec
+from ml_backend.splits import SPLITS, split_of
+
+from .agreement import RESOLVE_POLICIES, AgreementAccumulator, Vote, resolve
+from .errors import ExportError
+
+FORMATS = ("jsonl", "conll", "hf", "csv")
+ORIGINS = ("prediction_accepted", "human_changed", "human")
+MAX_PROBLEMS_IN_MANIFEST = 1000
+HF_BATCH_ROWS = 2000
+VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+TMP_PREFIX = ".tmp-"
+DOCSTART = "-DOCSTART- -X- -X- O"
+RESERVED_HF_COLUMNS = {"id", "text", "tokens", "ner_tags", "spans"}
+OVERLAP_RULE = (
+    "BIO formats (CoNLL, hf ner_tags) cannot hold overlapping or nested spans: per span control the longer "
+    "span is kept, ties go to the earlier start (then label order); data.jsonl keeps every span"
+)
+RESOLUTION_RULES = {
+    "majority": (
+        "single choice: the most voted label, ties go to the label of the most recently updated annotation; "
+        "multiple choice and spans: an item is kept if more than half of the annotations have it exactly, "
+        "exactly half keeps it only if the most recent annotation has it; annotations that leave a choice "
+        "control empty abstain for that control"
+    ),
+    "latest": "the most recently updated annotation (updated_at, then created_at, then annotation id)",
+    "ground-truth": "the annotation marked ground_truth (most recent if several); none marked: latest, recorded",
+}
+REVIEW_RULE = (
+    "only_reviewed keeps an annotation when it has a review with accepted=true (`reviews` list, Label Studio "
+    "Enterprise), `review_result` 'accepted'/{'accepted': true}, or ground_truth=true (the open-source "
+    "reviewer mark); tasks with no such annotation are skipped and counted"
+)
+_CJK_CLASS = (
+    "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0002fa1f"
+)
+_TOKEN_RE = re.compile(f"[{_CJK_CLASS}]|[^\\s{_CJK_CLASS}]+")
+_CJK_RE = re.compile(f"[{_CJK_CLASS}]")
+_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+")
+_SENT_SPLIT_CJK = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+@dataclass
+class ProjectInfo:
+    """The Label Studio project being exported."""
+
+    id: int
+    slug: str
+    title: str
+    label_config: str
+
+
+@dataclass
+class ExportResult:
+    """What an export did: the version written (or the unchanged latest one) and its manifest."""
+
+    version_dir: Path | None
+    version: str | None
+    changed: bool
+    manifest: dict
+    message: str
+
+
+# ------------------------------------------------------------------------------------- tokenisation
+def tokenize_for_conll(text: str, spans: Iterable[Any] = ()) -> list[tuple[str, int, int]]:
+    """Whitespace tokens, each CJK character a token, and a token split at every span boundary."""
+    starts, tokens = _tokenize(text, _cuts(spans))
+    return [(t, s, s + len(t)) for t, s in zip(tokens, starts)]
+
+
+def _cuts(spans: Iterable[Any]) -> list[int]:
+    cuts: set[int] = set()
+    for sp in spans:
+        if isinstance(sp, Mapping):
+            cuts.add(sp["start"])
+            cuts.add(sp["end"])
+        else:
+            cuts.add(sp[0])
+            cuts.add(sp[1])
+    return sorted(cuts)
+
+
+def _tokenize(text: str, cuts: Sequence[int]) -> tuple[list[int], list[str]]:
+    """Token start offsets and token strings; tokens never cross a cut position."""
+    bounds = [0, *(c for c in cuts if 0 < c < len(text)), len(text)]
+    ms: list[re.Match] = []
+    finditer = _TOKEN_RE.finditer
+    for a, b in zip(bounds, bounds[1:]):
+        if a < b:
+            ms.extend(finditer(text, a, b))
+    return [m.start() for m in ms], [m.group() for m in ms]
+
+
+def select_non_overlapping(spans: Iterable[tuple[int, int, str]]) -> tuple[list[tuple[int, int, str]], int]:
+    """Keep the longer of overlapping spans (ties: earlier start, then label); return kept and dropped count."""
+    ordered = sorted(set(spans))
+    if all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:])):
+        return ordered, 0
+    kept: list[tuple[int, int, str]] = []
+    dropped = 0
+    for s in sorted(ordered, key=lambda x: (-(x[1] - x[0]), x[0], x[2])):
+        if any(s[0] < k[1] and k[0] < s[1] for k in kept):
+            dropped += 1
+        else:
+            kept.append(s)
+    kept.sort()
+    return kept, dropped
+
+
+def bio_names(labels: Sequence[str]) -> list[str]:
+    """BIO tag names of a span control: O, then B-/I- per label in schema order (I- ids are even)."""
+    names = ["O"]
+    for lbl in labels:
+        names += [f"B-{lbl}", f"I-{lbl}"]
+    return names
+
+
+@dataclass
+class DocLayout:
+    """One document cut into tokens and sentences, with BIO tag ids and CoNLL text per span control."""
+
+    tokens: list[str]
+    tag_ids: dict[str, list[int]]
+    conll: dict[str, str]
+
+
+def layout_document(
+    text: str, bio: Mapping[str, Sequence[tuple[int, int, str]]], label_index: Mapping[str, Mapping[str, int]],
+    names: Mapping[str, Sequence[str]],
+) -> DocLayout:
+    """Tokens (as tokenize_for_conll), tag ids and CoNLL text of a document, per control's non-overlapping spans.
+
+    The text is cut at every span boundary; each piece is either inside one span of a control or outside, so
+    its tags follow without per-token work. Sentences end after . ! ? followed by whitespace, or after
+    。！？, only in text outside every entity.
+    """
+    controls = list(bio)
+    cuts = sorted({x for spans in bio.values() for s in spans for x in s[:2] if 0 < x < len(text)})
+    cjk = _CJK_RE.search(text) is not None
+    split_tokens = _TOKEN_RE.findall if cjk else str.split
+    split_sentences = (_SENT_SPLIT_CJK if cjk else _SENT_SPLIT).split
+    tokens: list[str] = []
+    tag_ids: dict[str, list[int]] = {c: [] for c in controls}
+    current: dict[str, list[str]] = {c: [] for c in controls}
+    done: dict[str, list[str]] = {c: [] for c in controls}
+    ptr = dict.fromkeys(controls, 0)
+    bounds = [0, *cuts, len(text)]
+    for a, b in zip(bounds, bounds[1:]):
+        if a >= b:
+            continue
+        inside: dict[str, tuple[int, bool]] = {}
+        for c in controls:
+            spans = bio[c]
+            p = ptr[c]
+            while p < len(spans) and spans[p][1] <= a:
+                p += 1
+            ptr[c] = p
+            if p < len(spans) and spans[p][0] <= a and b <= spans[p][1]:
+                inside[c] = (1 + 2 * label_index[c][spans[p][2]], spans[p][0] == a)
+        seg = text[a:b]
+        if not inside:
+            for k, piece in enumerate(split_sentences(seg)):
+                if k:
+                    for c in controls:
+                        if current[c]:
+                            done[c].append("\n".join(current[c]))
+                            current[c] = []
+                toks = split_tokens(piece)
+                if toks:
+                    tokens += toks
+                    chunk = " -X- _ O\n".join(toks) + " -X- _ O"
+                    for c in controls:
+                        tag_ids[c] += [0] * len(toks)
+                        current[c].append(chunk)
+            continue
+        toks = split_tokens(seg)
+        if not toks:
+            continue
+        tokens += toks
+        n = len(toks)
+        for c in controls:
+            if c not in inside:
+                tag_ids[c] += [0] * n
+                current[c].append(" -X- _ O\n".join(toks) + " -X- _ O")
+                continue
+            bid, starts_here = inside[c]
+            ids = [bid] + [bid + 1] * (n - 1) if starts_here else [bid + 1] * n
+            tag_ids[c] += ids
+            nm = names[c]
+            current[c].append("\n".join(f"{t} -X- _ {nm[i]}" for t, i in zip(toks, ids)))
+    conll = {}
+    for c in controls:
+        if current[c]:
+            done[c].append("\n".join(current[c]))
+        conll[c] = DOCSTART + "\n\n" + "".join(x + "\n\n" for x in done[c])
+    return DocLayout(tokens, tag_ids, conll)
+
+
+# ------------------------------------------------------------------------------------- reading back
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    """Stream the records of an export's data.jsonl."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def read_jsonl_spans(path: str | Path, from_name: str | None = None) -> Iterator[tuple[Any, str, list[tuple[int, int, str]]]]:
+    """Stream (id, text, sorted (start, end, label) spans) from data.jsonl, optionally of one control."""
+    for rec in read_jsonl(path):
+        spans = sorted(
+            (s["start"], s["end"], s["label"])
+            for s in rec["spans"]
+            if from_name is None or s["from_name"] == from_name
+        )
+        yield rec["id"], rec["text"], spans
+
+
+def read_conll(path: str | Path) -> Iterator[tuple[list[str], list[str]]]:
+    """Stream the documents of a CoNLL-2003 file as (tokens, tags), sentences concatenated."""
+    tokens: list[str] = []
+    tags: list[str] = []
+    started = False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("-DOCSTART-"):
+                if started:
+                    yield tokens, tags
+                tokens, tags, started = [], [], True
+                continue
+            if not line.strip():
+                continue
+            parts = line.split(" ")
+            tokens.append(parts[0])
+            tags.append(parts[-1])
+    if started:
+        yield tokens, tags
+
+
+def bio_to_spans(tokens: Sequence[str], tags: Sequence[str], text: str) -> list[tuple[int, int, str]]:
+    """Character spans of BIO-tagged tokens, by locating each token in order in the original text."""
+    spans: list[tuple[int, int, str]] = []
+    pos = 0
+    cur: list[Any] | None = None
+    for tok, tag in zip(tokens, tags):
+        start = text.find(tok, pos)
+        if start < 0:
+            raise ValueError(f"token {tok!r} not found in the text after offset {pos}")
+        end = pos = start + len(tok)
+        if tag.startswith("I-") and cur is not None and cur[2] == tag[2:]:
+            cur[1] = end
+            continue
+        if cur is not None:
+            spans.append(tuple(cur))
+            cur = None
+        if tag.startswith(("B-", "I-")):
+            cur = [start, end, tag[2:]]
+    if cur is not None:
+        spans.append(tuple(cur))
+    return spans
+
+
+# ------------------------------------------------------------------------------------------ writing
+class _HashingFile:
+    """A text sink writing UTF-8 bytes to a file while computing their sha256."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(path, "wb", buffering=1 << 20)
+        self._h = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, s: str) -> int:
+        b = s.encode("utf-8")
+        self._h.update(b)
+        self._f.write(b)
+        self.bytes += len(b)
+        return len(s)
+
+    def close(self) -> str:
+        """Flush, fsync, close; return the hex sha256."""
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+        return self._h.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Problems:
+    """Recorded problems: counts by kind, the first entries for the manifest, all of them in problems.jsonl."""
+
+    def __init__(self, sink: _HashingFile):
+        self.counts: Counter = Counter()
+        self.items: list[dict] = []
+        self._sink = sink
+
+    def add(self, kind: str, task_id: Any, detail: str, annotation_id: Any = None, action: str = "dropped") -> None:
+        """Record one problem."""
+        entry = {"task_id": task_id, "annotation_id": annotation_id, "kind": kind, "action": action, "detail": detail}
+        self.counts[kind] += 1
+        if len(self.items) < MAX_PROBLEMS_IN_MANIFEST:
+            self.items.append(entry)
+        self._sink.write(_dumps(entry) + "\n")
+
+
+# ------------------------------------------------------------------------------------ task parsing
+def _timestamp(value: Any) -> float:
+    if not isinstance(value, str) or not value:
+        return 0.0
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _earliest(stamps: list[str]) -> str | None:
+    return stamps[0] if len(stamps) == 1 else (min(stamps, key=_timestamp) if stamps else None)
+
+
+def _latest(stamps: list[str]) -> str | None:
+    return stamps[0] if len(stamps) == 1 else (max(stamps, key=_timestamp) if stamps else None)
+
+
+def _annotator(ann: Mapping) -> Any:
+    who = ann.get("completed_by")
+    if isinstance(who, Mapping):
+        return who.get("id", who.get("email"))
+    return who
+
+
+def _accepted(ann: Mapping) -> bool:
+    """Whether an annotation counts as reviewed and accepted (see REVIEW_RULE)."""
+    if ann.get("ground_truth") is True:
+        return True
+    for rev in ann.get("reviews") or ():
+        if isinstance(rev, Mapping) and rev.get("accepted") is True:
+            return True
+    rr = ann.get("review_result")
+    if rr == "accepted" or (isinstance(rr, Mapping) and rr.get("accepted") is True):
+        return True
+    return False
+
+
+def _locate(text: str, value: Mapping) -> tuple[int, int, str | None] | str:
+    """Checked (start, end, note) of a span value, relocated to the nearest exact text match when off; else a problem kind."""
+    start, end, vt = value.get("start"), value.get("end"), value.get("text")
+    ints = isinstance(start, int) and isinstance(end, int) and not isinstance(start, bool)
+    in_range = ints and 0 <= start < end <= len(text)
+    if in_range and (not isinstance(vt, str) or text[start:end] == vt):
+        return start, end, None
+    if isinstance(vt, str) and vt:
+        anchor = start if ints else 0
+        best = -1
+        pos = text.find(vt)
+        while pos >= 0:
+            if best < 0 or abs(pos - anchor) < abs(best - anchor):
+                best = pos
+            if pos > anchor:
+                break
+            pos = text.find(vt, pos + 1)
+        if best >= 0:
+            return best, best + len(vt), "relocated"
+    return "offset_mismatch" if in_range else "offset_out_of_range"
+
+
+@dataclass
+class _Stats:
+    """Counters that end up in the manifest."""
+
+    tasks_seen: int = 0
+    documents: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    annotations_counted: int = 0
+    annotations_cancelled: int = 0
+    per_split: Counter = field(default_factory=Counter)
+    spans: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))  # split->ctrl->label
+    choices: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
+    origin: Counter = field(default_factory=Counter)
+    model_versions: Counter = field(default_factory=Counter)
+    annotators: Counter = field(default_factory=Counter)
+    overlaps_dropped: Counter = field(default_factory=Counter)
+    whitespace_trimmed: int = 0
+    relocated: int = 0
+    conflicts: int = 0
+    gt_fallbacks: int = 0
+
+
+class _Parser:
+    """Turns one Label Studio task into one resolved document record (or None when skipped)."""
+
+    def __init__(self, spec: TaskSpec, resolve_policy: str, only_reviewed: bool, problems: _Problems, stats: _Stats):
+        self.spec = spec
+        self.controls = {c.name: c for c in spec.controls}
+        self.multi = {c.name: c.multi for c in spec.choice_controls}
+        self.primary = (spec.span_controls or spec.controls)[0].value_field
+        self.policy = resolve_policy
+        self.only_reviewed = only_reviewed
+        self.problems = problems
+        self.stats = stats
+
+    def vote(self, task_id: Any, ann: Mapping, data: Mapping) -> tuple[Vote | None, Any]:
+        """One annotation as a Vote with checked labels and offsets (None when unusable)."""
+        aid = ann.get("id")
+        result = ann.get("result")
+        if not isinstance(result, list):
+            self.problems.add("bad_result", task_id, f"annotation result must be a list, got {type(result).__name__}", aid)
+            return None, None
+        choices: dict[str, list[str]] = {}
+        spans: set[tuple[str, int, int, str]] = set()
+        for r in result:
+            if not isinstance(r, Mapping):
+                self.problems.add("bad_result", task_id, f"result item must be an object, got {type(r).__name__}", aid)
+                continue
+            name = r.get("from_name")
+            ctrl = self.controls.get(name)
+            value = r.get("value") if isinstance(r.get("value"), Mapping) else {}
+            if ctrl is None:
+                self.problems.add(
+                    "unknown_control", task_id,
+                    f"result from_name {name!r} (type {r.get('type')!r}) is not a control of the labeling config; "
+                    f"expected one of {sorted(self.controls)}", aid,
+                )
+                continue
+            if ctrl.kind == "choices":
+                self._choice(task_id, aid, ctrl, value, choices)
+            else:
+                self._span(task_id, aid, ctrl, value, data, spans)
+        order = (_timestamp(ann.get("updated_at")) or _timestamp(ann.get("created_at")), aid if isinstance(aid, int) else 0)
+        vote = Vote(
+            annotation_id=aid,
+            order=order,
+            ground_truth=ann.get("ground_truth") is True,
+            choices={k: tuple(v) for k, v in choices.items()},
+            spans=frozenset(spans),
+        )
+        return vote, _annotator(ann)
+
+    def _choice(self, task_id: Any, aid: Any, ctrl: Control, value: Mapping, out: dict) -> None:
+        got = value.get("choices")
+        if not isinstance(got, list):
+            self.problems.add("bad_result", task_id, f"{ctrl.name}: value.choices must be a list, got {got!r}", aid)
+            return
+        kept = []
+        for lbl in got:
+            if lbl in ctrl.labels:
+                if lbl not in kept:
+                    kept.append(lbl)
+            else:
+                self.problems.add(
+                    "unknown_label", task_id, f"{ctrl.name}: choice {lbl!r} is not one of {list(ctrl.labels)}", aid
+                )
+        if not ctrl.multi and len(kept) > 1:
+            self.problems.add(
+                "too_many_choices", task_id,
+                f"{ctrl.name} is single-choice but got {kept}; kept {kept[0]!r}", aid, action="kept first",
+            )
+            kept = kept[:1]
+        if kept:
+            out[ctrl.name] = sorted(set(out.get(ctrl.name, [])) | set(kept)) if ctrl.multi else kept
+
+    def _span(self, task_id: Any, aid: Any, ctrl: Control, value: Mapping, data: Mapping, out: set) -> None:
+        text = data.get(ctrl.value_field)
+        if not isinstance(text, str):
+            self.problems.add("missing_text", task_id, f"{ctrl.name}: data.{ctrl.value_field} is not a string", aid)
+            return
+        labels = value.get(ctrl.type, value.get("labels"))
+        if not isinstance(labels, list) or not labels:
+            self.problems.add("bad_result", task_id, f"{ctrl.name}: span has no labels list: {dict(value)!r}", aid)
+            return
+        loc = _locate(text, value)
+        if isinstance(loc, str):
+            self.problems.add(
+                loc, task_id,
+                f"{ctrl.name}: span [{value.get('start')}, {value.get('end')}) text {value.get('text')!r} "
+                f"does not match the document (length {len(text)}) and cannot be relocated", aid,
+            )
+            return
+        start, end, note = loc
+        if note == "relocated":
+            self.stats.relocated += 1
+            self.problems.add(
+                "offset_relocated", task_id,
+                f"{ctrl.name}: span [{value.get('start')}, {value.get('end')}) text {value.get('text')!r} "
+                f"moved to [{start}, {end})", aid, action="relocated",
+            )
+        s, e = start, end
+        if text[s].isspace() or text[e - 1].isspace():
+            while s < e and text[s].isspace():
+                s += 1
+            while e > s and text[e - 1].isspace():
+                e -= 1
+        if s == e:
+            self.problems.add("empty_span", task_id, f"{ctrl.name}: span [{start}, {end}) is only whitespace", aid)
+            return
+        if (s, e) != (start, end):
+            self.stats.whitespace_trimmed += 1
+        for lbl in labels:
+            if lbl in ctrl.labels:
+                out.add((ctrl.name, s, e, lbl))
+            else:
+                self.problems.add(
+                    "unknown_label", task_id, f"{ctrl.name}: span label {lbl!r} is not one of {list(ctrl.labels)}", aid
+                )
+
+    def parse(self, task: Any) -> tuple[dict, list, list, list, Any] | None:
+        """Resolved record + per-annotation (annotators, choices, spans) for agreement, or None when skipped."""
+        st = self.stats
+        if not isinstance(task, Mapping):
+            st.skipped["bad_task"] += 1
+            self.problems.add("bad_task", None, f"task must be an object, got {type(task).__name__}", action="skipped")
+            return None
+        tid = task.get("id")
+        if not isinstance(tid, int) or isinstance(tid, bool):
+            st.skipped["bad_task"] += 1
+            self.problems.add("bad_task", tid, f"task id must be an integer, got {tid!r}", action="skipped")
+            return None
+        data = task.get("data")
+        text = data.get(self.primary) if isinstance(data, Mapping) else None
+        if not isinstance(text, str):
+            st.skipped["missing_text"] += 1
+            self.problems.add("missing_text", tid, f"data.{self.primary} must be a string", action="skipped")
+            return None
+        anns = [a for a in (task.get("annotations") or ()) if isinstance(a, Mapping)]
+        live = [a for a in anns if not a.get("was_cancelled")]
+        st.annotations_cancelled += len(anns) - len(live)
+        if not live:
+            st.skipped["all_cancelled" if anns else "no_annotations"] += 1
+            return None
+        if self.only_reviewed:
+            live = [a for a in live if _accepted(a)]
+            if not live:
+                st.skipped["not_reviewed"] += 1
+                return None
+        votes, who = [], []
+        for ann in live:
+            v, w = self.vote(tid, ann, data)
+            if v is not None:
+                votes.append(v)
+                who.append(w)
+        if not votes:
+            st.skipped["no_usable_annotations"] += 1
+            self.problems.add("no_usable_annotations", tid, "every annotation was unusable", action="skipped")
+            return None
+        res = resolve(votes, self.policy, self.multi)
+        if res.fallback:
+            st.gt_fallbacks += 1
+            self.problems.add(
+                "no_ground_truth", tid, "no annotation is marked ground_truth; used the latest",
+                res.final.annotation_id, action="fell back to latest",
+            )
+        final_ann = next(a for a in live if a.get("id") == res.final.annotation_id)
+        origin, model_version = self._origin(tid, task, final_ann)
+        split = split_of(tid)
+        spans = [
+            {"start": s, "end": e, "label": lbl, "text": data[self.controls[n].value_field][s:e], "from_name": n}
+            for n, s, e, lbl in sorted(res.spans, key=lambda x: (x[1], x[2], x[3], x[0]))
+        ]
+        choices = {c.name: list(res.choices.get(c.name, [])) for c in self.spec.choice_controls}
+        annotators = list(dict.fromkeys(who))
+        created = [a.get("created_at") for a in live if isinstance(a.get("created_at"), str)]
+        updated = [a.get("updated_at") for a in live if isinstance(a.get("updated_at"), str)]
+        rec = {
+            "id": tid,
+            "text": text,
+            "data": dict(data),
+            "split": split,
+            "spans": spans,
+            "choices": choices,
+            "annotators": annotators,
+            "annotation_ids": [v.annotation_id for v in votes],
+            "created_at": _earliest(created),
+            "updated_at": _latest(updated),
+            "origin": origin,
+            "model_version": model_version,
+        }
+        st.documents += 1
+        st.per_split[split] += 1
+        st.annotations_counted += len(votes)
+        st.origin[origin] += 1
+        if model_version is not None:
+            st.model_versions[model_version] += 1
+        for w in who:
+            st.annotators[str(w)] += 1
+        for sp in spans:
+            st.spans[split][sp["from_name"]][sp["label"]] += 1
+        for name, labels in choices.items():
+            for lbl in labels:
+                st.choices[split][name][lbl] += 1
+        conflict = None
+        if res.conflict:
+            st.conflicts += 1
+            conflict = {
+                "id": tid,
+                "split": split,
+                "annotations": [
+                    {
+                        "annotation_id": v.annotation_id,
+                        "annotator": w,
+                        "choices": {k: list(x) for k, x in v.choices.items()},
+                        "spans": [list(s) for s in sorted(v.spans, key=lambda x: (x[1], x[2], x[3], x[0]))],
+                    }
+                    for v, w in zip(votes, who)
+                ],
+                "resolved": {"choices": choices, "spans": [[s["from_name"], s["start"], s["end"], s["label"]] for s in spans]},
+                "policy": self.policy,
+            }
+        agree_spans = [
+            {c.name: [(s, e, lbl) for n, s, e, lbl in v.spans if n == c.name] for c in self.spec.span_controls}
+            for v in votes
+        ]
+        return rec, who, [v.choices for v in votes], agree_spans, conflict
+
+    def _origin(self, tid: Any, task: Mapping, ann: Mapping) -> tuple[str, str | None]:
+        parent = ann.get("parent_prediction")
+        if parent is None:
+            return "human", None
+        pred = next(
+            (p for p in (task.get("predictions") or ()) if isinstance(p, Mapping) and p.get("id") == parent), None
+        )
+        if pred is None:
+            self.problems.add(
+                "parent_prediction_missing", tid,
+                f"parent_prediction {parent!r} is not among the task's predictions; origin counted as human_changed",
+                ann.get("id"), action="kept",
+            )
+            return "human_changed", None
+        mv = pred.get("model_version")
+        mv = None if mv is None else str(mv)
+        same = _result_key(ann.get("result")) == _result_key(pred.get("result"))
+        return ("prediction_accepted" if same else "human_changed"), mv
+
+
+def _result_key(result: Any) -> frozenset:
+    """A comparable form of a result list: ids, scores and other bookkeeping ignored."""
+    out = set()
+    for r in result or ():
+        if not isinstance(r, Mapping):
+            continue
+        v = r.get("value") if isinstance(r.get("value"), Mapping) else {}
+        if "choices" in v:
+            out.add((r.get("from_name"), "choices", tuple(sorted(map(str, v["choices"])))))
+        elif "start" in v and "end" in v:
+            labels = v.get(r.get("type") or "labels", v.get("labels")) or []
+            out.add((r.get("from_name"), "span", v.get("start"), v.get("end"), tuple(sorted(map(str, labels)))))
+        else:
+            out.add((r.get("from_name"), "other", json.dumps(v, sort_keys=True, default=str)))
+    return frozenset(out)
+
+
+# ------------------------------------------------------------------------------------ format writers
+class _Writers:
+    """Every per-format output of one export, written incrementally."""
+
+    def __init__(self, root: Path, spec: TaskSpec, formats: Sequence[str], primary: str):
+        self.root = root
+        self.spec = spec
+        self.formats = formats
+        self.files: dict[str, _HashingFile] = {}
+        self.hashes: dict[str, str] = {}
+        self.sizes: dict[str, int] = {}
+        self.bio_controls = [c for c in spec.span_controls if c.value_field == primary]
+        self.label_index = {c.name: {lbl: i for i, lbl in enumerate(c.labels)} for c in self.bio_controls}
+        self.names = {c.name: bio_names(c.labels) for c in self.bio_controls}
+        self.conll_paths: dict[str, dict[str, str]] = {}
+        if "jsonl" in formats:
+            self._open("data.jsonl")
+        if "conll" in formats and self.bio_controls:
+            single = len(self.bio_controls) == 1
+            for c in self.bio_controls:
+                self.conll_paths[c.name] = {
+                    sp: (f"conll/{sp}.conll" if single else f"conll/{c.name}/{sp}.conll") for sp in SPLITS
+                }
+                for rel in self.conll_paths[c.name].values():
+                    self._open(rel)
+        self.csv_writer = None
+        if "csv" in formats and spec.choice_controls:
+            self.csv_writer = csv.writer(self._open("data.csv"), lineterminator="\n")
+            self.csv_writer.writerow(["id", "text", "split", *(c.name for c in spec.choice_controls)])
+        self.hf = _HFWriter(root / "hf", spec, self.bio_controls, self.names) if "hf" in formats else None
+        self.need_tokens = bool(self.bio_controls) and ("conll" in formats or "hf" in formats)
+
+    def _open(self, rel: str) -> _HashingFile:
+        self.files[rel] = _HashingFile(self.root / rel)
+        return self.files[rel]
+
+    def write(self, rec: dict, stats: _Stats) -> None:
+        """Write one resolved document to every open format."""
+        split = rec["split"]
+        if "data.jsonl" in self.files:
+            self.files["data.jsonl"].write(_dumps(rec) + "\n")
+        if self.csv_writer is not None:
+            self.csv_writer.writerow(
+                [rec["id"], rec["text"], split, *("|".join(rec["choices"][c.name]) for c in self.spec.choice_controls)]
+            )
+        tokens: list[str] = []
+        tag_ids: dict[str, list[int]] = {}
+        if self.need_tokens:
+            bio: dict[str, list] = {}
+            for c in self.bio_controls:
+                kept, dropped = select_non_overlapping(
+                    (s["start"], s["end"], s["label"]) for s in rec["spans"] if s["from_name"] == c.name
+                )
+                bio[c.name] = kept
+                if dropped:
+                    stats.overlaps_dropped[c.name] += dropped
+            lay = layout_document(rec["text"], bio, self.label_index, self.names)
+            tokens, tag_ids = lay.tokens, lay.tag_ids
+            for c, paths in self.conll_paths.items():
+                self.files[paths[split]].write(lay.conll[c])
+        if self.hf is not None:
+            self.hf.add(rec, tokens, tag_ids)
+
+    def close(self) -> None:
+        """Close (flush + fsync) every file and record its sha256 and size."""
+        for rel, f in self.files.items():
+            self.hashes[rel] = f.close()
+            self.sizes[rel] = f.bytes
+        if self.hf is not None:
+            for rel in self.hf.close():
+                path = self.root / rel
+                self.hashes[rel] = _sha256_file(path)
+                self.sizes[rel] = path.stat().st_size
+
+    def abort(self) -> None:
+        """Close whatever is open without caring about the content."""
+        for f in self.files.values():
+            try:
+                f.close()
+            except OSError:
+                pass
+        if self.hf is not None:
+            self.hf.abort()
+
+
+class _HFWriter:
+    """Parquet per split with Hugging Face `datasets` Features in the schema metadata, in row-group batches."""
+
+    def __init__(self, root: Path, spec: TaskSpec, bio_controls: list[Control], names: Mapping[str, list[str]]):
+        import datasets
+        import pyarrow as pa  # noqa: F401  (imported here: heavy, only when hf is asked for)
+
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.spec = spec
+        self.bio_controls = bio_controls
+        self.tag_columns = {
+            c.name: ("ner_tags" if len(bio_controls) == 1 else f"ner_tags_{c.name}") for c in bio_controls
+        }
+        self.choice_columns = {
+            c.name: (f"choice_{c.name}" if c.name in RESERVED_HF_COLUMNS or c.name.startswith("ner_tags") else c.name)
+            for c in spec.choice_controls
+        }
+        self.choice_index = {c.name: {lbl: i for i, lbl in enumerate(c.labels)} for c in spec.choice_controls}
+        V, L, CL = datasets.Value, datasets.List, datasets.ClassLabel
+        feats: dict[str, Any] = {"id": V("int64"), "text": V("string")}
+        if bio_controls:
+            feats["tokens"] = L(V("string"))
+            for c in bio_controls:
+                feats[self.tag_columns[c.name]] = L(CL(names=list(names[c.name])))
+        feats["spans"] = L(
+            {"start": V("int64"), "end": V("int64"), "label": V("string"), "text": V("string"), "from_name": V("string")}
+        )
+        for c in spec.choice_controls:
+            feats[self.choice_columns[c.name]] = L(CL(names=list(c.labels))) if c.multi else CL(names=list(c.labels))
+        self.features = datasets.Features(feats)
+        self.schema = self.features.arrow_schema
+        self.columns = list(feats)
+        self.flat_columns = {"tokens", *self.tag_columns.values()}
+        self.buffers: dict[str, dict[str, list]] = {sp: self._empty() for sp in SPLITS}
+        self.writers: dict[str, Any] = {}
+        self.rows: Counter = Counter()
+
+    def _empty(self) -> dict[str, list]:
+        buf: dict[str, list] = {k: [] for k in self.columns}
+        buf["_offsets"] = [0]
+        return buf
+
+    def add(self, rec: dict, tokens: list[str], tag_ids: Mapping[str, list[int]]) -> None:
+        """Buffer one document; flush its split's buffer as a row group when full."""
+        buf = self.buffers[rec["split"]]
+        buf["id"].append(rec["id"])
+        buf["text"].append(rec["text"])
+        if self.bio_controls:
+            # token-level columns are kept flat (+ offsets) and become Arrow list arrays without nesting
+            buf["tokens"] += tokens
+            buf["_offsets"].append(len(buf["tokens"]))
+            for c in self.bio_controls:
+                buf[self.tag_columns[c.name]] += tag_ids[c.name]
+        buf["spans"].append(rec["spans"])
+        for c in self.spec.choice_controls:
+            idx = self.choice_index[c.name]
+            got = [idx[lbl] for lbl in rec["choices"][c.name]]
+            buf[self.choice_columns[c.name]].append(got if c.multi else (got[0] if got else -1))
+        if len(buf["id"]) >= HF_BATCH_ROWS:
+            self._flush(rec["split"])
+
+    def _writer(self, split: str) -> Any:
+        import pyarrow.parquet as pq
+
+        if split not in self.writers:
+            self.writers[split] = pq.ParquetWriter(self.root / f"{split}.parquet", self.schema)
+        return self.writers[split]
+
+    def _flush(self, split: str) -> None:
+        import pyarrow as pa
+
+        buf = self.buffers[split]
+        if not buf["id"]:
+            return
+        offsets = pa.array(buf["_offsets"], type=pa.int32())
+        arrays = []
+        for f in self.schema:
+            if f.name in self.flat_columns:
+                arrays.append(pa.ListArray.from_arrays(offsets, pa.array(buf[f.name], type=f.type.value_type)))
+            else:
+                arrays.append(pa.array(buf[f.name], type=f.type))
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        self._writer(split).write_table(table)
+        self.rows[split] += table.num_rows
+        self.buffers[split] = self._empty()
+
+    def close(self) -> list[str]:
+        """Flush and close every split file (an empty split gets a schema-only file); return relative paths."""
+        out = []
+        for split in SPLITS:
+            self._flush(split)
+            w = self._writer(split)
+            if self.rows[split] == 0:
+                w.write_table(self.schema.empty_table())
+            w.close()
+            path = self.root / f"{split}.parquet"
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+            out.append(f"hf/{split}.parquet")
+        return out
+
+    def abort(self) -> None:
+        """Close open writers, ignoring errors."""
+        for w in self.writers.values():
+            try:
+                w.close()
+            except (OSError, ValueError):
+                pass
+
+
+# --------------------------------------------------------------------------------------- label check
+def _suspect_labels(rows: list[tuple[Any, str, dict[str, str]]], spec: TaskSpec) -> tuple[list[dict], list[str]]:
+    """Likely mislabeled documents per single-choice control (TF-IDF + LR, 5-fold CV, confident learning)."""
+    import numpy as np
+    from cleanlab.filter import find_label_issues
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    out: list[dict] = []
+    notes: list[str] = []
+    for ctrl in spec.choice_controls:
+        if ctrl.multi:
+            notes.append(f"{ctrl.name}: multiple-choice control not checked (single-label check only)")
+            continue
+        items = [(tid, text, labels[ctrl.name]) for tid, text, labels in rows if ctrl.name in labels]
+        counts = Counter(lbl for _, _, lbl in items)
+        classes = sorted(counts, key=list(ctrl.labels).index)
+        if len(classes) < 2 or min(counts.values()) < 2:
+            notes.append(
+                f"{ctrl.name}: not checked: needs at least 2 labels with 2 documents each, got {dict(counts)}"
+            )
+            continue
+        cls_index = {lbl: i for i, lbl in enumerate(classes)}
+        y = np.array([cls_index[lbl] for _, _, lbl in items])
+        x = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True).fit_transform([t for _, t, _ in items])
+        folds = StratifiedKFold(n_splits=min(5, min(counts.values())))
+        probs = cross_val_predict(LogisticRegression(max_iter=1000), x, y, cv=folds, method="predict_proba")
+        issues = find_label_issues(labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence")
+        for i in issues:
+            tid, text, given = items[int(i)]
+            k = int(np.argmax(probs[i]))
+            out.append({
+                "id": tid,
+                "control": ctrl.name,
+                "text": text,
+                "given_label": given,
+                "suggested_label": classes[k],
+                "confidence": round(float(probs[i][k]), 4),
+                "given_label_probability": round(float(probs[i][cls_index[given]]), 4),
+            })
+        notes.append(f"{ctrl.name}: {len(issues)} of {len(items)} documents flagged")
+    return out, notes
+
+
+# --------------------------------------------------------------------------------------------- driver
+def _check_args(formats: Sequence[str], resolve_policy: str, project: ProjectInfo) -> None:
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ExportError(f"export formats must be a non-empty subset of {list(FORMATS)}, got {list(formats)}")
+    if resolve_policy not in RESOLVE_POLICIES:
+        raise ExportError(f"--resolve must be one of {list(RESOLVE_POLICIES)}, got {resolve_policy!r}")
+    slug = project.slug
+    if not slug or slug in (".", "..") or "/" in slug or "\\" in slug or slug.startswith("."):
+        raise ExportError(f"project slug must be a plain directory name, got {slug!r}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_tmp(project_dir: Path, max_age_s: float = 3600.0) -> list[Path]:
+    """Remove temp dirs left by killed exports (owner process gone, or older than max_age_s)."""
+    removed = []
+    if not project_dir.is_dir():
+        return removed
+    for p in project_dir.iterdir():
+        if not p.name.startswith(TMP_PREFIX) or not p.is_dir():
+            continue
+        parts = p.name[len(TMP_PREFIX):].split("-", 1)
+        pid = int(parts[0]) if parts[0].isdigit() else None
+        try:
+            old = time.time() - p.stat().st_mtime > max_age_s
+        except OSError:
+            continue
+        if old or pid is None or (pid != os.getpid() and not _pid_alive(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def list_versions(project_dir: Path) -> list[str]:
+    """Version names of a project's exports, oldest first (temp dirs ignored)."""
+    if not project_dir.is_dir():
+        return []
+    return sorted(p.name for p in project_dir.iterdir() if p.is_dir() and VERSION_RE.match(p.name))
+
+
+def _latest_manifest(project_dir: Path) -> tuple[str, dict] | None:
+    for name in reversed(list_versions(project_dir)):
+        try:
+            return name, json.loads((project_dir / name / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def export_dataset(
+    tasks: Iterable[dict],
+    spec: TaskSpec,
+    project: ProjectInfo,
+    out_root: Path,
+    formats: Sequence[str] = FORMATS,
+    resolve: str = "majority",
+    only_reviewed: bool = False,
+    check_labels: bool = False,
+    goldloop_version: str = "0.1.0",
+    progress: bool | None = None,
+    total: int | None = None,
+) -> ExportResult:
+    """Export a project's annotated tasks as a new versioned gold dataset (or report that nothing changed)."""
+    formats = tuple(dict.fromkeys(formats))
+    _check_args(formats, resolve, project)
+    project_dir = Path(out_root) / project.slug
+    try:
+        project_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=project_dir))
+    except OSError as exc:
+        raise ExportError(f"cannot write exports under {project_dir}: {exc.strerror or exc}") from None
+    clean_stale_tmp(project_dir)
+    try:
+        return _export_into(
+            tmp, project_dir, tasks, spec, project, formats, resolve, only_reviewed, check_labels,
+            goldloop_version, progress, total,
+        )
+    except OSError as exc:
+        raise ExportError(f"cannot write export to {project_dir}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _export_into(
+    tmp: Path, project_dir: Path, tasks: Iterable[dict], spec: TaskSpec, project: ProjectInfo,
+    formats: tuple[str, ...], policy: str, only_reviewed: bool, check_labels: bool,
+    goldloop_version: str, progress: bool | None, total: int | None,
+) -> ExportResult:
+    from tqdm import tqdm
+
+    stats = _Stats()
+    problems_file = _HashingFile(tmp / "problems.jsonl")
+    conflicts_file = _HashingFile(tmp / "conflicts.jsonl")
+    problems = _Problems(problems_file)
+    parser = _Parser(spec, policy, only_reviewed, problems, stats)
+    agreement = AgreementAccumulator(
+        {c.name: (c.labels, c.multi) for c in spec.choice_controls}, [c.name for c in spec.span_controls]
+    )
+    writers = _Writers(tmp, spec, formats, parser.primary)
+    label_rows: list[tuple[Any, str, dict[str, str]]] = []
+    want_check = check_labels and bool(spec.choice_controls)
+    if total is None and hasattr(tasks, "__len__"):
+        total = len(tasks)  # type: ignore[arg-type]
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        for task in tqdm(tasks, total=total, disable=not show, unit="task", desc=f"export {project.slug}"):
+            stats.tasks_seen += 1
+            parsed = parser.parse(task)
+            if parsed is None:
+                continue
+            rec, who, choice_votes, span_votes, conflict = parsed
+            agreement.add_document([str(w) for w in who], choice_votes, span_votes)
+            if conflict is not None:
+                conflicts_file.write(_dumps(conflict) + "\n")
+            writers.write(rec, stats)
+            if want_check:
+                single = {k: v[0] for k, v in rec["choices"].items() if len(v) == 1}
+                if single:
+                    label_rows.append((rec["id"], rec["text"], single))
+    except BaseException:
+        writers.abort()
+        problems_file.close()
+        conflicts_file.close()
+        raise
+    if stats.documents == 0:
+        writers.abort()
+        problems_file.close()
+        conflicts_file.close()
+        why = (
+            "has no reviewed annotations (only_reviewed)"
+            if only_reviewed and stats.skipped.get("not_reviewed")
+            else "has no completed annotations"
+        )
+        raise ExportError(
+            f"project {project.id} ({project.slug}) {why}; nothing exported "
+            f"({stats.tasks_seen} tasks seen, skipped: {dict(stats.skipped) or 'none'})"
+        )
+    writers.close()
+    files = dict(writers.hashes)
+    sizes = dict(writers.sizes)
+    check_notes: list[str] = []
+    if check_labels and not spec.choice_controls:
+        check_notes.append("check_labels: the labeling config has no Choices control; nothing checked")
+    if want_check:
+        suspects, check_notes = _suspect_labels(label_rows, spec)
+        sf = _HashingFile(tmp / "suspect_labels.jsonl")
+        for row in suspects:
+            sf.write(_dumps(row) + "\n")
+        files["suspect_labels.jsonl"], sizes["suspect_labels.jsonl"] = sf.close(), sf.bytes
+    for name, f in (("problems.jsonl", problems_file), ("conflicts.jsonl", conflicts_file)):
+        files[name], sizes[name] = f.close(), f.bytes
+
+    options = {"formats": list(formats), "resolve": policy, "only_reviewed": only_reviewed, "check_labels": check_labels}
+    agreement_summary = agreement.summary()
+    summary_core = {"agreement": agreement_summary, "overlaps_dropped_in_bio": dict(stats.overlaps_dropped)}
+    content_hash = hashlib.sha256(
+        _dumps({
+            "files": dict(sorted(files.items())),
+            "options": options,
+            "label_config_hash": spec.config_hash,
+            "summary": summary_core,
+        }).encode("utf-8")
+    ).hexdigest()
+
+    latest = _latest_manifest(project_dir)
+    if latest is not None and latest[1].get("content_hash") == content_hash:
+        return ExportResult(project_dir / latest[0], latest[0], False, latest[1], f"no change since {latest[0]}")
+
+    now = datetime.now(timezone.utc)
+    version = f"{now:%Y%m%dT%H%M%SZ}-{content_hash[:8]}"
+    if "hf" in formats:
+        card = _hf_card(project, spec, writers, stats)
+        (tmp / "hf" / "README.md").write_text(card, encoding="utf-8")
+        files["hf/README.md"] = hashlib.sha256(card.encode("utf-8")).hexdigest()
+        sizes["hf/README.md"] = len(card.encode("utf-8"))
+    manifest = _manifest(
+        version, content_hash, now, project, spec, options, stats, problems, agreement_summary, goldloop_version,
+        writers, check_notes,
+    )
+    datasheet = _datasheet(manifest, project, spec)
+    (tmp / "README.md").write_text(datasheet, encoding="utf-8")
+    files["README.md"] = hashlib.sha256(datasheet.encode("utf-8")).hexdigest()
+    sizes["README.md"] = len(datasheet.encode("utf-8"))
+    manifest["files"] = {k: {"sha256": files[k], "bytes": sizes[k]} for k in sorted(files)}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    for rel in ("README.md", "manifest.json", "hf/README.md"):
+        if (tmp / rel).exists():
+            _fsync_path(tmp / rel)
+    for d in {tmp, *(p.parent for p in tmp.rglob("*") if p.is_file())}:
+        _fsync_path(d)
+    final = project_dir / version
+    if final.exists():
+        raise ExportError(f"export version {version} already exists in {project_dir}; run the export again")
+    os.rename(tmp, final)
+    _fsync_path(project_dir)
+    return ExportResult(final, version, True, manifest, f"exported {stats.documents} documents to {final}")
+
+
+def _nested(d: Mapping) -> dict:
+    return {k: (_nested(v) if isinstance(v, Mapping) else v) for k, v in sorted(d.items())}
+
+
+def _manifest(
+    version: str, content_hash: str, now: datetime, project: ProjectInfo, spec: TaskSpec, options: dict,
+    stats: _Stats, problems: _Problems, agreement_summary: dict, goldloop_version: str, writers: _Writers,
+    check_notes: list[str],
+) -> dict:
+    spans_per_label: dict[str, Counter] = defaultdict(Counter)
+    choices_per_label: dict[str, Counter] = defaultdict(Counter)
+    for split_counts in stats.spans.values():
+        for ctrl, c in split_counts.items():
+            spans_per_label[ctrl].update(c)
+    for split_counts in stats.choices.values():
+        for ctrl, c in split_counts.items():
+            choices_per_label[ctrl].update(c)
+    return {
+        "version": version,
+        "content_hash": content_hash,
+        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "goldloop_version": goldloop_version,
+        "project": {"id": project.id, "slug": project.slug, "title": project.title},
+        "label_config_hash": spec.config_hash,
+        "controls": [
+            {"name": c.name, "kind": c.kind, "type": c.type, "to_name": c.to_name, "value_field": c.value_field,
+             "labels": list(c.labels), "multi": c.multi}
+            for c in spec.controls
+        ],
+        "options": options,
+        "resolution": {"policy": options["resolve"], "rule": RESOLUTION_RULES[options["resolve"]],
+                       "ground_truth_fallbacks": stats.gt_fallbacks},
+        "review_rule": REVIEW_RULE if options["only_reviewed"] else None,
+        "counts": {
+            "tasks_seen": stats.tasks_seen,
+            "documents": stats.documents,
+            "per_split": {sp: stats.per_split.get(sp, 0) for sp in SPLITS},
+            "skipped_tasks": dict(sorted(stats.skipped.items())),
+            "annotations_counted": stats.annotations_counted,
+            "annotations_cancelled": stats.annotations_cancelled,
+            "spans_per_label": _nested(spans_per_label),
+            "choices_per_label": _nested(choices_per_label),
+            "per_split_label": {
+                sp: {"spans": _nested(stats.spans.get(sp, {})), "choices": _nested(stats.choices.get(sp, {}))}
+                for sp in SPLITS
+            },
+            "origin": {o: stats.origin.get(o, 0) for o in ORIGINS},
+            "conflicts": stats.conflicts,
+            "overlaps_dropped_in_bio": dict(sorted(stats.overlaps_dropped.items())),
+            "spans_whitespace_trimmed": stats.whitespace_trimmed,
+            "spans_relocated": stats.relocated,
+        },
+        "overlap_rule": OVERLAP_RULE,
+        "annotators": [{"id": k, "annotations": v} for k, v in sorted(stats.annotators.items())],
+        "agreement": agreement_summary,
+        "model_versions": dict(sorted(stats.model_versions.items())),
+        "formats": {
+            "jsonl": "data.jsonl" if "jsonl" in options["formats"] else None,
+            "conll": writers.conll_paths or None,
+            "hf": (
+                {sp: f"hf/{sp}.parquet" for sp in SPLITS}
+                if writers.hf is not None else None
+            ),
+            "csv": "data.csv" if writers.csv_writer is not None else None,
+        },
+        "check_labels": check_notes,
+        "problem_counts": dict(sorted(problems.counts.items())),
+        "problems": problems.items,
+        "problems_truncated": sum(problems.counts.values()) > len(problems.items),
+    }
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
+
+
+def _datasheet(m: dict, project: ProjectInfo, spec: TaskSpec) -> str:
+    c = m["counts"]
+    lines = [
+        f"# {project.title} — gold dataset {m['version']}",
+        "",
+        "## What",
+        f"Documents exported from Label Studio project {project.id} (`{project.slug}`), labeling config hash "
+        f"`{m['label_config_hash']}`, content hash `{m['content_hash']}`, goldloop {m['goldloop_version']}.",
+        f"{c['documents']} documents ({c['tasks_seen']} tasks seen; skipped: {c['skipped_tasks'] or 'none'}).",
+        "",
+        "## How it was labeled",
+        f"{c['annotations_counted']} annotations by {len(m['annotators'])} annotator(s) "
+        f"({c['annotations_cancelled']} cancelled annotations ignored). Origin of the final annotation: "
+        + ", ".join(f"{k} {v}" for k, v in c["origin"].items())
+        + ". Model versions that pre-annotated: "
+        + (", ".join(f"{k} ({v})" for k, v in m["model_versions"].items()) or "none")
+        + ".",
+        f"Conflict resolution: **{m['resolution']['policy']}** — {m['resolution']['rule']}. "
+        f"{c['conflicts']} documents had disagreeing annotations (see conflicts.jsonl).",
+    ]
+    if m["review_rule"]:
+        lines.append(f"Only reviewed: {m['review_rule']}.")
+    lines += ["", "## Labels"]
+    for ctrl in spec.controls:
+        kind = "span labels" if ctrl.kind == "spans" else ("multiple choice" if ctrl.multi else "single choice")
+        lines.append(f"- `{ctrl.name}` ({kind} on `${ctrl.value_field}`): " + ", ".join(f"`{x}`" for x in ctrl.labels))
+    lines += ["", "| control | label | count |", "|---|---|---|"]
+    for key in ("spans_per_label", "choices_per_label"):
+        for ctrl, labels in c[key].items():
+            for lbl, n in labels.items():
+                lines.append(f"| {ctrl} | {lbl} | {n} |")
+    lines += [
+        "",
+        "## Splits",
+        "Stable hash of the task id (ml_backend.splits.split_of): 70/15/15. "
+        + ", ".join(f"{k}: {v}" for k, v in c["per_split"].items()),
+        "",
+        "## Agreement",
+    ]
+    ag = m["agreement"]
+    lines.append(f"{ag['multi_annotated_documents']} of {ag['documents']} documents have 2+ annotations.")
+    for ctrl, a in ag["choices"].items():
+        lines.append(
+            f"- `{ctrl}`: Fleiss' kappa {_fmt(a['fleiss_kappa'])}, Cohen's kappa {_fmt(a['cohen_kappa'])} "
+            f"over {a['items']} items"
+        )
+    for ctrl, a in ag["spans"].items():
+        lines.append(f"- `{ctrl}`: pairwise exact span F1 {_fmt(a['f1'])} over {a['pairs']} annotation pairs")
+    lines += [
+        "",
+        "## Known limits",
+        f"- {m['overlap_rule']}. Dropped from BIO: {c['overlaps_dropped_in_bio'] or 'none'}.",
+        "- CoNLL tokens: whitespace tokens, each CJK character a token, split at entity boundaries; "
+        "sentences end after `.`/`!`/`?` before whitespace or after `。！？`, never inside an entity.",
+        f"- Span whitespace trimmed: {c['spans_whitespace_trimmed']}; spans relocated to the nearest exact text "
+        f"match: {c['spans_relocated']}.",
+        f"- Problems recorded: {m['problem_counts'] or 'none'} (all in problems.jsonl).",
+    ]
+    if m["check_labels"]:
+        lines.append("- Label check: " + "; ".join(m["check_labels"]))
+    return "\n".join(lines) + "\n"
+
+
+def _hf_card(project: ProjectInfo, spec: TaskSpec, writers: _Writers, stats: _Stats) -> str:
+    hf = writers.hf
+    assert hf is not None
+    lines = [
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        *(f"  - split: {'validation' if sp == 'dev' else sp}\n    path: {sp}.parquet" for sp in SPLITS),
+        "---",
+        f"# {project.title}",
+        "",
+        f"Gold labels from Label Studio project {project.id} (`{project.slug}`). One Parquet file per split; the "
+        "Hugging Face `datasets` features are stored in each file's schema metadata.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "ds = load_dataset('parquet', data_files={'train': 'train.parquet', 'validation': 'dev.parquet', "
+        "'test': 'test.parquet'})",
+        "```",
+        "",
+        "## Rows per split",
+        *(f"- {sp}: {hf.rows.get(sp, 0)}" for sp in SPLITS),
+        "",
+        "## Columns",
+    ]
+    for name, feat in hf.features.items():
+        lines.append(f"- `{name}`: {_feature_text(feat)}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _feature_text(feat: Any) -> str:
+    names = getattr(feat, "names", None)
+    if names is not None:
+        return f"ClassLabel {list(names)}"
+    inner = getattr(feat, "feature", None)
+    if inner is not None:
+        return f"list of {_feature_text(inner) if not isinstance(inner, dict) else 'struct ' + str(list(inner))}"
+    return str(getattr(feat, "dtype", feat))

@@ -1,0 +1,655 @@
+"""Tests for server.ingest: readers, cleaning steps, dedup, PII masking, the import report, samples."""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from server.errors import IngestError
+from server.ingest import (
+    CleanOptions,
+    ImportReport,
+    RawDocument,
+    clean_documents,
+    mask_pii,
+    normalize,
+    read_documents,
+    text_hash,
+)
+
+SAMPLES = Path(__file__).resolve().parent.parent / "server" / "samples"
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS = ("medical_records", "contracts", "financial_news")
+
+CHINESE = (
+    "患者男性，六十五岁，因反复胸闷气短三年、加重一周入院。既往有高血压病史十余年，长期口服降压药物，"
+    "血压控制尚可。入院后查体：神志清楚，双肺呼吸音粗，可闻及少量湿啰音，心率每分钟九十二次，律齐。"
+    "心电图提示窦性心律，左心室肥厚。超声心动图显示左心室射血分数降低。诊断为慢性心力衰竭急性加重，"
+    "给予利尿、扩血管及改善心肌重构等治疗，症状明显缓解后出院，嘱定期门诊随访。"
+)
+CHINESE_OTHER = (
+    "本公司今日发布公告称，第三季度营业收入同比增长百分之十八，净利润同比增长百分之二十二，"
+    "主要得益于海外市场销售规模扩大以及原材料成本下降。公司董事会同时审议通过了新的股份回购方案，"
+    "拟在未来十二个月内以自有资金回购部分股份，用于员工持股计划。分析人士认为，该公告超出市场预期。"
+)
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    """Write a fixture file (text as UTF-8) and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def jsonl(*records: object) -> str:
+    """JSONL text from records."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def doc(text: object, line: int | None = 1, **data) -> RawDocument:
+    """A RawDocument as a reader would produce it."""
+    return RawDocument(text=text, data=data, source="mem.jsonl", line=line)
+
+
+def sample_texts(schema: str) -> list[str]:
+    """The texts of one schema's sample documents."""
+    path = SAMPLES / schema / "docs.jsonl"
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def abstract_excerpt(text: str, size: int = 500) -> str:
+    """About `size` characters of a real abstract, cut after a sentence."""
+    cut = text.find(". ", size)
+    return text[: cut + 1] if cut > 0 else text
+
+
+def keep_all(**overrides) -> CleanOptions:
+    """Options that keep short test texts."""
+    return CleanOptions(**{"min_chars": 1, **overrides})
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def test_txt_is_one_document(tmp_path):
+    path = write(tmp_path / "note.txt", "First line.\n\nSecond paragraph.\n")
+    docs = read_documents([path])
+    assert len(docs) == 1
+    assert docs[0].text == "First line.\n\nSecond paragraph.\n"
+    assert docs[0].data == {}
+    assert docs[0].source == str(path)
+    assert docs[0].line is None
+    assert docs[0].error is None
+
+
+def test_txt_with_utf8_bom_is_read_without_it(tmp_path):
+    path = write(tmp_path / "bom.txt", "\ufeffHello world".encode("utf-8"))
+    assert read_documents([path])[0].text == "Hello world"
+
+
+def test_jsonl_keeps_other_fields_and_line_numbers(tmp_path):
+    path = write(
+        tmp_path / "d.jsonl",
+        jsonl({"text": "alpha", "source_id": "a1", "meta": {"k": 1}}) + "\n" + jsonl({"text": "beta", "n": 2}),
+    )
+    docs = read_documents([path])
+    assert [d.text for d in docs] == ["alpha", "beta"]
+    assert docs[0].data == {"source_id": "a1", "meta": {"k": 1}}
+    assert docs[1].data == {"n": 2}
+    assert [d.line for d in docs] == [1, 3]  # the blank line 2 is skipped, numbering is the file's
+
+
+def test_jsonl_text_column(tmp_path):
+    path = write(tmp_path / "d.jsonl", jsonl({"body": "the body", "text": "not this"}))
+    [d] = read_documents([path], text_column="body")
+    assert d.text == "the body"
+    assert d.data == {"text": "not this"}
+
+
+def test_jsonl_line_separators_inside_strings_do_not_split_records(tmp_path):
+    text = "Black Friday shopping guide\u2028What not to buy\x85 today"
+    path = write(tmp_path / "d.jsonl", json.dumps({"text": text}, ensure_ascii=False) + "\r\n" + jsonl({"text": "next"}))
+    docs = read_documents([path])
+    assert [d.text for d in docs] == [text, "next"]
+    assert [d.error for d in docs] == [None, None]
+    tasks, _ = clean_documents(docs, keep_all())
+    assert tasks[0]["data"]["text"] == "Black Friday shopping guide\nWhat not to buy\ntoday"
+
+
+def test_csv_line_separators_inside_fields(tmp_path):
+    path = write(tmp_path / "d.csv", "text,n\r\nfirst\u2028part,1\r\nsecond,2\r\n")
+    docs = read_documents([path])
+    assert [(d.text, d.data, d.line) for d in docs] == [("first\u2028part", {"n": "1"}, 2), ("second", {"n": "2"}, 3)]
+
+
+def test_json_list_and_single_object(tmp_path):
+    many = write(tmp_path / "many.json", json.dumps([{"text": "one", "x": 1}, {"text": "two"}]))
+    one = write(tmp_path / "one.json", json.dumps({"text": "only", "y": "z"}))
+    docs = read_documents([many, one])
+    assert [(d.text, d.data, d.line) for d in docs] == [
+        ("one", {"x": 1}, 1), ("two", {}, 2), ("only", {"y": "z"}, 1),
+    ]
+
+
+def test_json_not_list_or_object_raises(tmp_path):
+    path = write(tmp_path / "n.json", "42")
+    with pytest.raises(IngestError, match=r"n\.json: expected a JSON list of objects or one object, got int"):
+        read_documents([path])
+
+
+def test_json_invalid_raises_with_position(tmp_path):
+    path = write(tmp_path / "bad.json", '[{"text": "a"},\n oops]')
+    with pytest.raises(IngestError, match=r"bad\.json: not valid JSON .*line 2"):
+        read_documents([path])
+
+
+def test_json_item_that_is_not_an_object_is_a_bad_line(tmp_path):
+    path = write(tmp_path / "l.json", json.dumps([{"text": "good document here"}, "just a string"]))
+    tasks, report = clean_documents(read_documents([path]), keep_all())
+    assert len(tasks) == 1
+    assert report.dropped["bad_line"] == 1
+    assert report.errors == [f"{path} item 2: not a JSON object (got str)"]
+
+
+def test_csv_text_column_and_other_columns(tmp_path):
+    path = write(
+        tmp_path / "d.csv",
+        'id,text,label\n1,"Hello, world",pos\n2,"multi\nline text",neg\n3,plain,neu\n',
+    )
+    docs = read_documents([path])
+    assert [d.text for d in docs] == ["Hello, world", "multi\nline text", "plain"]
+    assert docs[0].data == {"id": "1", "label": "pos"}
+    assert [d.line for d in docs] == [2, 3, 5]  # file line where each row starts
+
+
+def test_csv_custom_text_column(tmp_path):
+    path = write(tmp_path / "d.csv", "headline,body\nShort,The long body\n")
+    [d] = read_documents([path], text_column="body")
+    assert d.text == "The long body"
+    assert d.data == {"headline": "Short"}
+
+
+def test_csv_without_text_column_names_columns_found(tmp_path):
+    path = write(tmp_path / "d.csv", "id,body,label\n1,x,y\n")
+    with pytest.raises(IngestError, match=r"no 'text' column \(columns found: id, body, label\)"):
+        read_documents([path])
+
+
+def test_csv_empty_file_raises(tmp_path):
+    path = write(tmp_path / "empty.csv", "")
+    with pytest.raises(IngestError, match="empty CSV file"):
+        read_documents([path])
+
+
+def test_csv_row_with_wrong_field_count_is_a_bad_line(tmp_path):
+    path = write(tmp_path / "d.csv", "id,text\n1,first document\n2,second,extra\n3,third document\n")
+    tasks, report = clean_documents(read_documents([path]), keep_all())
+    assert [t["data"]["text"] for t in tasks] == ["first document", "third document"]
+    assert report.dropped["bad_line"] == 1
+    assert report.errors == [f"{path} line 3: 3 fields, the header has 2"]
+
+
+def test_directory_reads_supported_files_sorted_recursively(tmp_path):
+    write(tmp_path / "b.txt", "bee")
+    write(tmp_path / "a.jsonl", jsonl({"text": "ay"}))
+    write(tmp_path / "sub" / "c.csv", "text\nsea\n")
+    write(tmp_path / "notes.md", "ignored")
+    write(tmp_path / ".hidden" / "h.txt", "ignored too")
+    docs = read_documents([tmp_path])
+    assert [d.text for d in docs] == ["ay", "bee", "sea"]
+    assert [Path(d.source).name for d in docs] == ["a.jsonl", "b.txt", "c.csv"]
+
+
+def test_directory_without_documents_raises(tmp_path):
+    write(tmp_path / "readme.md", "nothing")
+    with pytest.raises(IngestError, match="no .txt, .jsonl, .json, .csv files"):
+        read_documents([tmp_path])
+
+
+def test_missing_file_raises(tmp_path):
+    with pytest.raises(IngestError, match=r"nope\.jsonl: no such file or directory; check the path"):
+        read_documents([tmp_path / "nope.jsonl"])
+
+
+def test_unsupported_extension_raises(tmp_path):
+    path = write(tmp_path / "doc.pdf", "text")
+    with pytest.raises(IngestError, match=r"doc\.pdf: unsupported file type '\.pdf'; use one of"):
+        read_documents([path])
+
+
+def test_binary_file_names_file_and_offset(tmp_path):
+    path = write(tmp_path / "image.txt", b"GIF89a\x01\x00\x00\x00")
+    with pytest.raises(IngestError, match=r"image\.txt: binary file \(NUL byte at offset 7\)"):
+        read_documents([path])
+
+
+def test_latin1_file_names_file_and_offset(tmp_path):
+    path = write(tmp_path / "old.txt", "Caf\u00e9 au lait".encode("latin-1"))
+    with pytest.raises(IngestError, match=r"old\.txt: not UTF-8 \(byte 0xe9 at offset 3\); re-save it as UTF-8"):
+        read_documents([path])
+
+
+def test_unreadable_file_raises(tmp_path, monkeypatch):
+    path = write(tmp_path / "locked.txt", "secret")
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(IngestError, match=r"locked\.txt: cannot read the file \(Permission denied\); check its permissions"):
+        read_documents([path])
+
+
+def test_directory_named_like_a_file_is_expanded(tmp_path):
+    folder = tmp_path / "looks_like.txt"
+    write(folder / "inner.txt", "inside")
+    assert [d.text for d in read_documents([folder])] == ["inside"]
+
+
+def test_jsonl_bad_line_3_is_reported_and_reading_goes_on(tmp_path):
+    path = write(
+        tmp_path / "data.jsonl",
+        jsonl({"text": "first good document"}, {"text": "second good document"})
+        + "{not json\n"
+        + jsonl({"text": "fourth good document"}),
+    )
+    tasks, report = clean_documents(read_documents([path]), CleanOptions(min_chars=5))
+    assert [t["data"]["text"] for t in tasks] == [
+        "first good document", "second good document", "fourth good document",
+    ]
+    assert [t["meta"]["line"] for t in tasks] == [1, 2, 4]
+    assert report.read == 4
+    assert report.dropped["bad_line"] == 1
+    assert len(report.errors) == 1
+    assert report.errors[0].startswith(f"{path} line 3: not valid JSON (")
+    assert any("line 3: not valid JSON" in line for line in report.summary_lines())
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('["a list"]', "line 2: not a JSON object (got list)"),
+        ('{"body": "x", "id": 7}', "line 2: no 'text' field (fields: body, id)"),
+    ],
+)
+def test_jsonl_unusable_record_is_a_bad_line(tmp_path, line, message):
+    path = write(tmp_path / "d.jsonl", jsonl({"text": "a good document"}) + line + "\n")
+    tasks, report = clean_documents(read_documents([path]), keep_all())
+    assert len(tasks) == 1
+    assert report.dropped["bad_line"] == 1
+    assert report.errors == [f"{path} {message}"]
+
+
+# --------------------------------------------------------------------------- normalize
+
+
+def test_normalize_composes_decomposed_characters():
+    decomposed = "Cafe\u0301 cre\u0300me"
+    assert len(decomposed) == 12
+    assert normalize(decomposed) == "Caf\u00e9 cr\u00e8me"
+
+
+def test_normalize_removes_control_characters_keeps_newlines():
+    assert normalize("a\x00b\x07c\x1bd\x7fe\u0085f") == "abcde\nf"
+    assert normalize("zero\u200bwidth soft\u00adhyphen \ufeffbom") == "zerowidth softhyphen bom"
+
+
+def test_normalize_whitespace():
+    assert normalize("  a \t\t b\u00a0\u00a0c  ") == "a b c"
+    assert normalize("line one  \r\n  line two\rthree") == "line one\nline two\nthree"
+    assert normalize("para 1\n\n\n\n\npara 2\n \n \n\npara 3") == "para 1\n\npara 2\n\npara 3"
+    assert normalize("keep\n\ntwo") == "keep\n\ntwo"
+    assert normalize(" \n\t \n ") == ""
+
+
+def test_normalize_is_idempotent_on_samples():
+    for schema in SCHEMAS:
+        for text in sample_texts(schema):
+            once = normalize(text)
+            assert normalize(once) == once
+
+
+def test_text_hash_is_sha256_hex():
+    assert text_hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+# --------------------------------------------------------------------------- PII masking
+
+
+@pytest.mark.parametrize(
+    "text, expected, kind",
+    [
+        ("Contact john.doe@example.com today.", "Contact [EMAIL] today.", "EMAIL"),
+        ("Write to a_b+c@mail.hospital.org.uk", "Write to [EMAIL]", "EMAIL"),
+        ("Call +1 555 123 4567 now", "Call [PHONE] now", "PHONE"),
+        ("Call +44 20 7946 0958.", "Call [PHONE].", "PHONE"),
+        ("Call (555) 123-4567 now", "Call [PHONE] now", "PHONE"),
+        ("Call 555-123-4567.", "Call [PHONE].", "PHONE"),
+        ("Call 555.123.4567", "Call [PHONE]", "PHONE"),
+        ("Tel: 020 7946 0958", "Tel: [PHONE]", "PHONE"),
+        ("Facsimile: (650) 555-1234", "Facsimile: [PHONE]", "PHONE"),
+        ("MRN: 12345678", "MRN: [ID]", "ID"),
+        ("Patient ID 998877 was admitted", "Patient ID [ID] was admitted", "ID"),
+        ("SSN 123-45-6789", "SSN [ID]", "ID"),
+        ("his number is 123-45-6789.", "his number is [ID].", "ID"),
+        ("record no. A-12345", "record no. [ID]", "ID"),
+        ("Medical record #A1234567", "Medical record #[ID]", "ID"),
+        ("Account Number: 0012-3456-7890", "Account Number: [ID]", "ID"),
+        ("see https://example.com/a?b=1.", "see [URL].", "URL"),
+        ("visit www.example.org/page, then", "visit [URL], then", "URL"),
+        ("(https://t.co/abc)", "([URL])", "URL"),
+        ("DOB: 01/02/1980", "DOB: [DOB]", "DOB"),
+        ("date of birth: 2 March 1980", "date of birth: [DOB]", "DOB"),
+        ("born on 1980-03-02 in Ohio", "born on [DOB] in Ohio", "DOB"),
+        ("Date of Birth: March 2nd, 1980.", "Date of Birth: [DOB].", "DOB"),
+    ],
+)
+def test_mask_pii_positives(text, expected, kind):
+    masked, counts = mask_pii(text)
+    assert masked == expected
+    assert counts == Counter({kind: 1})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In 1980 the study enrolled 250 patients.",
+        "The facility was financed with a loan of 1,250,000 dollars in 2019.",
+        "Take 500 mg twice daily for 14 days.",
+        "Doses ranged 150-200-3000 mg over the trial.",
+        "Rates rose 12.5% to 3.2%; shares +5% at $12.50.",
+        "p < 0.001 (95% CI 1.2-3.4), n = 12345",
+        "The meeting on 01/02/1980 was held on March 2, 1980.",
+        "Follow-up visit 2019-12-31.",
+        "Loci 11q23 and 3p21; IL-2 and IL-10 levels.",
+        "Section 10.2.3 applies; see Exhibit 10.1.",
+        "patient 1 and patient no. 12 improved",
+        "Commission File No. 001-12345",
+        "He was born in 1980.",
+        "the ID of the sample",
+        "Revenue of $1.5 million on 555,123,4567 units",
+        "Version 1.2.3456 released",
+    ],
+)
+def test_mask_pii_negatives(text):
+    assert mask_pii(text) == (text, Counter())
+
+
+def test_mask_pii_order_email_before_url_and_several_kinds():
+    text = (
+        "Dr. Lee (lee@clinic.org, https://clinic.org/lee) saw the patient, MRN: 55501234, "
+        "DOB: 12/05/1971, phone (212) 555-0199, on 03/04/2020 for a 500 mg dose."
+    )
+    masked, counts = mask_pii(text)
+    assert masked == (
+        "Dr. Lee ([EMAIL], [URL]) saw the patient, MRN: [ID], "
+        "DOB: [DOB], phone [PHONE], on 03/04/2020 for a 500 mg dose."
+    )
+    assert counts == Counter({"EMAIL": 1, "URL": 1, "ID": 1, "DOB": 1, "PHONE": 1})
+    assert mask_pii(masked) == (masked, Counter())  # placeholders are stable
+
+
+def test_mask_pii_leaves_real_abstracts_alone():
+    for text in sample_texts("medical_records"):
+        assert mask_pii(normalize(text))[1] == Counter()
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def test_task_shape_and_meta():
+    tasks, report = clean_documents([doc("  Hello   world, this is a document.  ", line=4, source_id="x1")], CleanOptions())
+    assert tasks == [{
+        "data": {"text": "Hello world, this is a document.", "source_id": "x1"},
+        "meta": {"source": "mem.jsonl", "line": 4, "goldloop_hash": text_hash("Hello world, this is a document.")},
+    }]
+    assert (report.read, report.kept) == (1, 1)
+
+
+def test_text_field_from_labeling_config():
+    tasks, _ = clean_documents([doc("A document long enough to keep.")], CleanOptions(text_field="body"))
+    assert tasks[0]["data"] == {"body": "A document long enough to keep."}
+
+
+def test_text_field_wins_over_a_data_field_of_the_same_name():
+    tasks, _ = clean_documents([doc("the cleaned text of it", body="other")], keep_all(text_field="body"))
+    assert tasks[0]["data"] == {"body": "the cleaned text of it"}
+
+
+def test_cleaning_normalises_the_task_text():
+    tasks, _ = clean_documents([doc("Cafe\u0301\x00 \t menu\r\n\r\n\r\n\r\nprices")], keep_all())
+    assert tasks[0]["data"]["text"] == "Caf\u00e9 menu\n\nprices"
+
+
+@pytest.mark.parametrize("value", [None, 42, 3.5, ["a", "list"], {"a": 1}])
+def test_not_text_is_dropped_and_reported(value):
+    tasks, report = clean_documents([doc(value, line=9)], keep_all())
+    assert tasks == []
+    assert report.dropped["not_text"] == 1
+    assert report.errors == [f"mem.jsonl line 9: text is {type(value).__name__}, not a string"]
+
+
+@pytest.mark.parametrize("value", ["", "   ", "\n\t\x00\u200b"])
+def test_empty_is_dropped(value):
+    tasks, report = clean_documents([doc(value)], CleanOptions())
+    assert tasks == []
+    assert report.dropped["empty"] == 1
+    assert report.errors == []
+
+
+def test_too_short_uses_length_after_cleaning():
+    docs = [doc("x" * 19), doc("y" * 20), doc("   " + "z" * 19 + "   ")]
+    tasks, report = clean_documents(docs, CleanOptions(min_chars=20))
+    assert [t["data"]["text"] for t in tasks] == ["y" * 20]
+    assert report.dropped["too_short"] == 2
+
+
+def test_exact_duplicates_within_a_batch_after_normalisation():
+    docs = [doc("Aspirin reduces the risk of stroke."), doc("Aspirin  reduces the risk\tof stroke. "),
+            doc("Aspirin reduces the risk of stroke.")]
+    tasks, report = clean_documents(docs, CleanOptions())
+    assert len(tasks) == 1
+    assert report.dropped["duplicate"] == 2
+
+
+def test_exact_duplicate_against_existing_texts():
+    existing = ["Metformin is first-line therapy for type 2 diabetes."]
+    docs = [doc("Metformin is first-line therapy for type 2 diabetes."), doc("Insulin is used in type 1 diabetes.")]
+    tasks, report = clean_documents(docs, CleanOptions(), existing_texts=existing)
+    assert [t["data"]["text"] for t in tasks] == ["Insulin is used in type 1 diabetes."]
+    assert report.dropped["duplicate"] == 1
+
+
+def test_near_duplicate_one_word_change_of_a_real_abstract():
+    abstracts = sample_texts("medical_records")
+    original = abstract_excerpt(abstracts[0])
+    assert 450 <= len(original) <= 800
+    words = original.split(" ")
+    middle = len(words) // 2
+    words[middle] = "substantially" if words[middle] != "substantially" else "markedly"
+    edited = " ".join(words)
+    other = abstract_excerpt(abstracts[1])
+    assert edited != original
+    tasks, report = clean_documents([doc(original), doc(edited), doc(other)], CleanOptions())
+    assert [t["data"]["text"] for t in tasks] == [original, other]
+    assert report.dropped["near_duplicate"] == 1
+    assert report.dropped["duplicate"] == 0
+
+
+def test_different_abstracts_are_not_near_duplicates():
+    abstracts = [abstract_excerpt(t) for t in sample_texts("medical_records")]
+    tasks, report = clean_documents([doc(t) for t in abstracts], CleanOptions())
+    assert len(tasks) == len(abstracts)
+    assert report.dropped["near_duplicate"] == 0
+
+
+def test_near_duplicate_against_existing_texts():
+    original = abstract_excerpt(sample_texts("medical_records")[2])
+    edited = original.replace(" the ", " a ", 1)
+    assert edited != original
+    tasks, report = clean_documents([doc(edited)], CleanOptions(), existing_texts=[original])
+    assert tasks == []
+    assert report.dropped["near_duplicate"] == 1
+
+
+def test_near_duplicate_chinese_character_shingles():
+    edited = CHINESE.replace("九十二", "九十六")
+    assert edited != CHINESE
+    tasks, report = clean_documents([doc(CHINESE), doc(edited), doc(CHINESE_OTHER)], CleanOptions())
+    assert [t["data"]["text"] for t in tasks] == [CHINESE, CHINESE_OTHER]
+    assert report.dropped["near_duplicate"] == 1
+
+
+def test_near_duplicate_threshold_is_honoured():
+    abstracts = sample_texts("medical_records")
+    original = abstract_excerpt(abstracts[0])
+    half = original[: len(original) // 2] + abstract_excerpt(abstracts[1])[len(original) // 2:]
+    strict, _ = clean_documents([doc(original), doc(half)], CleanOptions(near_duplicate_threshold=0.9))
+    loose, _ = clean_documents([doc(original), doc(half)], CleanOptions(near_duplicate_threshold=0.2))
+    assert len(strict) == 2
+    assert len(loose) == 1
+
+
+def test_near_duplicate_of_a_long_document():
+    contract = normalize(sample_texts("contracts")[0])
+    long_text = normalize("\n\n".join([contract] * 2) + "\n\n" + " ".join(sample_texts("medical_records")))
+    assert len(long_text) > 30_000
+    edited = long_text.replace("Agreement", "Contract", 1)
+    assert edited != long_text
+    tasks, report = clean_documents([doc(long_text), doc(edited), doc(contract)], CleanOptions())
+    assert [t["data"]["text"] for t in tasks] == [long_text, contract]
+    assert report.dropped["near_duplicate"] == 1
+
+
+def test_near_duplicate_ignores_case():
+    text = abstract_excerpt(sample_texts("medical_records")[3])
+    tasks, report = clean_documents([doc(text), doc(text.upper())], CleanOptions())
+    assert len(tasks) == 1 and report.dropped["near_duplicate"] == 1
+
+
+@pytest.mark.parametrize("threshold", [0, -0.5, 1.5])
+def test_bad_threshold_raises(threshold):
+    with pytest.raises(IngestError, match="near_duplicate_threshold must be in"):
+        clean_documents([], CleanOptions(near_duplicate_threshold=threshold))
+
+
+def test_threshold_one_still_runs():
+    tasks, report = clean_documents([doc("a document to keep here"), doc("another document to keep")],
+                                    CleanOptions(near_duplicate_threshold=1.0))
+    assert len(tasks) == 2
+
+
+def test_mask_pii_option_masks_output_and_counts():
+    raw = "Seen by Dr. Ray, MRN: 77788899, DOB: 01/02/1980. Email ray@clinic.org or call 555-123-4567."
+    tasks, report = clean_documents([doc(raw)], CleanOptions(mask_pii=True))
+    text = tasks[0]["data"]["text"]
+    assert text == "Seen by Dr. Ray, MRN: [ID], DOB: [DOB]. Email [EMAIL] or call [PHONE]."
+    assert tasks[0]["meta"]["goldloop_hash"] == text_hash(text)
+    assert "77788899" not in json.dumps(tasks) and "ray@clinic.org" not in json.dumps(tasks)
+    assert {k: v for k, v in report.masked.items() if v} == {"ID": 1, "DOB": 1, "EMAIL": 1, "PHONE": 1}
+
+
+def test_no_masking_without_the_option():
+    raw = "Write to ray@clinic.org about the visit."
+    tasks, report = clean_documents([doc(raw)], CleanOptions())
+    assert tasks[0]["data"]["text"] == raw
+    assert sum(report.masked.values()) == 0
+
+
+def test_existing_texts_are_masked_the_same_way():
+    raw = "Follow-up for MRN: 77788899 scheduled next week."
+    first, _ = clean_documents([doc(raw)], CleanOptions(mask_pii=True))
+    # the project holds the masked text; the raw document comes again
+    tasks, report = clean_documents([doc(raw)], CleanOptions(mask_pii=True),
+                                    existing_texts=[first[0]["data"]["text"]])
+    assert tasks == []
+    assert report.dropped["duplicate"] == 1
+    # and raw existing texts are masked before hashing
+    tasks, report = clean_documents([doc(raw)], CleanOptions(mask_pii=True), existing_texts=[raw])
+    assert tasks == [] and report.dropped["duplicate"] == 1
+
+
+def test_importing_the_same_documents_twice_keeps_nothing_the_second_time():
+    path = SAMPLES / "financial_news" / "docs.jsonl"
+    options = CleanOptions(mask_pii=True)
+    first, report1 = clean_documents(read_documents([path]), options)
+    assert report1.kept == report1.read == 30
+    held = [t["data"][options.text_field] for t in first]
+    second, report2 = clean_documents(read_documents([path]), options, existing_texts=held)
+    assert second == []
+    assert report2.read == 30 and report2.kept == 0
+    assert report2.dropped["duplicate"] == 30
+
+
+def test_report_counts_add_up_and_serialise():
+    docs = [
+        doc("a perfectly good first document"),
+        doc("a perfectly good first document"),
+        doc(None),
+        doc(""),
+        doc("short"),
+        RawDocument(text=None, data={}, source="f.jsonl", line=3, error="f.jsonl line 3: not valid JSON (x)"),
+        doc("write to someone@example.com please, thanks", line=7),
+    ]
+    tasks, report = clean_documents(docs, CleanOptions(min_chars=10, mask_pii=True))
+    assert report.read == 7
+    assert report.kept == len(tasks) == 2
+    assert report.read == report.kept + sum(report.dropped.values())
+    assert {k: v for k, v in report.dropped.items() if v} == {
+        "duplicate": 1, "not_text": 1, "empty": 1, "too_short": 1, "bad_line": 1,
+    }
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["read"] == 7 and data["kept"] == 2 and data["masked"]["EMAIL"] == 1
+    assert data["errors"] == ["mem.jsonl line 1: text is NoneType, not a string", "f.jsonl line 3: not valid JSON (x)"]
+    lines = report.summary_lines()
+    assert lines[0] == "read: 7 documents"
+    assert lines[1] == "kept: 2"
+    assert "dropped: 5 (" in lines[2] and "duplicate 1" in lines[2] and "bad_line 1" in lines[2]
+    assert "masked: EMAIL 1" in lines
+    assert "errors: 2" in lines
+    assert "  f.jsonl line 3: not valid JSON (x)" in lines
+
+
+def test_report_defaults_and_long_error_lists():
+    report = ImportReport()
+    assert report.summary_lines() == ["read: 0 documents", "kept: 0", "dropped: 0"]
+    assert set(report.dropped) == {"empty", "too_short", "not_text", "duplicate", "near_duplicate", "bad_line"}
+    assert set(report.masked) == {"EMAIL", "PHONE", "ID", "URL", "DOB"}
+    report.errors = [f"e{i}" for i in range(25)]
+    lines = report.summary_lines()
+    assert "  e19" in lines and "  e20" not in lines and lines[-1] == "  ... and 5 more"
+
+
+def test_clean_documents_accepts_a_generator():
+    tasks, report = clean_documents((doc(f"document number {i} of the batch") for i in range(3)), CleanOptions())
+    assert report.read == 3 and len(tasks) == 3
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_samples_import_cleanly(schema):
+    folder = SAMPLES / schema
+    path = folder / "docs.jsonl"
+    assert path.stat().st_size < 100_000
+    assert (SCHEMAS_DIR / f"{schema}.xml").exists()
+    tasks, report = clean_documents(read_documents([path]), CleanOptions())
+    assert report.errors == []
+    assert report.kept == report.read >= 8
+    assert all(t["data"].get("source_id") for t in tasks)
+    source = (folder / "SOURCE.md").read_text(encoding="utf-8")
+    assert re.search(r"(?i)licen[cs]e", source)
+
+
+def test_sample_licences_are_the_permissive_ones():
+    assert "PUBLIC DOMAIN NOTICE" in (SAMPLES / "medical_records" / "SOURCE.md").read_text(encoding="utf-8")
+    assert "CC BY 4.0" in (SAMPLES / "contracts" / "SOURCE.md").read_text(encoding="utf-8")
+    assert "MIT License" in (SAMPLES / "financial_news" / "SOURCE.md").read_text(encoding="utf-8")
+

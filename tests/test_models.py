@@ -1,0 +1,112 @@
+"""Contract tests over every model kind, plus the behaviour specific to each."""
+import numpy as np
+import pytest
+
+from ml_backend.models import MODEL_KINDS, Examples, SpanMatcher, TfidfClassifier, TokenClassifier, load_model, model_class
+
+SPAN_EXAMPLES = Examples(
+    ["Patients with breast cancer and Breast Cancer relapse.", "No sign of cancer in the colon.", "Ataxia-telangiectasia is rare."],
+    [[(14, 27, "Disease")], [(11, 17, "Disease")], [(0, 21, "Disease")]],
+)
+CHOICE_EXAMPLES = Examples(
+    ["profits soared to a record", "shares jumped after strong sales", "the company cut its forecast", "losses widened and shares fell",
+     "results were in line with guidance", "the board meets on tuesday"],
+    [["positive"], ["positive"], ["negative"], ["negative"], ["neutral"], ["neutral"]],
+)
+LABELS = {"spans": ["Disease"], "choices": ["positive", "neutral", "negative"]}
+
+
+def make(kind, tiny_model_dir):
+    cls = model_class(kind)
+    kw = {"model_name": tiny_model_dir, "max_length": 32, "stride": 8} if kind in ("token_classifier", "sequence_classifier", "prototype") else {}
+    return cls(LABELS[cls.task], **kw)
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+def test_contract_fit_predict_save_load(kind, tiny_model_dir, tmp_path):
+    model = make(kind, tiny_model_dir)
+    examples = SPAN_EXAMPLES if model.task == "spans" else CHOICE_EXAMPLES
+    fit_opts = {"epochs": 1, "progress": False} if kind in ("token_classifier", "sequence_classifier") else {}
+    info = model.fit(examples, **fit_opts)
+    assert isinstance(info, dict)
+    texts = examples.texts + ["", "x " * 200]
+    preds = model.predict(texts)
+    assert len(preds) == len(texts)
+    for text, p in zip(texts, preds):
+        assert 0.0 <= p.confidence <= 1.0
+        if model.task == "spans":
+            assert p.probs is None
+            for s in p.spans:
+                assert 0 <= s.start < s.end <= len(text) and s.label in LABELS["spans"] and 0 <= s.score <= 1
+        else:
+            assert set(p.probs) == set(LABELS["choices"]) and abs(sum(p.probs.values()) - 1) < 1e-4
+    model.save(tmp_path / kind)
+    again = load_model(tmp_path / kind)
+    assert type(again) is type(model)
+    for a, b in zip(preds, again.predict(texts)):
+        assert [s.key() for s in a.spans] == [s.key() for s in b.spans]
+        if a.probs:
+            assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-5)
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="unknown model kind"):
+        model_class("nope")
+
+
+def test_matcher_case_insensitive_whole_word_longest_first():
+    m = SpanMatcher(["Disease", "Organ"])
+    m.fit(Examples(["breast cancer; cancer; colon"], [[(0, 13, "Disease"), (15, 21, "Disease"), (23, 28, "Organ")]]))
+    text = "Breast Cancer spreads. Cancers differ. The colon and semicolon."
+    spans = [(text[s.start:s.end], s.label) for s in m.predict([text])[0].spans]
+    assert spans == [("Breast Cancer", "Disease"), ("colon", "Organ")]  # not "Cancers", not "semicolon", no nested "Cancer"
+
+
+def test_matcher_chinese_has_no_word_boundaries():
+    m = SpanMatcher(["symptom"])
+    m.add("呼吸困难", "symptom")
+    (p,) = m.predict(["胸闷呼吸困难是怎么回事"])
+    assert [(s.start, s.end) for s in p.spans] == [(2, 6)]
+
+
+def test_matcher_label_by_majority_with_share_as_score():
+    m = SpanMatcher(["A", "B"])
+    for lbl in ["A", "A", "B"]:
+        m.add("term", lbl)
+    (s,) = m.predict(["a term here"])[0].spans
+    assert s.label == "A" and s.score == pytest.approx(2 / 3)
+
+
+def test_tfidf_needs_two_classes():
+    with pytest.raises(ValueError, match="two classes"):
+        TfidfClassifier(["a", "b"]).fit(Examples(["x", "y"], [["a"], ["a"]]))
+
+
+def test_tfidf_learns_and_multilabel():
+    m = TfidfClassifier(LABELS["choices"])
+    m.fit(CHOICE_EXAMPLES)
+    assert m.predict(["profits soared"])[0].probs["positive"] > 1 / 3
+    multi = TfidfClassifier(["x", "y"], multi=True)
+    multi.fit(Examples(["alpha", "beta", "alpha beta", "gamma"], [["x"], ["y"], ["x", "y"], []]))
+    p = multi.predict(["alpha beta"])[0].probs
+    assert set(p) == {"x", "y"}
+
+
+def test_token_classifier_windows_long_documents(tiny_model_dir):
+    m = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=16, stride=4)
+    text = "the patient had a mild fever and then recovered fully. " * 30
+    ids, offs = m.tokenize([text])
+    (probs_offs, probs) = m.token_probs([text])[0]
+    assert probs.shape == (len(ids[0]), 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    for s in m.predict([text])[0].spans:
+        assert text[s.start:s.end].strip() == text[s.start:s.end]
+
+
+def test_int8_quantized_model_serves(tiny_model_dir):
+    fp = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32)
+    q = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32, _model=fp.model, _tokenizer=fp.tokenizer, quantize="int8")
+    import torch
+
+    assert any(isinstance(mod, torch.ao.nn.quantized.dynamic.Linear) for mod in q._serving.modules())
+    a, b = fp.token_probs(["fever and cough"])[0][1], q.token_probs(["fever and cough"])[0][1]
+    assert a.shape == b.shape and np.abs(a - b).max() < 0.1

@@ -1,0 +1,305 @@
+"""server.stack and the stack commands, without a real Label Studio: ports, data dir, token, processes."""
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from server import ls_client, stack, store
+from server.cli import main
+from server.config import Settings
+from server.errors import StackError
+from tests.plugins.label_studio import stack_settings
+
+
+@pytest.fixture
+def listening():
+    """A socket listening on a free port (the port is 'taken')."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def run_cli(*args: str):
+    """Invoke the CLI in-process; return the click Result."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def one_line_error(result) -> str:
+    """The CLI's error line; asserts it is one line, non-zero, without a traceback."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+# --- token and data dir --------------------------------------------------------------------------
+
+
+def test_token_created_once_with_mode_0600(tmp_path):
+    settings = Settings(home=tmp_path)
+    token = stack.read_or_create_token(settings)
+    path = stack.token_path(settings)
+    assert len(token) == 40 and int(token, 16) >= 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stack.read_or_create_token(settings) == token
+    assert stack.read_token(settings) == token
+
+
+def test_corrupt_token_file_is_reported(tmp_path):
+    settings = Settings(home=tmp_path)
+    stack.token_path(settings).write_text("not-a-token")
+    with pytest.raises(StackError, match="corrupt"):
+        stack.read_or_create_token(settings)
+
+
+def test_missing_token_says_run_up(tmp_path):
+    with pytest.raises(StackError, match="goldloop up"):
+        stack.read_token(Settings(home=tmp_path))
+
+
+def test_data_dir_not_writable(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(StackError, match="not writable.*--data-dir"):
+        stack.ensure_data_dir(blocker / "home")
+
+
+def test_up_with_unwritable_data_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    line = one_line_error(run_cli("up", "--data-dir", str(blocker / "home")))
+    assert "not writable" in line
+
+
+# --- environment of the children -----------------------------------------------------------------
+
+
+def test_label_studio_env_has_admin_token_and_local_backend_allowed(tmp_path):
+    settings = Settings(home=tmp_path)
+    env = stack.label_studio_env(settings, "a" * 40, base={})
+    assert env["LABEL_STUDIO_BASE_DATA_DIR"] == str(tmp_path / "label-studio")
+    assert env["LABEL_STUDIO_USER_TOKEN"] == "a" * 40
+    assert env["LABEL_STUDIO_USERNAME"] == settings.admin_email
+    assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
+    assert env["ML_BLOCK_LOCAL_IP"] == "false" and env["SSRF_PROTECTION_ENABLED"] == "false"
+    assert env["LATEST_VERSION_CHECK"] == "false" and env["COLLECT_ANALYTICS"] == "false"
+
+
+def test_backend_env_points_at_label_studio(tmp_path):
+    settings = Settings(home=tmp_path, ls_port=18123)
+    env = stack.backend_env(settings, "b" * 40, base={})
+    assert env["LABEL_STUDIO_URL"] == "http://127.0.0.1:18123"
+    assert env["LABEL_STUDIO_API_KEY"] == "b" * 40
+    assert env["GOLDLOOP_HOME"] == str(tmp_path)
+
+
+def test_commands_use_the_executables_of_this_python(tmp_path):
+    settings = Settings(home=tmp_path, ls_port=18001, backend_port=19001)
+    ls_cmd = stack.label_studio_command(settings)
+    assert Path(ls_cmd[0]).name == "label-studio"
+    assert ls_cmd[1:] == ["start", "--no-browser", "--internal-host", "127.0.0.1", "-p", "18001"]
+    be_cmd = stack.backend_command(settings)
+    assert be_cmd[0] == sys.executable and "backend" in be_cmd and be_cmd[-1] == "19001"
+
+
+# --- ports ---------------------------------------------------------------------------------------
+
+
+def test_free_port_is_free():
+    assert not stack.port_in_use(stack.free_port())
+
+
+def test_ls_port_taken(tmp_path, listening):
+    settings = stack_settings(tmp_path, ls_port=listening)
+    with pytest.raises(StackError, match=f"port {listening} for Label Studio.*--ls-port"):
+        stack.check_ports(settings)
+
+
+def test_backend_port_taken(tmp_path, listening):
+    settings = stack_settings(tmp_path, backend_port=listening)
+    with pytest.raises(StackError, match=f"port {listening} for the ML backend.*--backend-port"):
+        stack.check_ports(settings)
+
+
+def test_same_port_twice(tmp_path):
+    port = stack.free_port()
+    with pytest.raises(StackError, match="two different ports"):
+        stack.check_ports(Settings(home=tmp_path, ls_port=port, backend_port=port))
+
+
+@pytest.mark.parametrize("which", ["--ls-port", "--backend-port"])
+def test_up_with_a_taken_port_starts_nothing(tmp_path, listening, which):
+    other = "--backend-port" if which == "--ls-port" else "--ls-port"
+    home = tmp_path / "home"
+    line = one_line_error(run_cli("up", "--data-dir", str(home), which, str(listening), other, str(stack.free_port())))
+    assert f"port {listening}" in line and which in line
+    assert store.list_processes(store.open_db(home / "goldloop.db")) == []
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+
+def _spawn_python(code: str, log: Path) -> subprocess.Popen:
+    return stack.spawn([sys.executable, "-c", code], dict(os.environ), log, cwd=log.parent)
+
+
+def test_stop_pid_terminates_the_process_group(tmp_path):
+    # the child starts a grandchild: stopping the group stops both
+    code = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); print('up', flush=True); time.sleep(60)"
+    proc = _spawn_python(code, tmp_path / "p.log")
+    for _ in range(50):
+        if "up" in (tmp_path / "p.log").read_text():
+            break
+        time.sleep(0.1)
+    children = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    stack.stop_pid(proc.pid, timeout=5)
+    assert not stack.pid_alive(proc.pid)
+    for pid in children:
+        assert not stack.pid_alive(int(pid))
+
+
+def test_stop_pid_kills_what_ignores_sigterm(tmp_path):
+    code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    proc = _spawn_python(code, tmp_path / "p.log")
+    for _ in range(50):
+        if "ready" in (tmp_path / "p.log").read_text():
+            break
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    stack.stop_pid(proc.pid, timeout=0.5)
+    assert not stack.pid_alive(proc.pid)
+    assert time.monotonic() - t0 < 5
+
+
+def test_wait_healthy_reports_the_log_tail_when_the_process_dies(tmp_path):
+    log = tmp_path / "ls.log"
+    proc = _spawn_python("import sys; print('django.db.utils.OperationalError: boom'); sys.exit(3)", log)
+    with pytest.raises(StackError, match="exited during start-up.*OperationalError: boom"):
+        stack.wait_healthy("Label Studio", f"http://127.0.0.1:{stack.free_port()}/health", proc.pid, 30, log)
+
+
+def test_wait_healthy_times_out(tmp_path):
+    log = tmp_path / "x.log"
+    proc = _spawn_python("import time; print('still migrating'); time.sleep(30)", log)
+    try:
+        with pytest.raises(StackError, match="did not answer.*within 1 s.*still migrating"):
+            stack.wait_healthy("Label Studio", f"http://127.0.0.1:{stack.free_port()}/health", proc.pid, 1, log)
+    finally:
+        stack.stop_pid(proc.pid)
+
+
+def test_up_when_label_studio_fails_to_start(tmp_path, monkeypatch):
+    """A Label Studio that dies on start: one line with its log's tail, nothing left running."""
+    fake = [sys.executable, "-c", "import sys; print('CommandError: label studio could not start'); sys.exit(1)"]
+    monkeypatch.setattr(stack, "label_studio_command", lambda settings: fake)
+    monkeypatch.setattr(stack, "backend_command", lambda settings: [sys.executable, "-c", "import time; time.sleep(60)"])
+    home = tmp_path / "home"
+    line = one_line_error(
+        run_cli("up", "--data-dir", str(home), "--ls-port", str(stack.free_port()), "--backend-port", str(stack.free_port()))
+    )
+    assert "Label Studio exited during start-up" in line and "could not start" in line
+    db = store.open_db(home / "goldloop.db")
+    assert store.list_processes(db) == []
+
+
+def test_supervise_stops_everything_when_a_child_dies(tmp_path):
+    settings = Settings(home=tmp_path)
+    db = store.open_db(settings.db_path)
+    short = _spawn_python("import time; time.sleep(0.5)", tmp_path / "a.log")
+    long = _spawn_python("import time; time.sleep(60)", tmp_path / "b.log")
+    store.record_process(db, stack.LABEL_STUDIO, short.pid, 1, "http://127.0.0.1:1", str(tmp_path / "a.log"), "x")
+    store.record_process(db, stack.BACKEND, long.pid, 2, "http://127.0.0.1:2", str(tmp_path / "b.log"), "y")
+    info = stack.StackInfo(tmp_path, "u", "v", short.pid, long.pid, tmp_path / "t", tmp_path / "a.log", tmp_path / "b.log", True)
+    reason = stack.supervise(settings, db, info, poll=0.1)
+    assert "label_studio" in reason and "exited" in reason
+    assert not stack.pid_alive(long.pid)
+    assert store.list_processes(db) == []
+
+
+def test_down_and_status_with_nothing_running(tmp_path):
+    home = tmp_path / "never-started"
+    result = run_cli("down", "--data-dir", str(home))
+    assert result.exit_code == 0 and "nothing running" in result.output
+    result = run_cli("status", "--data-dir", str(home))
+    assert result.exit_code == 0 and "nothing running" in result.output
+    assert not home.exists()
+
+
+def test_down_stops_recorded_processes_and_verifies_by_pid(tmp_path):
+    settings = Settings(home=tmp_path)
+    db = store.open_db(settings.db_path)
+    procs = [_spawn_python("import time; time.sleep(60)", tmp_path / f"{n}.log") for n in ("a", "b")]
+    store.record_process(db, stack.LABEL_STUDIO, procs[0].pid, 1, "http://127.0.0.1:1", "a.log", "x")
+    store.record_process(db, stack.BACKEND, procs[1].pid, 2, "http://127.0.0.1:2", "b.log", "y")
+    result = run_cli("down", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "stopped" in result.output
+    for p in procs:
+        p.wait(timeout=5)
+        assert not stack.pid_alive(p.pid)
+    assert store.list_processes(db) == []
+
+
+# --- schemas and batching ------------------------------------------------------------------------
+
+
+def test_repo_schemas_load_with_titles():
+    schemas = {s.name: s for s in ls_client.load_schemas()}
+    assert set(schemas) >= {"contracts", "financial_news", "medical_records"}
+    assert schemas["medical_records"].title == "Medical records — clinical entities"
+    assert all(s.text_field == "text" and len(s.title) <= 50 for s in schemas.values())
+
+
+def test_schema_without_title_uses_its_name(tmp_path):
+    path = tmp_path / "tiny.xml"
+    path.write_text('<View><Labels name="l" toName="t"><Label value="A"/></Labels><Text name="t" value="$body"/></View>')
+    schema = ls_client.load_schema(path)
+    assert (schema.name, schema.title, schema.text_field) == ("tiny", "tiny", "body")
+
+
+def test_unusable_schema_file_is_a_config_error(tmp_path):
+    from server.errors import ConfigError
+
+    path = tmp_path / "broken.xml"
+    path.write_text("<View><Text name='t' value='$text'/>")
+    with pytest.raises(ConfigError, match="broken.xml"):
+        ls_client.load_schema(path)
+
+
+def test_pii_masking_is_a_per_schema_setting(monkeypatch):
+    assert Settings.from_env({}).mask_pii_schemas == ("medical_records",)
+    assert Settings.from_env({"GOLDLOOP_MASK_PII_SCHEMAS": "contracts, medical_records"}).mask_pii_schemas == ("contracts", "medical_records")
+    assert Settings.from_env({"GOLDLOOP_MASK_PII_SCHEMAS": ""}).mask_pii_schemas == ()
+
+
+def test_prediction_batches_are_sized_by_characters_and_count():
+    tasks = [(1, 100), (2, 100), (3, 900), (4, 50), (5, 5000), (6, 10), (7, 10), (8, 10)]
+    batches = ls_client.prediction_batches(tasks, max_chars=1000, max_tasks=3)
+    assert [t for b in batches for t in b] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert batches == [[1, 2], [3, 4], [5], [6, 7, 8]]
+    for b in batches:
+        chars = sum(dict(tasks)[t] for t in b)
+        assert len(b) <= 3 and (chars <= 1000 or len(b) == 1)
+
+
+def test_store_round_trip(tmp_path):
+    db = store.open_db(tmp_path / "g.db")
+    store.upsert_project(db, id=4, schema_name="contracts", title="C", config_hash="h", text_field="text", mask_pii=False)
+    store.upsert_project(db, id=7, schema_name="contracts", title="C", config_hash="h2", text_field="text", mask_pii=True)
+    assert [p["id"] for p in store.list_projects(db)] == [7]  # one project per schema name
+    assert store.get_project_by_name(db, "contracts")["mask_pii"] == 1
+    iid = store.record_import(db, project_id=7, schema_name="contracts", paths=["a.jsonl"], status="ok", task_ids=[1, 2], report={"read": 2})
+    store.update_import(db, iid, pre_annotated=2)
+    (row,) = store.list_imports(db, 7)
+    assert row["task_ids"] == [1, 2] and row["report"] == {"read": 2} and row["pre_annotated"] == 2
