@@ -185,17 +185,31 @@ class Registry:
             return ptr["version"]
         return cold_start_version(spec) if spec else "coldstart"
 
+    def _stale(self, project: str, pm: ProjectModel) -> bool:
+        """True when another process (e.g. `goldloop train`) promoted a version this process does not serve."""
+        p = self.root / project / "serving.json"
+        try:
+            mtime = p.stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+        seen = pm.meta.get("pointer_mtime")
+        if seen == mtime:
+            return False
+        ptr = self.pointer(project)
+        pm.meta["pointer_mtime"] = mtime
+        return bool(ptr) and ptr.get("version") != pm.version
+
     def loaded(self, project: str) -> ProjectModel | None:
         return self._serving.get(project)
 
     def get(self, project: str, spec: TaskSpec) -> ProjectModel:
         """The serving ProjectModel for a project and labeling config; loads it on first use."""
         pm = self._serving.get(project)
-        if pm is not None and pm.spec.config_hash == spec.config_hash:
+        if pm is not None and pm.spec.config_hash == spec.config_hash and not self._stale(project, pm):
             return pm
         with self._lock(project):
             pm = self._serving.get(project)
-            if pm is not None and pm.spec.config_hash == spec.config_hash:
+            if pm is not None and pm.spec.config_hash == spec.config_hash and not self._stale(project, pm):
                 return pm
             pm = self._load(project, spec)
             with self._guard:

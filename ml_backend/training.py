@@ -259,3 +259,161 @@ def fit_sequence_classifier(wrapper, examples: Examples, val: Examples | None = 
 
     val_feats = wrapper.features(val.texts, val.targets) if val is not None else None
     return train_loop(wrapper, feats, weights, loss_fn, val_feats, **options)
+
+
+# --- one training round over a labeled dataset (used by the active-learning loop) ------------------------
+from dataclasses import dataclass, field  # noqa: E402
+
+
+@dataclass
+class TrainOptions:
+    """Knobs of one training round; defaults suit a 2-core CPU."""
+
+    cold_start_labels: int = 50  # below this many labeled docs a control trains its cheap model instead
+    epochs: int = 4
+    lr: float = 8e-5
+    batch_size: int = 16
+    max_length: int = 128
+    stride: int = 32
+    patience: int = 1
+    freeze_layers: int = 0
+    lora: bool = False
+    self_training: bool = False
+    pseudo_threshold: float = 0.9
+    pseudo_weight: float = 0.3
+    max_pool: int = 2000  # unlabeled docs the teacher labels for self-training
+    seed: int = 0
+    progress: bool = True
+    tolerance: float = 0.005  # the gate: promote unless the primary metric drops by more than this
+    model_name: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def fit_kwargs(self) -> dict:
+        return {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "patience": self.patience,
+                "freeze_layers": self.freeze_layers, "lora": self.lora, "seed": self.seed, "progress": self.progress}
+
+
+def examples_for(control, records: list[dict]) -> Examples:
+    """Examples of one control from gold-export records (data.jsonl lines: text, spans, choices)."""
+    texts, targets = [], []
+    for r in records:
+        text = r.get("text") or (r.get("data") or {}).get(control.value_field)
+        if not isinstance(text, str) or not text.strip():
+            continue
+        if control.kind == "spans":
+            spans = [(s["start"], s["end"], s["label"]) for s in r.get("spans", []) if s.get("from_name", control.name) == control.name and s["label"] in control.labels]
+            texts.append(text)
+            targets.append(spans)
+        else:
+            labels = [c for c in (r.get("choices") or {}).get(control.name, []) if c in control.labels]
+            if labels:
+                texts.append(text)
+                targets.append(labels)
+    return Examples(texts, targets)
+
+
+def _pseudo_examples(control, teacher, pool: list[str], opts: TrainOptions) -> Examples:
+    """Confident teacher predictions on unlabeled texts, as down-weighted training examples."""
+    pool = pool[: opts.max_pool]
+    if not pool:
+        return Examples([], [])
+    texts, targets = [], []
+    for text, pred in zip(pool, teacher.predict(pool)):
+        if pred.confidence < opts.pseudo_threshold:
+            continue
+        if control.kind == "spans":
+            targets.append([(s.start, s.end, s.label) for s in pred.spans])
+        else:
+            best = [lbl for lbl, p in (pred.probs or {}).items() if p >= 0.5] if control.multi else [max(pred.probs, key=pred.probs.get)]
+            if not best:
+                continue
+            targets.append(best)
+        texts.append(text)
+    return Examples(texts, targets, [opts.pseudo_weight] * len(texts))
+
+
+def _merge(a: Examples, b: Examples) -> Examples:
+    wa = a.weights or [1.0] * len(a.texts)
+    wb = b.weights or [1.0] * len(b.texts)
+    return Examples(a.texts + b.texts, a.targets + b.targets, wa + wb)
+
+
+def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, pool: list[str] = (), teacher=None):
+    """Train the right model kind for one control; returns (model, info)."""
+    from .models import PrototypeClassifier, SequenceClassifier, SpanMatcher, TfidfClassifier, TokenClassifier
+
+    n = len(train.texts)
+    info: dict = {"control": control.name, "train_docs": n, "dev_docs": len(dev.texts)}
+    if control.kind == "spans":
+        if n < opts.cold_start_labels:
+            model = SpanMatcher(control.labels)
+            info["fit"] = model.fit(train)
+        else:
+            model = TokenClassifier(control.labels, model_name=opts.model_name, max_length=opts.max_length, stride=opts.stride)
+            info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs())
+    else:
+        classes = {lbl for t in train.targets for lbl in t}
+        if n >= opts.cold_start_labels and len(classes) >= 2:
+            model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, max_length=opts.max_length, stride=opts.stride)
+            info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs())
+        elif len(classes) >= 2 and n >= 4:
+            model = TfidfClassifier(control.labels, control.multi)
+            info["fit"] = model.fit(train)
+        else:
+            model = PrototypeClassifier(control.labels, control.multi, model_name=opts.model_name)
+            info["fit"] = model.fit(train)
+    info["kind"] = model.kind
+    if opts.self_training and pool:
+        pseudo = _pseudo_examples(control, teacher or model, list(pool), opts)
+        info["pseudo_labels"] = len(pseudo.texts)
+        if pseudo.texts:
+            combined = _merge(train, pseudo)
+            if model.kind in ("token_classifier", "sequence_classifier"):
+                kw = dict(opts.fit_kwargs(), epochs=max(1, opts.epochs // 2))
+                info["self_training_fit"] = model.fit(combined, val=dev if dev.texts else None, **kw)
+            elif model.kind == "tfidf_lr":
+                info["self_training_fit"] = model.fit(combined)
+            # matcher / prototypes learn only from human labels: pseudo-labels would only echo them
+    return model, info
+
+
+def evaluate_models(spec, models: dict, records: list[dict]) -> dict:
+    """Per-control metrics on records (the fixed test split) and the primary metric (mean over controls)."""
+    from .evaluation import evaluate_choices, evaluate_spans, primary_metric
+
+    out: dict = {"controls": {}, "n_docs": len(records)}
+    scores = []
+    for control in spec.controls:
+        ex = examples_for(control, records)
+        if not ex.texts:
+            continue
+        preds = models[control.name].predict(ex.texts)
+        if control.kind == "spans":
+            m = evaluate_spans(ex.targets, [[s.key() for s in p.spans] for p in preds], ex.texts)
+        else:
+            import numpy as np
+
+            probs = np.array([[p.probs[lbl] for lbl in control.labels] for p in preds])
+            if control.multi:
+                # micro view of multi-label: one (doc, label) decision per pair
+                y_true = [lbl if lbl in t else "-" for t in ex.targets for lbl in control.labels]
+                y_pred = [lbl if p.probs[lbl] >= 0.5 else "-" for p in preds for lbl in control.labels]
+                m = evaluate_choices(y_true, y_pred, list(control.labels) + ["-"])
+            else:
+                m = evaluate_choices([t[0] for t in ex.targets], [control.labels[i] for i in probs.argmax(1)], list(control.labels), probs)
+        out["controls"][control.name] = m
+        scores.append(primary_metric(m))
+    out["primary"] = float(sum(scores) / len(scores)) if scores else None
+    return out
+
+
+def gate(new: dict, old: dict | None, tolerance: float) -> tuple[bool, str]:
+    """Promote unless the candidate's primary metric is worse than the serving one by more than tolerance."""
+    if new.get("primary") is None:
+        return False, "no test documents with labels: cannot evaluate, not promoted"
+    if not old or old.get("primary") is None:
+        return True, f"first evaluated version (primary {new['primary']:.4f})"
+    delta = new["primary"] - old["primary"]
+    if delta >= -tolerance:
+        return True, f"primary {new['primary']:.4f} vs serving {old['primary']:.4f} (Δ {delta:+.4f}, tolerance {tolerance})"
+    return False, f"worse than serving: primary {new['primary']:.4f} vs {old['primary']:.4f} (Δ {delta:+.4f} < -{tolerance})"

@@ -10,6 +10,11 @@ Conventions:
   and category proportions p_j are pooled over all ratings (sum_i n_ij / sum_i n_i). Items with fewer than
   two raters carry no agreement information and are skipped. With a fixed rater count this is exactly
   Fleiss (1971).
+- Per Choices control: Fleiss' kappa over the annotations that chose something for it (a multiple-choice
+  annotation's whole label set is one category), Cohen's kappa per pair of annotators who labeled the same
+  documents (reported as the control's Cohen's kappa when exactly one pair exists), and per label Fleiss'
+  kappa of "has this label or not" (one-vs-rest). An annotator with two annotations on a document counts twice
+  for Fleiss and is skipped for Cohen.
 - Span agreement is exact match of (start, end, label); F1 between two annotations is 2|A∩B| / (|A| + |B|),
   summed over every pair of annotations of the same document (micro-average), overall and per label.
 """

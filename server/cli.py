@@ -206,13 +206,16 @@ def status(data_dir, as_json):
 @main.command("import")
 @data_dir_option
 @click.argument("project")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--min-chars", type=int, default=None, help="Drop documents shorter than this (after cleaning).")
 @click.option("--mask-pii/--no-mask-pii", default=None, help="Mask e-mails, phones, record numbers… (default: per schema).")
 @click.option("--text-column", default=None, help="CSV/JSONL field holding the text (default: the project's text field).")
 @click.option("--no-predict", is_flag=True, help="Do not pre-annotate the new tasks.")
 def import_(data_dir, project, paths, min_chars, mask_pii, text_column, no_predict):
-    """Import documents (JSONL, CSV, TXT…) into a project: clean, deduplicate, pre-annotate."""
+    """Import documents (.jsonl, .json, .csv, .txt files or folders) into a project: clean, deduplicate, pre-annotate.
+
+    PROJECT is a Label Studio project id or a schema name (e.g. medical_records).
+    """
     from . import ls_client
 
     settings = settings_for(data_dir)

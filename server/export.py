@@ -32,7 +32,8 @@ from .errors import ExportError
 FORMATS = ("jsonl", "conll", "hf", "csv")
 ORIGINS = ("prediction_accepted", "human_changed", "human")
 MAX_PROBLEMS_IN_MANIFEST = 1000
-HF_BATCH_ROWS = 2000
+HF_BATCH_ROWS = 2000  # a Parquet row group holds at most this many documents ...
+HF_BATCH_CHARS = 8_000_000  # ... or about this many characters of text, whichever comes first
 VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 TMP_PREFIX = ".tmp-"
 DOCSTART = "-DOCSTART- -X- -X- O"
@@ -62,8 +63,8 @@ _CJK_CLASS = (
 )
 _TOKEN_RE = re.compile(f"[{_CJK_CLASS}]|[^\\s{_CJK_CLASS}]+")
 _CJK_RE = re.compile(f"[{_CJK_CLASS}]")
-_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+")
-_SENT_SPLIT_CJK = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+_SENT_POINT = re.compile(r"[.!?]\s+")
+_SENT_POINT_CJK = re.compile(r"[.!?]\s+|[。！？]\s*")
 
 
 @dataclass
@@ -152,74 +153,95 @@ class DocLayout:
 
 def layout_document(
     text: str, bio: Mapping[str, Sequence[tuple[int, int, str]]], label_index: Mapping[str, Mapping[str, int]],
-    names: Mapping[str, Sequence[str]],
+    names: Mapping[str, Sequence[str]], conll: bool = True,
 ) -> DocLayout:
     """Tokens (as tokenize_for_conll), tag ids and CoNLL text of a document, per control's non-overlapping spans.
 
-    The text is cut at every span boundary; each piece is either inside one span of a control or outside, so
-    its tags follow without per-token work. Sentences end after . ! ? followed by whitespace, or after
-    。！？, only in text outside every entity.
+    The text is cut at every span boundary and sentence start; each piece is either inside one span of a
+    control or outside it, so tags follow per piece, not per token. A sentence starts after . ! ? plus
+    whitespace, or after 。！？, never inside an entity.
     """
+    if text.isascii():
+        split_tokens, sent_re = str.split, _SENT_POINT
+    elif _CJK_RE.search(text):
+        split_tokens, sent_re = _TOKEN_RE.findall, _SENT_POINT_CJK
+    else:
+        split_tokens, sent_re = str.split, _SENT_POINT
+    n_text = len(text)
     controls = list(bio)
-    cuts = sorted({x for spans in bio.values() for s in spans for x in s[:2] if 0 < x < len(text)})
-    cjk = _CJK_RE.search(text) is not None
-    split_tokens = _TOKEN_RE.findall if cjk else str.split
-    split_sentences = (_SENT_SPLIT_CJK if cjk else _SENT_SPLIT).split
+    every = sorted(sp for spans in bio.values() for sp in spans)
+    points = [p for p in (m.end() for m in sent_re.finditer(text)) if 0 < p < n_text]
+    if points and every:
+        starts = [sp[0] for sp in every]
+        reach, far = [], 0
+        for sp in every:
+            far = max(far, sp[1])
+            reach.append(far)
+        points = [p for p in points if (i := bisect.bisect_left(starts, p) - 1) < 0 or reach[i] <= p]
+    bounds = sorted({0, n_text, *points, *(x for sp in every for x in sp[:2])})
+    point_set = set(points)
     tokens: list[str] = []
-    tag_ids: dict[str, list[int]] = {c: [] for c in controls}
-    current: dict[str, list[str]] = {c: [] for c in controls}
-    done: dict[str, list[str]] = {c: [] for c in controls}
+    breaks: list[int] = []
+    ents: dict[str, list[tuple[int, int, int, bool]]] = {c: [] for c in controls}
     ptr = dict.fromkeys(controls, 0)
-    bounds = [0, *cuts, len(text)]
     for a, b in zip(bounds, bounds[1:]):
-        if a >= b:
+        toks = split_tokens(text[a:b])
+        if not toks:
             continue
-        inside: dict[str, tuple[int, bool]] = {}
+        k = len(tokens)
+        if a in point_set and k:
+            breaks.append(k)
+        tokens += toks
         for c in controls:
             spans = bio[c]
             p = ptr[c]
             while p < len(spans) and spans[p][1] <= a:
                 p += 1
             ptr[c] = p
-            if p < len(spans) and spans[p][0] <= a and b <= spans[p][1]:
-                inside[c] = (1 + 2 * label_index[c][spans[p][2]], spans[p][0] == a)
-        seg = text[a:b]
-        if not inside:
-            for k, piece in enumerate(split_sentences(seg)):
-                if k:
-                    for c in controls:
-                        if current[c]:
-                            done[c].append("\n".join(current[c]))
-                            current[c] = []
-                toks = split_tokens(piece)
-                if toks:
-                    tokens += toks
-                    chunk = " -X- _ O\n".join(toks) + " -X- _ O"
-                    for c in controls:
-                        tag_ids[c] += [0] * len(toks)
-                        current[c].append(chunk)
-            continue
-        toks = split_tokens(seg)
-        if not toks:
-            continue
-        tokens += toks
-        n = len(toks)
-        for c in controls:
-            if c not in inside:
-                tag_ids[c] += [0] * n
-                current[c].append(" -X- _ O\n".join(toks) + " -X- _ O")
-                continue
-            bid, starts_here = inside[c]
-            ids = [bid] + [bid + 1] * (n - 1) if starts_here else [bid + 1] * n
-            tag_ids[c] += ids
-            nm = names[c]
-            current[c].append("\n".join(f"{t} -X- _ {nm[i]}" for t, i in zip(toks, ids)))
-    conll = {}
+            if p < len(spans) and spans[p][0] <= a:
+                ents[c].append((k, len(toks), 1 + 2 * label_index[c][spans[p][2]], spans[p][0] == a))
+    n = len(tokens)
+    tag_ids: dict[str, list[int]] = {}
+    texts: dict[str, str] = {}
     for c in controls:
-        if current[c]:
-            done[c].append("\n".join(current[c]))
-        conll[c] = DOCSTART + "\n\n" + "".join(x + "\n\n" for x in done[c])
-    return DocLayout(tokens, tag_ids, conll)
+        ids = [0] * n
+        for k, m, bid, first in ents[c]:
+            ids[k : k + m] = [bid + 1] * m
+            if first:
+                ids[k] = bid
+        tag_ids[c] = ids
+        if conll:
+            texts[c] = _conll_text(tokens, breaks, ents[c], names[c])
+    return DocLayout(tokens, tag_ids, texts)
+
+
+def _conll_text(tokens: list[str], breaks: list[int], ents: list[tuple[int, int, int, bool]], nm: Sequence[str]) -> str:
+    """One document in CoNLL-2003 layout, written run by run (a run of O tokens is one join)."""
+    if not tokens:
+        return DOCSTART + "\n\n"
+    ent_at = {k: (m, bid, first) for k, m, bid, first in ents}
+    cuts = sorted({0, len(tokens), *breaks, *ent_at, *(k + m for k, m, _, _ in ents)})
+    brk = set(breaks)
+    out = [DOCSTART, "\n\n"]
+    for i, j in zip(cuts, cuts[1:]):
+        if i in brk:
+            out.append("\n")
+        e = ent_at.get(i)
+        if e is None:
+            out.append(" -X- _ O\n".join(tokens[i:j]))
+            out.append(" -X- _ O\n")
+            continue
+        _, bid, first = e
+        inner = nm[bid + 1]
+        if first:
+            out.append(f"{tokens[i]} -X- _ {nm[bid]}\n")
+            i += 1
+        if i < j:
+            sep = f" -X- _ {inner}\n"
+            out.append(sep.join(tokens[i:j]))
+            out.append(sep)
+    out.append("\n")
+    return "".join(out)
 
 
 # ------------------------------------------------------------------------------------- reading back
@@ -754,7 +776,7 @@ class _Writers:
                 bio[c.name] = kept
                 if dropped:
                     stats.overlaps_dropped[c.name] += dropped
-            lay = layout_document(rec["text"], bio, self.label_index, self.names)
+            lay = layout_document(rec["text"], bio, self.label_index, self.names, conll=bool(self.conll_paths))
             tokens, tag_ids = lay.tokens, lay.tag_ids
             for c, paths in self.conll_paths.items():
                 self.files[paths[split]].write(lay.conll[c])
@@ -787,8 +809,7 @@ class _HFWriter:
     """Parquet per split with Hugging Face `datasets` Features in the schema metadata, in row-group batches."""
 
     def __init__(self, root: Path, spec: TaskSpec, bio_controls: list[Control], names: Mapping[str, list[str]]):
-        import datasets
-        import pyarrow as pa  # noqa: F401  (imported here: heavy, only when hf is asked for)
+        import datasets  # imported here: heavy, and only needed when hf is asked for
 
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -824,6 +845,7 @@ class _HFWriter:
     def _empty(self) -> dict[str, list]:
         buf: dict[str, list] = {k: [] for k in self.columns}
         buf["_offsets"] = [0]
+        buf["_chars"] = [0]
         return buf
 
     def add(self, rec: dict, tokens: list[str], tag_ids: Mapping[str, list[int]]) -> None:
@@ -831,6 +853,7 @@ class _HFWriter:
         buf = self.buffers[rec["split"]]
         buf["id"].append(rec["id"])
         buf["text"].append(rec["text"])
+        buf["_chars"][0] += len(rec["text"])
         if self.bio_controls:
             # token-level columns are kept flat (+ offsets) and become Arrow list arrays without nesting
             buf["tokens"] += tokens
@@ -842,7 +865,7 @@ class _HFWriter:
             idx = self.choice_index[c.name]
             got = [idx[lbl] for lbl in rec["choices"][c.name]]
             buf[self.choice_columns[c.name]].append(got if c.multi else (got[0] if got else -1))
-        if len(buf["id"]) >= HF_BATCH_ROWS:
+        if len(buf["id"]) >= HF_BATCH_ROWS or buf["_chars"][0] >= HF_BATCH_CHARS:
             self._flush(rec["split"])
 
     def _writer(self, split: str) -> Any:
@@ -1276,7 +1299,7 @@ def _datasheet(m: dict, project: ProjectInfo, spec: TaskSpec) -> str:
         "## Known limits",
         f"- {m['overlap_rule']}. Dropped from BIO: {c['overlaps_dropped_in_bio'] or 'none'}.",
         "- CoNLL tokens: whitespace tokens, each CJK character a token, split at entity boundaries; "
-        "sentences end after `.`/`!`/`?` before whitespace or after `。！？`, never inside an entity.",
+        "a sentence ends after `.`/`!`/`?` plus whitespace or after `。！？`, never inside an entity.",
         f"- Span whitespace trimmed: {c['spans_whitespace_trimmed']}; spans relocated to the nearest exact text "
         f"match: {c['spans_relocated']}.",
         f"- Problems recorded: {m['problem_counts'] or 'none'} (all in problems.jsonl).",

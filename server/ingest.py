@@ -140,7 +140,9 @@ def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise IngestError(f"{path}: cannot read the file ({exc.strerror or exc}); check its permissions") from exc
+        raise IngestError(
+            f"{path}: cannot read the file ({exc.strerror or exc}); check its permissions"
+        ) from exc
     nul = raw.find(b"\x00")
     if nul >= 0:
         raise IngestError(

@@ -28,6 +28,7 @@ CLIENT_TIMEOUT = 300.0  # > Label Studio's 100 s predict timeout: a pre-annotati
 TITLE_MAX = 50  # Label Studio's limit on project titles
 
 Echo = Callable[[str], None]
+_store = store  # resolve_project's parameter is called store
 
 # the SDK's HTTP client logs every request at INFO: keep goldloop's output readable unless asked otherwise
 if logging.getLogger("httpx").level == logging.NOTSET:
@@ -108,9 +109,13 @@ class Schema:
 
 
 def schemas_dir() -> Path:
-    """The schemas folder: the repository's schemas/ (editable install), else the copy packaged in server/."""
+    """The schemas folder: server/schemas (a link to the repository's schemas/, packaged as files in a wheel),
+    else the checkout's schemas/ (a checkout where the link is not a link)."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "schemas", here / "schemas"):
+    candidates = [here / "schemas"]
+    if (here.parent / "pyproject.toml").exists():
+        candidates.append(here.parent / "schemas")
+    for candidate in candidates:
         if candidate.is_dir() and any(candidate.glob("*.xml")):
             return candidate
     raise ConfigError(f"no schemas folder with *.xml next to {here}; reinstall goldloop")
@@ -186,14 +191,17 @@ def get_project(client: LabelStudio, project_id: int) -> Any | None:
         raise
 
 
-def resolve_project(client: LabelStudio, ref: str | int, db=None) -> Any:
-    """The project named by a Label Studio id or a schema name; ProjectNotFound lists the known ones."""
+def resolve_project(client: LabelStudio, ref: str | int, store=None) -> Any:
+    """The project named by a Label Studio id or a schema name; ProjectNotFound lists the known ones.
+
+    store: the goldloop Database (open_db) to look schema names up in first, or None.
+    """
     ref_s = str(ref).strip()
     project = None
     if ref_s.isdigit():
         project = get_project(client, int(ref_s))
     else:
-        row = store.get_project_by_name(db, ref_s) if db is not None else None
+        row = _store.get_project_by_name(store, ref_s) if store is not None else None
         if row:
             project = get_project(client, row["id"])
         if project is None:
@@ -455,9 +463,10 @@ def import_tasks(
                         id=int(project_id), request=batch, return_task_ids=True, request_options={"max_retries": 0}
                     )
             except (LabelStudioError, StackError) as exc:
-                exc.task_ids = ids  # type: ignore[attr-defined]
                 went_in = f"{len(ids)} task(s) went in before (ids {ids[0]}-{ids[-1]})" if ids else "nothing went in"
-                raise type(exc)(f"{exc}; {went_in}") from None
+                error = type(exc)(f"{exc}; {went_in}")
+                error.task_ids = list(ids)  # type: ignore[attr-defined]
+                raise error from None
             new = list(resp.task_ids or [])
             if len(new) != len(batch):
                 raise LabelStudioError(f"Label Studio created {len(new)} task(s) for a batch of {len(batch)} in project {project_id}; {len(ids) + len(new)} went in so far")
@@ -672,6 +681,11 @@ def import_files(
         else:
             try:
                 outcome.pre_annotated = retrieve_predictions(client, project.id, list(lengths.items()), settings, progress)
+                if outcome.pre_annotated < len(ids):
+                    outcome.warnings.append(
+                        f"only {outcome.pre_annotated} of {len(ids)} new task(s) got a prediction; "
+                        "check the ML backend log (goldloop status shows where it is)"
+                    )
                 # the new predictions carry the backend's current version: let the project serve it
                 ml_id = _ml_backend_ids(client, project.id)[0]
                 version = backend_model_version(client, ml_id)

@@ -18,7 +18,6 @@ import requests
 
 from . import store
 from .config import (
-    ENV_ADMIN_EMAIL,
     ENV_HOME,
     ENV_LS_API_KEY,
     ENV_LS_URL,

@@ -190,7 +190,7 @@ def test_cli_unknown_project(ls, tmp_path):
 
 def test_cli_non_utf8_file(ls, tmp_path):
     path = tmp_path / "latin1.txt"
-    path.write_bytes("Café contract — signed in Zürich".encode("latin-1"))
+    path.write_bytes("Café contract, signed in Zürich".encode("latin-1"))
     line = one_line_error(cli(ls, "import", "contracts", str(path)))
     assert "not UTF-8" in line
 

@@ -1,0 +1,215 @@
+"""One active-learning round, end to end: export → train → evaluate → gate → promote → pre-annotate → reorder.
+
+The same code runs from Label Studio's START_TRAINING webhook (inside `goldloop backend`, promoting into
+the serving registry), from `goldloop train PROJECT`, and (offline) from `goldloop simulate`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ml_backend.registry import ProjectModel, Registry, cold_start_model, new_version_name
+from ml_backend.schema import TaskSpec, parse_label_config
+from ml_backend.training import TrainOptions, evaluate_models, gate, train_control, examples_for
+
+from . import ls_client, store
+from .errors import ExportError, LoopError
+from .export import ExportResult, ProjectInfo, export_dataset, read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "project"
+
+
+def _completed(task: dict) -> bool:
+    return any(not a.get("was_cancelled") for a in task.get("annotations") or [])
+
+
+def load_dataset(version_dir: Path) -> dict[str, list[dict]]:
+    """The gold export's records (data.jsonl) by split."""
+    by_split: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
+    for rec in read_jsonl(Path(version_dir) / "data.jsonl"):
+        by_split.setdefault(rec.get("split", "train"), []).append(rec)
+    return by_split
+
+
+def latest_dataset(root: Path, slug: str) -> Path | None:
+    versions = sorted(p for p in (Path(root) / slug).glob("*") if p.is_dir() and not p.name.startswith("."))
+    return versions[-1] if versions else None
+
+
+def pool_agreement(old: list[dict], new: list[dict]) -> float | None:
+    """Share of pool documents whose predicted labels (spans + choices) are identical under two versions."""
+    if not old or len(old) != len(new):
+        return None
+
+    def labels(item: dict) -> frozenset:
+        out = set()
+        for r in item.get("result", []):
+            v = r.get("value", {})
+            out.add((r.get("from_name"), v.get("start"), v.get("end"), tuple(v.get("labels") or v.get("choices") or ())))
+        return frozenset(out)
+
+    return float(np.mean([labels(a) == labels(b) for a, b in zip(old, new)]))
+
+
+def order_scores(strategy: str, items: list[dict], pm: ProjectModel, texts: dict[str, list[str]], seed: int = 0) -> list[float]:
+    """Prediction scores that make Label Studio's lowest-score-first queue follow the strategy.
+
+    least_confidence: the model's confidence itself. margin / entropy (choices) and diversity / random:
+    a rank-based score in [0, 1] (rank / n), since Label Studio only sorts by one number.
+    """
+    conf = np.array([it["score"] for it in items], dtype=float)
+    if strategy in ("least_confidence", "") or not len(items):
+        return conf.tolist()
+    from ml_backend.sampling import get_strategy, uncertainty
+
+    rng = np.random.default_rng(seed)
+    probs = None
+    choice = next((c for c in pm.spec.choice_controls if not c.multi), None)
+    if choice is not None:
+        preds = pm.predict_texts(texts)[choice.name]
+        probs = np.array([[p.probs[lbl] for lbl in choice.labels] for p in preds])
+    if strategy in ("margin", "entropy") and probs is not None:
+        unc = uncertainty(probs, strategy)
+    else:
+        unc = 1.0 - conf
+    kw: dict[str, Any] = {"uncertainty": unc, "rng": rng}
+    if probs is not None:
+        kw["probs"] = probs
+    if strategy == "diversity":
+        proto = next((m for m in pm.models.values() if hasattr(m, "embed")), None)
+        if proto is None:
+            from ml_backend.models import PrototypeClassifier
+
+            proto = PrototypeClassifier(["x"], model_name=pm.meta.get("model_name", ""))
+        kw["embeddings"] = proto.embed(texts[pm.spec.value_fields[0]])
+    order = get_strategy(strategy).select(len(items), **kw)
+    scores = np.empty(len(items))
+    scores[np.asarray(order)] = np.arange(len(order)) / max(1, len(order))
+    return scores.tolist()
+
+
+def run_round(
+    settings,
+    project_ref: str | int,
+    *,
+    registry: Registry | None = None,
+    client=None,
+    options: TrainOptions | None = None,
+    strategy: str = "least_confidence",
+    trigger: str = "cli",
+    progress: bool = True,
+) -> dict:
+    """Run one round for a Label Studio project; returns (and stores) the version record."""
+    opts = options or TrainOptions(cold_start_labels=settings.cold_start_labels)
+    opts.model_name = opts.model_name or settings.model
+    opts.progress = progress
+    db = store.open_db(settings.db_path)
+    client = client or ls_client.connect(settings, db)
+    project = ls_client.resolve_project(client, project_ref, db)
+    pid = int(project.id)
+    spec = parse_label_config(project.label_config)
+    registry = registry or Registry(settings)
+    version = new_version_name()
+    started = time.time()
+    row: dict[str, Any] = {"project_id": pid, "version": version, "trigger": trigger, "started_at": started, "status": "running",
+                           "hyperparameters": json.dumps({k: v for k, v in asdict(opts).items() if k != "extra"}), "strategy": strategy}
+    store.record_version(db, **row)
+    try:
+        result = _round(settings, client, db, project, spec, registry, version, opts, strategy, progress)
+        row.update(result)
+    except (ExportError, LoopError, ValueError) as exc:
+        row.update(status="not started" if isinstance(exc, ExportError) else "failed", decision=str(exc))
+        log.warning("project %s: round %s did not run: %s", pid, version, exc)
+    except Exception as exc:  # a crashed job must leave the serving version untouched and say why
+        row.update(status="failed", decision=f"{type(exc).__name__}: {exc}")
+        log.error("project %s: round %s failed\n%s", pid, version, traceback.format_exc())
+    row["duration_s"] = round(time.time() - started, 2)
+    store.record_version(db, **row)
+    return store.get_version(db, pid, version)
+
+
+def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, version: str, opts: TrainOptions, strategy: str, progress: bool) -> dict:
+    pid = int(project.id)
+    key = str(pid)
+    slug = slugify(store.get_project(db, pid)["schema_name"] if store.get_project(db, pid) and store.get_project(db, pid).get("schema_name") else project.title)
+    datasets_root = Path(settings.home) / "datasets"
+    info = ProjectInfo(id=pid, slug=slug, title=project.title, label_config=project.label_config)
+    exported: ExportResult = export_dataset(ls_client.iter_tasks(client, pid), spec, info, datasets_root, formats=("jsonl",), progress=progress)
+    vdir = exported.version_dir or latest_dataset(datasets_root, slug)
+    if vdir is None:
+        raise LoopError(f"export wrote no dataset: {exported.message}")
+    data = load_dataset(vdir)
+    n_labeled = sum(len(v) for v in data.values())
+    pool_ids, pool_texts = [], {f: [] for f in spec.value_fields}
+    for task in ls_client.iter_tasks(client, pid):
+        d = task.get("data") or {}
+        if not _completed(task) and all(isinstance(d.get(f), str) and d.get(f).strip() for f in spec.value_fields):
+            pool_ids.append(task["id"])
+            for f in spec.value_fields:
+                pool_texts[f].append(d[f])
+
+    serving = registry.get(key, spec)
+    models, control_info = {}, []
+    for control in spec.controls:
+        train, dev = examples_for(control, data["train"]), examples_for(control, data["dev"])
+        teacher = serving.models.get(control.name) if control.name not in serving.meta.get("cold_start", []) else None
+        model, ci = train_control(control, train, dev, opts, pool_texts[control.value_field], teacher)
+        models[control.name] = model
+        control_info.append(ci)
+    candidate = ProjectModel(spec, version, models, {"cold_start": [], "model_name": opts.model_name})
+    new_metrics = evaluate_models(spec, candidate.models, data["test"])
+    old_metrics = evaluate_models(spec, serving.models, data["test"]) if serving.version != version else None
+    promote, reason = gate(new_metrics, old_metrics, opts.tolerance)
+    out: dict[str, Any] = {
+        "dataset_version": vdir.name, "data_hash": json.loads((vdir / "manifest.json").read_text()).get("content_hash") if (vdir / "manifest.json").exists() else None,
+        "labeled_docs": n_labeled, "pool_docs": len(pool_ids), "metrics": json.dumps(new_metrics), "serving_metrics": json.dumps(old_metrics),
+        "primary": new_metrics.get("primary"), "serving_primary": (old_metrics or {}).get("primary"), "serving_version": serving.version,
+        "models": json.dumps(control_info, default=str), "decision": reason, "status": "promoted" if promote else "rejected",
+    }
+    if not promote:
+        return out
+    registry.promote(key, candidate, {"metrics": new_metrics, "dataset_version": vdir.name, "decision": reason})
+    # pre-annotate the pool with the new version and order the queue
+    items, previous = [], []
+    batch = 64
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(0, len(pool_ids), batch), desc="pre-annotate pool", disable=not progress, leave=False):
+        chunk = {f: v[i : i + batch] for f, v in pool_texts.items()}
+        items += candidate.to_results(chunk)
+    if pool_ids and serving.version != version:
+        previous = serving.to_results(pool_texts)
+    scores = order_scores(strategy, items, candidate, pool_texts, opts.seed)
+    ls_client.create_predictions(client, [{"task": tid, "model_version": version, "score": float(s), "result": it["result"]} for tid, it, s in zip(pool_ids, items, scores)])
+    ls_client.set_model_version(client, pid, version)
+    ls_client.use_uncertainty_sampling(client, pid)
+    ls_client.ensure_view_ordered_by_score(client, pid)
+    out["pool_agreement"] = pool_agreement(previous, items)
+    return out
+
+
+def stopping_report(versions: list[dict], agreement_threshold: float = 0.97, slope_threshold: float = 0.005) -> dict:
+    """Whether more labels still pay: consecutive versions agree on the pool and the test metric has flattened."""
+    promoted = [v for v in versions if v.get("status") == "promoted" and v.get("primary") is not None]
+    promoted.sort(key=lambda v: v["started_at"])
+    if len(promoted) < 2:
+        return {"stop": False, "reason": "fewer than two promoted versions"}
+    a, b = promoted[-2], promoted[-1]
+    dl = (b.get("labeled_docs") or 0) - (a.get("labeled_docs") or 0)
+    slope = (b["primary"] - a["primary"]) / dl * 100 if dl > 0 else None
+    agree = b.get("pool_agreement")
+    stop = agree is not None and agree >= agreement_threshold and slope is not None and slope < slope_threshold
+    return {"stop": stop, "pool_agreement": agree, "metric_gain_per_100_labels": slope,
+            "reason": "predictions on the pool stopped changing and the test metric flattened" if stop else "labels still change the model"}
