@@ -200,8 +200,12 @@ def _split_val(examples: Examples, val: Examples | None, val_fraction: float, se
     return pick(t), pick(v)
 
 
-def fit_token_classifier(wrapper, examples: Examples, val: Examples | None = None, *, val_fraction: float = 0.1, class_weighting: bool = True, **options) -> dict:
-    """Fine-tune a TokenClassifier on character spans (BIO on every sub-word; -100 on specials)."""
+def fit_token_classifier(wrapper, examples: Examples, val: Examples | None = None, *, val_fraction: float = 0.1, class_weighting: bool = False, **options) -> dict:
+    """Fine-tune a TokenClassifier on character spans (BIO on every sub-word; -100 on specials).
+
+    Class weighting is off by default for tokens: measured on NCBI disease (200 abstracts, 2 epochs) it
+    tripled false positives (entity F1 0.24 vs 0.30 without); turn it on for very rare labels.
+    """
     import torch
 
     train, val = _split_val(examples, val, val_fraction, options.get("seed", 0))

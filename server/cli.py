@@ -65,6 +65,11 @@ def backend(data_dir, host, port, model_name, quantize, threads):
 
     settings = settings_for(data_dir, model_name=model_name, quantize=quantize, host=host, backend_port=port)
     app = create_app(settings)
+    if settings.ls_url and settings.ls_api_key:
+        # START_TRAINING runs a full round server-side, promoting into this process's registry
+        from .loop import backend_trainer
+
+        app.extensions["goldloop"].trainer = backend_trainer(settings, app.extensions["goldloop"].registry)
     click.echo(f"goldloop backend on http://{host}:{port} (model {settings.model}, quantize {settings.quantize})")
     waitress.serve(app, host=host, port=port, threads=threads or 8, ident="goldloop")
 
@@ -132,6 +137,9 @@ def up(data_dir, ls_port, backend_port, no_samples, detach):
     ):
         click.echo(line)
     if not info.started:
+        asked = [(ls_port, info.ls_url), (backend_port, info.backend_url)]
+        if any(port and not url.endswith(f":{port}") for port, url in asked):
+            click.echo("note: the ports given were ignored: the stack already runs on the ports above")
         click.echo("the stack was already running: projects synced; stop it with: goldloop down" + (f" --data-dir {data_dir}" if data_dir else ""))
         return
     if detach:
@@ -139,9 +147,9 @@ def up(data_dir, ls_port, backend_port, no_samples, detach):
         return
     click.echo("press Ctrl-C to stop")
     reason = stack.supervise(settings, db, info)
+    if reason not in ("interrupted", stack.STOPPED_BY_DOWN):
+        raise click.ClickException(f"stopped: {reason}")
     click.echo(f"stopped ({reason})")
-    if reason != "interrupted":
-        raise click.ClickException(reason)
 
 
 @main.command()
@@ -227,6 +235,133 @@ def import_(data_dir, project, paths, min_chars, mask_pii, text_column, no_predi
     )  # fmt: skip
     for line in outcome.summary_lines():
         click.echo(line)
+
+
+def _train_options(**kw):
+    from ml_backend.training import TrainOptions
+
+    return TrainOptions(**{k: v for k, v in kw.items() if v is not None})
+
+
+@main.command()
+@data_dir_option
+@click.argument("project")
+@click.option("--strategy", type=click.Choice(["least_confidence", "margin", "entropy", "diversity", "random"]), default="least_confidence", show_default=True, help="How the queue is ordered after a promotion.")
+@click.option("--self-training/--no-self-training", default=False, help="Add confident pseudo-labels from the unlabeled pool.")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (early stopping on the dev split).")
+@click.option("--freeze-layers", type=int, default=None, help="Freeze the lowest N encoder layers.")
+@click.option("--lora", is_flag=True, default=None, help="Train LoRA adapters (peft) instead of all weights.")
+@click.option("--tolerance", type=float, default=None, help="Promote unless the primary metric drops by more than this.")
+def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lora, tolerance):
+    """Run one active-learning round now: export labels, train, evaluate, gate, pre-annotate, reorder."""
+    from .loop import run_round
+
+    settings = settings_for(data_dir)
+    opts = _train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers, lora=lora, tolerance=tolerance)
+    rec = run_round(settings, project, options=opts, strategy=strategy, trigger="cli")
+    click.echo(f"{rec['version']}: {rec['status']} — {rec.get('decision')}")
+    if rec["status"] in ("failed", "not started"):
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@data_dir_option
+@click.argument("project")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def versions(data_dir, project, as_json):
+    """List a project's model versions: metrics, data, decision."""
+    import json
+
+    from . import ls_client, store
+    from .loop import stopping_report
+
+    settings = settings_for(data_dir)
+    db = store.open_db(settings.db_path)
+    pid = int(ls_client.resolve_project(ls_client.connect(settings, db), project, db).id)
+    rows = store.list_versions(db, pid)
+    if as_json:
+        click.echo(json.dumps({"versions": rows, "stopping": stopping_report(rows)}, indent=2, default=str))
+        return
+    if not rows:
+        click.echo(f"project {pid}: no versions yet (goldloop train {project})")
+        return
+    click.echo(f"{'version':<28}{'status':<12}{'labeled':>8}{'primary':>9}  decision")
+    for r in rows:
+        primary = "" if r.get("primary") is None else f"{r['primary']:.4f}"
+        click.echo(f"{r['version']:<28}{r.get('status', ''):<12}{r.get('labeled_docs') or '':>8}{primary:>9}  {r.get('decision') or ''}")
+    stop = stopping_report(rows)
+    click.echo(f"stopping criterion: {'stop labeling' if stop['stop'] else 'keep labeling'} ({stop['reason']})")
+
+
+@main.command()
+@data_dir_option
+@click.argument("project")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for report.md and the PNGs.")
+def report(data_dir, project, out):
+    """Write a Markdown report of a project's versions with PNG plots."""
+    from . import ls_client, store
+    from .loop import stopping_report
+    from .report import write_report
+
+    settings = settings_for(data_dir)
+    db = store.open_db(settings.db_path)
+    proj = ls_client.resolve_project(ls_client.connect(settings, db), project, db)
+    rows = store.list_versions(db, int(proj.id))
+    path = write_report(rows, out or settings.home / "reports" / str(proj.id), proj.title, stopping_report(rows))
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@data_dir_option
+@click.argument("project")
+@click.option("--format", "formats", default="jsonl,conll,hf,csv", show_default=True, help="Comma-separated: jsonl, conll, hf, csv.")
+@click.option("--resolve", type=click.Choice(["majority", "latest", "ground-truth"]), default="majority", show_default=True, help="How conflicting annotations are resolved.")
+@click.option("--only-reviewed", is_flag=True, help="Only tasks with an accepted review or a ground-truth annotation.")
+@click.option("--check-labels", is_flag=True, help="Flag likely mislabeled documents (confident learning).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("exports"), show_default=True, help="Root folder of the versioned exports.")
+def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out):
+    """Export a project's labels as a versioned gold dataset."""
+    from ml_backend.schema import parse_label_config
+
+    from . import __version__, ls_client, store
+    from .export import ProjectInfo, export_dataset
+    from .loop import slugify
+
+    settings = settings_for(data_dir)
+    db = store.open_db(settings.db_path)
+    client = ls_client.connect(settings, db)
+    proj = ls_client.resolve_project(client, project, db)
+    row = store.get_project(db, int(proj.id)) or {}
+    info = ProjectInfo(id=int(proj.id), slug=slugify(row.get("schema_name") or proj.title), title=proj.title, label_config=proj.label_config)
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    res = export_dataset(ls_client.iter_tasks(client, int(proj.id)), parse_label_config(proj.label_config), info, out,
+                         formats=fmts, resolve=resolve, only_reviewed=only_reviewed, check_labels=check_labels, goldloop_version=__version__)
+    click.echo(res.message)
+    if res.version_dir:
+        click.echo(f"version: {res.version_dir}")
+
+
+@main.command()
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="JSONL with gold labels: {id, text, spans} or {id, text, label}.")
+@click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="Labeling config XML.")
+@click.option("--strategy", "strategies", multiple=True, default=("least_confidence", "margin", "entropy", "random"), show_default=True, help="Repeat for several.")
+@click.option("--self-training", is_flag=True, help="Add confident pseudo-labels each round.")
+@click.option("--seed-size", type=int, default=20, show_default=True)
+@click.option("--batch-size", type=int, default=20, show_default=True)
+@click.option("--rounds", type=int, default=10, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--query-model", type=click.Choice(["auto", "tfidf_lr", "encoder_lr"]), default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Result JSON (a PNG curve is written beside it).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def simulate(data, schema, strategies, self_training, seed_size, batch_size, rounds, repeats, query_model, out, seed):
+    """Simulate active learning offline against gold labels: learning curves and labels-to-95%."""
+    from .simulate import run_simulation
+
+    result = run_simulation(data, schema, list(strategies), self_training=self_training, seed_size=seed_size, batch_size=batch_size,
+                            rounds=rounds, repeats=repeats, query_model=query_model, out=out, seed=seed)
+    for name, s in result.get("strategies", {}).items():
+        click.echo(f"{name:<18} labels_to_95={s.get('labels_to_95')}")
+    click.echo(f"wrote {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

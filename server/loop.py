@@ -143,7 +143,8 @@ def run_round(
 def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, version: str, opts: TrainOptions, strategy: str, progress: bool) -> dict:
     pid = int(project.id)
     key = str(pid)
-    slug = slugify(store.get_project(db, pid)["schema_name"] if store.get_project(db, pid) and store.get_project(db, pid).get("schema_name") else project.title)
+    row = store.get_project(db, pid) or {}
+    slug = slugify(row.get("schema_name") or project.title)
     datasets_root = Path(settings.home) / "datasets"
     info = ProjectInfo(id=pid, slug=slug, title=project.title, label_config=project.label_config)
     exported: ExportResult = export_dataset(ls_client.iter_tasks(client, pid), spec, info, datasets_root, formats=("jsonl",), progress=progress)
@@ -171,7 +172,14 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
     candidate = ProjectModel(spec, version, models, {"cold_start": [], "model_name": opts.model_name})
     new_metrics = evaluate_models(spec, candidate.models, data["test"])
     old_metrics = evaluate_models(spec, serving.models, data["test"]) if serving.version != version else None
-    promote, reason = gate(new_metrics, old_metrics, opts.tolerance)
+    if serving.meta.get("cold_start") and len(serving.meta["cold_start"]) == len(spec.controls):
+        # cold-start models only bootstrap a project: the first trained version replaces them; from then on
+        # the gate protects the serving trained version
+        promote = new_metrics.get("primary") is not None
+        reason = (f"first trained version (primary {new_metrics['primary']:.4f}; cold-start models scored "
+                  f"{(old_metrics or {}).get('primary')})") if promote else "no test documents with labels: cannot evaluate, not promoted"
+    else:
+        promote, reason = gate(new_metrics, old_metrics, opts.tolerance)
     out: dict[str, Any] = {
         "dataset_version": vdir.name, "data_hash": json.loads((vdir / "manifest.json").read_text()).get("content_hash") if (vdir / "manifest.json").exists() else None,
         "labeled_docs": n_labeled, "pool_docs": len(pool_ids), "metrics": json.dumps(new_metrics), "serving_metrics": json.dumps(old_metrics),
@@ -193,7 +201,8 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
         previous = serving.to_results(pool_texts)
     scores = order_scores(strategy, items, candidate, pool_texts, opts.seed)
     ls_client.create_predictions(client, [{"task": tid, "model_version": version, "score": float(s), "result": it["result"]} for tid, it, s in zip(pool_ids, items, scores)])
-    ls_client.set_model_version(client, pid, version)
+    if not ls_client.adopt_model_version(client, pid, version):
+        raise LoopError(f"Label Studio refused model_version {version!r} after its predictions were stored")
     ls_client.use_uncertainty_sampling(client, pid)
     ls_client.ensure_view_ordered_by_score(client, pid)
     out["pool_agreement"] = pool_agreement(previous, items)
@@ -213,3 +222,12 @@ def stopping_report(versions: list[dict], agreement_threshold: float = 0.97, slo
     stop = agree is not None and agree >= agreement_threshold and slope is not None and slope < slope_threshold
     return {"stop": stop, "pool_agreement": agree, "metric_gain_per_100_labels": slope,
             "reason": "predictions on the pool stopped changing and the test metric flattened" if stop else "labels still change the model"}
+
+
+def backend_trainer(settings, registry: Registry):
+    """The training callback `goldloop backend` injects into the app: START_TRAINING runs a round here."""
+
+    def trainer(project: str, event: dict) -> None:
+        run_round(settings, int(project), registry=registry, trigger=str(event.get("action", "webhook")), progress=False)
+
+    return trainer

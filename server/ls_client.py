@@ -361,6 +361,12 @@ def adopt_model_version(client: LabelStudio, project_id: int, version: str) -> b
     return True
 
 
+def use_uncertainty_sampling(client: LabelStudio, project_id: int) -> None:
+    """Serve tasks lowest prediction score first (needs project.model_version == the predictions' version)."""
+    with _errors(f"setting uncertainty sampling on project {project_id}", _base_url(client)):
+        client.projects.update(id=int(project_id), sampling="Uncertainty sampling")
+
+
 def sync_projects(
     client: LabelStudio, settings: Settings, db, backend_url: str, schemas: Iterable[Schema] | None = None, echo: Echo | None = None
 ) -> list[ProjectSync]:

@@ -34,6 +34,7 @@ HOST = "127.0.0.1"
 
 Progress = Callable[[str], None]
 _START_MARK = "--- goldloop: starting "
+STOPPED_BY_DOWN = "stopped by goldloop down"
 
 
 @dataclass
@@ -413,7 +414,11 @@ def supervise(settings: Settings, db, info: StackInfo, poll: float = 1.0) -> str
             for name, pid, log in ((LABEL_STUDIO, info.ls_pid, info.ls_log), (BACKEND, info.backend_pid, info.backend_log)):
                 if not pid_alive(pid):
                     _reap(pid)
-                    reason = f"{name} (pid {pid}) exited; last lines of {log}: {log_tail(log, 5)}"
+                    time.sleep(1.0)  # `goldloop down` forgets a process right after stopping it
+                    if store.get_process(db, name) is None:
+                        reason = STOPPED_BY_DOWN
+                    else:
+                        reason = f"{name} (pid {pid}) exited; last lines of {log}: {log_tail(log, 5)}"
                     raise KeyboardInterrupt
             time.sleep(poll)
     except KeyboardInterrupt:

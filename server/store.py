@@ -181,3 +181,25 @@ def list_imports(db: sqlite_utils.Database, project_id: int | None = None) -> li
             row[key] = json.loads(row[key] or "null")
         out.append(row)
     return out
+
+
+# --- model versions (one row per training round) ------------------------------------------------
+
+VERSIONS = "versions"
+
+
+def record_version(db: sqlite_utils.Database, **row: Any) -> None:
+    """Insert or update a training round's record (keyed by project id and version)."""
+    db[VERSIONS].upsert(row, pk=("project_id", "version"), alter=True)
+
+
+def get_version(db: sqlite_utils.Database, project_id: int, version: str) -> dict[str, Any]:
+    """One version record."""
+    return dict(db[VERSIONS].get((project_id, version)))
+
+
+def list_versions(db: sqlite_utils.Database, project_id: int) -> list[dict[str, Any]]:
+    """Every version record of a project, oldest first."""
+    if VERSIONS not in db.table_names():
+        return []
+    return list(db[VERSIONS].rows_where("project_id = ?", [project_id], order_by="started_at"))
