@@ -77,7 +77,7 @@ def entity_f1(gold: list[list[tuple]], pred: list[list[tuple]]) -> float:
 
 
 def finetune(train: list[dict], out: Path, epochs: int) -> Path:
-    m = TokenClassifier(NCBI_LABELS, model_name=default_model(), max_length=128, stride=32)
+    m = TokenClassifier(NCBI_LABELS, model_name=default_model(), train_length=128, stride=32)
     info = m.fit(Examples([d["text"] for d in train], [[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in train]), epochs=epochs, lr=1e-4)
     m.save(out)
     print(f"fine-tuned on {len(train)} docs in {info['seconds']} s ({info['steps']} steps)")

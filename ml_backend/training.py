@@ -277,7 +277,7 @@ class TrainOptions:
     epochs: int = 4
     lr: float = 8e-5
     batch_size: int = 16
-    max_length: int = 128
+    train_length: int = 128  # training window (tokens); inference uses the model's full window
     stride: int = 32
     patience: int = 1
     freeze_layers: int = 0
@@ -353,12 +353,12 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
             model = SpanMatcher(control.labels)
             info["fit"] = model.fit(train)
         else:
-            model = TokenClassifier(control.labels, model_name=opts.model_name, max_length=opts.max_length, stride=opts.stride)
+            model = TokenClassifier(control.labels, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride)
             info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs())
     else:
         classes = {lbl for t in train.targets for lbl in t}
         if n >= opts.cold_start_labels and len(classes) >= 2:
-            model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, max_length=opts.max_length, stride=opts.stride)
+            model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride)
             info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs())
         elif len(classes) >= 2 and n >= 4:
             model = TfidfClassifier(control.labels, control.multi)

@@ -19,7 +19,7 @@ def ex(docs):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     train = read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:240]
-    model = TokenClassifier(LABELS, model_name=default_model(), max_length=128, stride=32)
+    model = TokenClassifier(LABELS, model_name=default_model(), train_length=128, stride=32)
     info = model.fit(ex(train), epochs=2, lr=1e-4, batch_size=16, progress=False)
     path = tmp_path_factory.mktemp("ncbi-model")
     model.save(path)

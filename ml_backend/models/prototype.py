@@ -102,7 +102,7 @@ class PrototypeClassifier(HFModel):
     def load(cls, path: Path, **options: Any) -> "PrototypeClassifier":
         meta = cls.read_meta(path)
         options.pop("model_name", None)
-        opts = {k: meta[k] for k in ("max_length", "stride", "max_windows") if k in meta}
+        opts = {k: meta[k] for k in ("max_length", "stride", "max_windows") if meta.get(k) is not None}
         opts.update(options)
         m = cls(meta["labels"], meta.get("multi", False), model_name=meta["base_model"], **opts)
         m.sums = np.load(Path(path) / "sums.npy")

@@ -1,0 +1,34 @@
+"""The README's CLI reference matches the real commands and options; errors are one line."""
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from server.cli import main
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROWS = re.findall(r"^\| `goldloop (\w+)([^`]*)` \|", README, flags=re.M)
+
+
+def test_readme_lists_every_command():
+    assert {name for name, _ in ROWS} == set(main.commands)
+
+
+@pytest.mark.parametrize("name, usage", ROWS)
+def test_readme_options_exist(name, usage):
+    help_text = CliRunner().invoke(main, [name, "--help"]).output
+    for opt in re.findall(r"--[a-z0-9-]+", usage):
+        assert opt in help_text, f"README documents {opt} for goldloop {name}, --help does not"
+
+
+def test_unknown_project_is_a_one_line_error(tmp_path):
+    res = CliRunner().invoke(main, ["versions", "nope", "--data-dir", str(tmp_path)], env={"LABEL_STUDIO_URL": "http://127.0.0.1:9", "LABEL_STUDIO_API_KEY": "x"})
+    assert res.exit_code != 0
+    lines = [ln for ln in res.output.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in res.output
+
+
+def test_simulate_missing_file_is_a_usage_error(tmp_path):
+    res = CliRunner().invoke(main, ["simulate", "--data", str(tmp_path / "none.jsonl"), "--schema", "x.xml", "--out", str(tmp_path / "o.json")])
+    assert res.exit_code == 2 and "does not exist" in res.output
