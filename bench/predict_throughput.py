@@ -105,7 +105,7 @@ def http_latency(model_dir: Path, texts: list[str], quantize: str, n: int) -> di
     spec = parse_label_config(NCBI_CONFIG)
     state = app.extensions["goldloop"]
     pm = ProjectModel(spec, f"bench-{quantize}", {"entities": load_model(model_dir, quantize=quantize)})
-    state.registry._serving["1"] = pm
+    state.registry.install("1", pm)
     state.specs["1"] = spec
     port = free_port()
     server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4)

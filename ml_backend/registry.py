@@ -202,6 +202,16 @@ class Registry:
     def loaded(self, project: str) -> ProjectModel | None:
         return self._serving.get(project)
 
+    def serving_items(self) -> list[tuple[str, ProjectModel]]:
+        """(project, ProjectModel) for every project loaded in this process."""
+        with self._guard:
+            return list(self._serving.items())
+
+    def install(self, project: str, pm: ProjectModel) -> None:
+        """Serve a ProjectModel for a project without saving it (benchmarks, tests)."""
+        with self._guard:
+            self._serving[project] = pm
+
     def get(self, project: str, spec: TaskSpec) -> ProjectModel:
         """The serving ProjectModel for a project and labeling config; loads it on first use."""
         pm = self._serving.get(project)

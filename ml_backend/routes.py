@@ -82,7 +82,7 @@ def register(app: Flask) -> None:
     @app.get("/")
     def health():
         st = state()
-        return jsonify(status="UP", model_class="goldloop", loaded_projects=sorted(st.registry._serving))
+        return jsonify(status="UP", model_class="goldloop", loaded_projects=sorted(p for p, _ in st.registry.serving_items()))
 
     @app.post("/setup")
     def setup():

@@ -53,7 +53,7 @@ class BackendState:
 
     def _on_promote(self, project: str, version: str) -> None:
         self.metrics.model_version.clear()
-        for proj, pm in list(self.registry._serving.items()):
+        for proj, pm in self.registry.serving_items():
             self.metrics.model_version.labels(project=proj, version=pm.version).set(1)
 
     def record_event(self, action: str, project: str | None, payload: dict) -> None:

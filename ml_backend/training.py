@@ -286,6 +286,8 @@ class TrainOptions:
     pseudo_threshold: float = 0.9
     pseudo_weight: float = 0.3
     max_pool: int = 2000  # unlabeled docs the teacher labels for self-training
+    mlm_steps: int = 0  # > 0: domain-adaptive MLM on the unlabeled pool before fine-tuning
+    work_dir: str = ""  # where an adapted encoder is written (the loop sets it inside the data dir)
     seed: int = 0
     progress: bool = True
     tolerance: float = 0.005  # the gate: promote unless the primary metric drops by more than this
@@ -348,6 +350,15 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
 
     n = len(train.texts)
     info: dict = {"control": control.name, "train_docs": n, "dev_docs": len(dev.texts)}
+    if opts.mlm_steps > 0 and pool and n >= opts.cold_start_labels and opts.work_dir:
+        import hashlib
+        from pathlib import Path
+
+        key = hashlib.sha256("\n".join(pool).encode("utf-8")).hexdigest()[:12]
+        adapted = Path(opts.work_dir) / f"mlm-{key}-{opts.mlm_steps}"
+        if not (adapted / "config.json").exists():
+            info["domain_adaptation"] = domain_adapt(opts.model_name, list(pool), adapted, steps=opts.mlm_steps, seed=opts.seed, progress=opts.progress)
+        opts = TrainOptions(**{**opts.__dict__, "model_name": str(adapted), "mlm_steps": 0})
     if control.kind == "spans":
         if n < opts.cold_start_labels:
             model = SpanMatcher(control.labels)
@@ -421,3 +432,43 @@ def gate(new: dict, old: dict | None, tolerance: float) -> tuple[bool, str]:
     if delta >= -tolerance:
         return True, f"primary {new['primary']:.4f} vs serving {old['primary']:.4f} (Δ {delta:+.4f}, tolerance {tolerance})"
     return False, f"worse than serving: primary {new['primary']:.4f} vs {old['primary']:.4f} (Δ {delta:+.4f} < -{tolerance})"
+
+
+def domain_adapt(model_name: str, texts: Sequence[str], out_dir, *, steps: int = 200, batch_size: int = 16, max_length: int = 128,
+                 lr: float = 5e-5, mask_prob: float = 0.15, seed: int = 0, progress: bool = True) -> dict:
+    """Domain-adaptive masked-language-model training of the encoder on unlabeled texts; saves it to out_dir.
+
+    Fine-tuning then starts from `out_dir` instead of the generic encoder. A model without pretrained MLM
+    head weights gets a new head (it learns within the first steps; the encoder is what is kept).
+    """
+    import torch
+    import transformers
+    from tqdm.auto import tqdm
+
+    texts = [t for t in texts if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise ValueError("domain adaptation needs unlabeled texts; the pool is empty")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    tok = transformers.AutoTokenizer.from_pretrained(model_name)
+    model = transformers.AutoModelForMaskedLM.from_pretrained(model_name)
+    collator = transformers.DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=mask_prob)
+    enc = tok(list(texts), truncation=True, max_length=max_length, return_overflowing_tokens=True, stride=0)
+    seqs = [{"input_ids": ids} for ids in enc["input_ids"] if len(ids) > 4]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    model.train()
+    losses = []
+    started = time.perf_counter()
+    for _ in tqdm(range(steps), desc="domain-adaptive MLM", disable=not progress, leave=False):
+        batch = collator([seqs[rng.randrange(len(seqs))] for _ in range(batch_size)])
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    k = max(1, len(losses) // 10)
+    return {"steps": steps, "sequences": len(seqs), "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
+            "seconds": round(time.perf_counter() - started, 2), "path": str(out_dir)}

@@ -252,12 +252,13 @@ def _train_options(**kw):
 @click.option("--freeze-layers", type=int, default=None, help="Freeze the lowest N encoder layers.")
 @click.option("--lora", is_flag=True, default=None, help="Train LoRA adapters (peft) instead of all weights.")
 @click.option("--tolerance", type=float, default=None, help="Promote unless the primary metric drops by more than this.")
-def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lora, tolerance):
+@click.option("--mlm-steps", type=int, default=None, help="Domain-adaptive MLM steps on the unlabeled pool before fine-tuning.")
+def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lora, tolerance, mlm_steps):
     """Run one active-learning round now: export labels, train, evaluate, gate, pre-annotate, reorder."""
     from .loop import run_round
 
     settings = settings_for(data_dir)
-    opts = _train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers, lora=lora, tolerance=tolerance)
+    opts = _train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers, lora=lora, tolerance=tolerance, mlm_steps=mlm_steps)
     rec = run_round(settings, project, options=opts, strategy=strategy, trigger="cli")
     click.echo(f"{rec['version']}: {rec['status']} — {rec.get('decision')}")
     if rec["status"] in ("failed", "not started"):

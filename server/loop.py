@@ -114,6 +114,7 @@ def run_round(
     """Run one round for a Label Studio project; returns (and stores) the version record."""
     opts = options or TrainOptions(cold_start_labels=settings.cold_start_labels)
     opts.model_name = opts.model_name or settings.model
+    opts.work_dir = opts.work_dir or str(Path(settings.home) / "encoders")
     opts.progress = progress
     db = store.open_db(settings.db_path)
     client = client or ls_client.connect(settings, db)

@@ -6,7 +6,8 @@ set, scored on the test split, the pool is scored and the strategy picks ``batch
 gold labels are then revealed. A full-data run (every non-test document) gives the reference metric.
 
 Query models (fast enough to refit every round on a laptop CPU):
-- ``tfidf_lr``: TF-IDF (word 1-2 grams, fitted once on every text, labels unused) + LogisticRegression.
+- ``tfidf_lr``: TF-IDF (word 1-2 grams, fitted once on every text, labels unused) + LogisticRegression
+  (class-balanced weights, as for every document-label head: tiny seed sets are rarely balanced).
   Document labels only. Diversity uses a 64-d truncated SVD of the TF-IDF matrix.
 - ``encoder_lr``: a frozen encoder run ONCE over all documents. Document labels: mean-pooled,
   L2-normalised embeddings + LogisticRegression. Spans: contextual token embeddings (long documents in
@@ -80,9 +81,8 @@ def load_corpus(data: Path | Sequence[dict], schema: Path | str, control: str | 
     rows = load_jsonl(Path(data)) if isinstance(data, (str, Path)) else list(data)
     if not rows:
         raise ConfigError(f"{data}: no documents")
-    xml = Path(schema).read_text(encoding="utf-8") if isinstance(schema, Path) or (
-        isinstance(schema, str) and not schema.lstrip().startswith("<")
-    ) else schema
+    is_xml = isinstance(schema, str) and schema.lstrip().startswith("<")
+    xml = schema if is_xml else Path(schema).read_text(encoding="utf-8")
     spec = parse_label_config(xml)
     task = "spans" if any("spans" in r for r in rows) else "choices"
     if task == "choices" and not all("label" in r for r in rows):
@@ -240,7 +240,8 @@ def encode_tokens(texts: Sequence[str], encoder: str, *, max_length: int = 512, 
 
 
 # query models ---------------------------------------------------------------------------------------
-def _fit_lr(X, y: np.ndarray, w: np.ndarray | None, n_classes: int, C: float, max_iter: int = 300):
+def _fit_lr(X, y: np.ndarray, w: np.ndarray | None, n_classes: int, C: float, max_iter: int = 300,
+            class_weight: str | None = None):
     """A LogisticRegression, or a constant when one class is present; returns a [n, n_classes] prob function."""
     from sklearn.linear_model import LogisticRegression
 
@@ -249,7 +250,7 @@ def _fit_lr(X, y: np.ndarray, w: np.ndarray | None, n_classes: int, C: float, ma
         const = np.zeros(n_classes)
         const[classes[0]] = 1.0
         return lambda Z: np.tile(const, (Z.shape[0], 1))
-    lr = LogisticRegression(C=C, max_iter=max_iter)
+    lr = LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight)
     lr.fit(X, y, sample_weight=w)
 
     def proba(Z):
@@ -281,7 +282,7 @@ class ChoiceBackend:
             w = np.concatenate([np.ones(len(docs)), np.full(len(pseudo_docs), pseudo_weight)])
         else:
             rows, w = docs, None
-        return _fit_lr(self.X[rows], y, w, len(self.corpus.labels), self.C)
+        return _fit_lr(self.X[rows], y, w, len(self.corpus.labels), self.C, class_weight="balanced")
 
     def probs(self, model, docs: np.ndarray) -> np.ndarray:
         """[n, n_labels] probabilities."""
@@ -393,7 +394,7 @@ def build_backend(corpus: Corpus, query_model: str, encoder: str | None, *, prog
         k = max(1, min(64, X.shape[1] - 1, X.shape[0] - 1))
         emb = TruncatedSVD(n_components=k, random_state=0).fit_transform(X)
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        return ChoiceBackend(corpus, X.tocsr(), emb, C or 10.0), query_model, None
+        return ChoiceBackend(corpus, X.tocsr(), emb, C or 1.0), query_model, None
     if encoder is None:
         from .config import default_model
 
@@ -512,45 +513,51 @@ def run_simulation(
             raise ValueError("the given backend was built for other documents")
     features_s = time.perf_counter() - t_feat
 
-    full_model = backend.fit(pool)
-    full_metrics = backend.evaluate(full_model, test)
-    full = primary_metric(full_metrics)
-    metric_name = "entity_f1" if corpus.task == "spans" else "macro_f1"
+    from threadpoolctl import threadpool_limits
 
-    variants = [(s, False) for s in strategies] + ([(s, True) for s in strategies] if self_training else [])
-    seeds = [seed + 1000 * (r + 1) for r in range(repeats)]
-    n_points = min(rounds, int(np.ceil((len(pool) - seed_size) / batch_size))) + 1
-    bar = tqdm(total=len(variants) * repeats * n_points, desc="simulate", disable=not progress)
-    results: dict[str, dict] = {}
-    timing: dict[str, float] = {}
-    for name, st in variants:
-        key = name + (SELF_TRAINING_SUFFIX if st else "")
-        bar.set_postfix_str(key)
-        ts = time.perf_counter()
-        runs = []
-        for r, s in enumerate(seeds):
-            seed_docs = np.random.default_rng(s).choice(pool, size=seed_size, replace=False)
-            run = _one_run(
-                backend, name, st, pool, test, seed_docs, np.random.default_rng(s + 1),
-                batch_size=batch_size, rounds=rounds, threshold=self_training_threshold,
-                weight=self_training_weight, strategy_kw={}, tick=lambda: bar.update(1),
-            )
-            runs.append({"repeat": r, "seed": s, **run})
-        timing[key] = round(time.perf_counter() - ts, 3)
-        length = min(len(run["points"]) for run in runs)
-        curve = []
-        for i in range(length):
-            vals = np.array([run["points"][i]["metric"] for run in runs])
-            curve.append({"labels": runs[0]["points"][i]["labels"], "mean": float(vals.mean()), "std": float(vals.std())})
-        results[key] = {
-            "strategy": name,
-            "self_training": st,
-            "curve": curve,
-            "labels_to_95": _labels_to_target(curve, 0.95 * full),
-            "aulc": float(np.mean([p["mean"] for p in curve])) if curve else None,
-            "runs": runs,
-        }
-    bar.close()
+    limiter = threadpool_limits(1)  # tiny fits: one BLAS/OpenMP thread is faster than two fighting
+    try:
+        full_model = backend.fit(pool)
+        full_metrics = backend.evaluate(full_model, test)
+        full = primary_metric(full_metrics)
+        metric_name = "entity_f1" if corpus.task == "spans" else "macro_f1"
+
+        variants = [(s, False) for s in strategies] + ([(s, True) for s in strategies] if self_training else [])
+        seeds = [seed + 1000 * (r + 1) for r in range(repeats)]
+        n_points = min(rounds, int(np.ceil((len(pool) - seed_size) / batch_size))) + 1
+        bar = tqdm(total=len(variants) * repeats * n_points, desc="simulate", disable=not progress)
+        results: dict[str, dict] = {}
+        timing: dict[str, float] = {}
+        for name, st in variants:
+            key = name + (SELF_TRAINING_SUFFIX if st else "")
+            bar.set_postfix_str(key)
+            ts = time.perf_counter()
+            runs = []
+            for r, s in enumerate(seeds):
+                seed_docs = np.random.default_rng(s).choice(pool, size=seed_size, replace=False)
+                run = _one_run(
+                    backend, name, st, pool, test, seed_docs, np.random.default_rng(s + 1),
+                    batch_size=batch_size, rounds=rounds, threshold=self_training_threshold,
+                    weight=self_training_weight, strategy_kw={}, tick=lambda: bar.update(1),
+                )
+                runs.append({"repeat": r, "seed": s, **run})
+            timing[key] = round(time.perf_counter() - ts, 3)
+            length = min(len(run["points"]) for run in runs)
+            curve = []
+            for i in range(length):
+                vals = np.array([run["points"][i]["metric"] for run in runs])
+                curve.append({"labels": runs[0]["points"][i]["labels"], "mean": float(vals.mean()), "std": float(vals.std())})
+            results[key] = {
+                "strategy": name,
+                "self_training": st,
+                "curve": curve,
+                "labels_to_95": _labels_to_target(curve, 0.95 * full),
+                "aulc": float(np.mean([p["mean"] for p in curve])) if curve else None,
+                "runs": runs,
+            }
+        bar.close()
+    finally:
+        limiter.restore_original_limits()
     base = results.get("random", {}).get("labels_to_95")
     for res in results.values():
         l95 = res["labels_to_95"]

@@ -67,3 +67,35 @@ def test_int8_costs_little_entity_f1(trained):
     fp32 = evaluate_spans(gold, [[s.key() for s in p.spans] for p in load_model(path).predict(texts)])["entity_f1"]
     int8 = evaluate_spans(gold, [[s.key() for s in p.spans] for p in load_model(path, quantize="int8").predict(texts)])["entity_f1"]
     assert int8 > fp32 - 0.03, (fp32, int8)
+
+
+def test_domain_adaptive_mlm_learns_and_feeds_fine_tuning(tiny_model_dir, tmp_path):
+    from ml_backend.training import domain_adapt
+
+    texts = [d["text"] for d in read_jsonl(DATA / "ncbi_disease" / "test.jsonl")[:20]]
+    info = domain_adapt(tiny_model_dir, texts, tmp_path / "adapted", steps=40, batch_size=8, lr=1e-3, progress=False)
+    assert info["loss_last"] < info["loss_first"]
+    model = TokenClassifier(LABELS, model_name=str(tmp_path / "adapted"), train_length=64)
+    model.fit(ex(read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:6]), epochs=1, progress=False)
+    assert len(model.predict(texts[:2])) == 2
+
+
+def test_gate_refuses_a_worse_candidate_and_accepts_within_tolerance():
+    ok, why = gate({"primary": 0.60}, {"primary": 0.70}, 0.005)
+    assert not ok and "worse than serving" in why
+    assert gate({"primary": 0.698}, {"primary": 0.70}, 0.005)[0]
+    assert not gate({"primary": None}, {"primary": 0.7}, 0.005)[0]
+
+
+def test_round_training_on_real_tweets_beats_chance_and_self_training_adds_pseudo_labels():
+    spec = parse_label_config("""<View><Text name="text" value="$text"/><Choices name="s" toName="text">
+      <Choice value="Bearish"/><Choice value="Bullish"/><Choice value="Neutral"/></Choices></View>""")
+    rows = read_jsonl(DATA / "twitter_financial_news" / "train.jsonl")
+    recs = [{"id": r["id"], "text": r["text"], "choices": {"s": [r["label"]]}} for r in rows]
+    train, test, pool = recs[::2], recs[1::4], [r["text"] for r in recs[3::4]]
+    control = spec.controls[0]
+    opts = TrainOptions(cold_start_labels=10_000, self_training=True, pseudo_threshold=0.5, progress=False)
+    model, info = train_control(control, examples_for(control, train), examples_for(control, []), opts, pool)
+    assert info["kind"] == "tfidf_lr" and info["pseudo_labels"] > 0
+    m = evaluate_models(spec, {"s": model}, test)
+    assert m["primary"] > 0.45 and m["controls"]["s"]["n"] == len(test)

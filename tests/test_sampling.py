@@ -1,0 +1,114 @@
+"""Query strategies: ranking, diversity, reproducibility, errors."""
+import numpy as np
+import pytest
+
+from ml_backend.sampling import (
+    STRATEGIES,
+    confidence_score,
+    get_strategy,
+    span_uncertainty,
+    uncertainty,
+)
+
+PROBS = np.array(
+    [
+        [0.98, 0.01, 0.01],  # sure
+        [0.34, 0.33, 0.33],  # most uncertain under every kind
+        [0.60, 0.39, 0.01],
+        [0.80, 0.10, 0.10],
+    ]
+)
+
+
+@pytest.mark.parametrize("kind", ["least_confidence", "margin", "entropy"])
+def test_uncertainty_ranks_known_uncertain_row_first(kind):
+    strat = get_strategy(kind)
+    picked = strat.select(2, probs=PROBS, rng=np.random.default_rng(0))
+    assert picked[0] == 1
+    assert 0 not in picked
+    u = uncertainty(PROBS, kind)
+    assert u.min() >= 0 and u.max() <= 1
+    assert u.argmax() == 1 and u.argmin() == 0
+
+
+def test_uncertainty_values_by_hand():
+    p = np.array([[0.6, 0.3, 0.1]])
+    assert uncertainty(p, "least_confidence")[0] == pytest.approx(0.4)
+    assert uncertainty(p, "margin")[0] == pytest.approx(0.7)
+    ent = -(0.6 * np.log(0.6) + 0.3 * np.log(0.3) + 0.1 * np.log(0.1)) / np.log(3)
+    assert uncertainty(p, "entropy")[0] == pytest.approx(ent)
+
+
+def test_margin_differs_from_least_confidence():
+    p = np.array([[0.5, 0.49, 0.01], [0.4, 0.3, 0.3]])
+    assert uncertainty(p, "least_confidence").argmax() == 1
+    assert uncertainty(p, "margin").argmax() == 0
+
+
+@pytest.mark.parametrize("kind", ["least_confidence", "margin", "entropy"])
+def test_confidence_score_is_reverse_of_uncertainty(kind):
+    conf = confidence_score(PROBS, kind)
+    assert conf.min() >= 0 and conf.max() <= 1
+    assert list(np.argsort(conf, kind="stable")) == list(np.argsort(-uncertainty(PROBS, kind), kind="stable"))
+
+
+def test_span_uncertainty_top_k_and_empty():
+    sure = np.tile([0.99, 0.005, 0.005], (30, 1))
+    one_unsure = sure.copy()
+    one_unsure[5] = [0.4, 0.35, 0.25]
+    scores = span_uncertainty([sure, one_unsure, np.zeros((0, 3))], "least_confidence", top_k=1)
+    assert scores[2] == 0.0
+    assert scores[1] == pytest.approx(0.6)
+    assert scores[0] == pytest.approx(0.01)
+    conf = confidence_score([sure, one_unsure])
+    assert conf[0] > conf[1]
+    assert get_strategy("margin").select(1, probs=[sure, one_unsure], rng=np.random.default_rng(0))[0] == 1
+
+
+def test_diversity_takes_one_per_cluster():
+    rng = np.random.default_rng(0)
+    centers = np.array([[10.0, 0.0], [0.0, 10.0], [-10.0, -10.0]])
+    emb = np.concatenate([c + rng.normal(scale=0.1, size=(10, 2)) for c in centers])
+    unc = np.zeros(30)
+    unc[:10] = 0.9 + rng.random(10) * 0.05  # cluster 0 is the most uncertain by far
+    unc[10:20] = 0.5
+    unc[20:] = 0.4
+    picked = get_strategy("diversity", candidate_factor=10, n_clusters=3).select(
+        3, uncertainty=unc, embeddings=emb, rng=np.random.default_rng(1)
+    )
+    assert sorted(i // 10 for i in picked) == [0, 1, 2]
+    assert picked[0] == int(np.argmax(unc))  # the cluster with the most uncertain doc goes first
+    top3 = get_strategy("margin").select(3, uncertainty=unc, rng=np.random.default_rng(1))
+    assert all(i < 10 for i in top3)  # plain uncertainty piles up in one cluster
+
+
+def test_diversity_needs_embeddings():
+    with pytest.raises(ValueError, match="embeddings"):
+        get_strategy("diversity").select(2, probs=PROBS, rng=np.random.default_rng(0))
+
+
+def test_random_is_seeded_and_reproducible():
+    s = get_strategy("random")
+    a = s.select(5, uncertainty=np.zeros(50), rng=np.random.default_rng(3))
+    b = s.select(5, uncertainty=np.zeros(50), rng=np.random.default_rng(3))
+    c = s.select(5, uncertainty=np.zeros(50), rng=np.random.default_rng(4))
+    assert list(a) == list(b) and list(a) != list(c)
+    assert len(set(a)) == 5
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_returns_distinct_pool_indices(name):
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1, 1], size=40)
+    emb = rng.normal(size=(40, 4))
+    picked = get_strategy(name).select(8, probs=probs, embeddings=emb, rng=np.random.default_rng(0))
+    assert len(picked) == 8 and len(set(picked.tolist())) == 8
+    assert all(0 <= i < 40 for i in picked)
+    assert len(get_strategy(name).select(100, probs=probs, embeddings=emb, rng=rng)) == 40
+
+
+def test_unknown_strategy_lists_names():
+    with pytest.raises(ValueError, match="least_confidence.*margin.*entropy.*diversity.*random"):
+        get_strategy("coreset")
+    with pytest.raises(ValueError):
+        uncertainty(PROBS, "bald")

@@ -1,0 +1,98 @@
+"""The offline active-learning simulation on small real subsets (tests/data/simulate, see SOURCE.md)."""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.errors import ConfigError
+from server.simulate import _labels_to_target, load_corpus, run_simulation, split_test
+
+DATA = Path(__file__).parent / "data" / "simulate"
+
+
+def test_labels_to_target_interpolates():
+    curve = [{"labels": 20, "mean": 0.5}, {"labels": 40, "mean": 0.7}, {"labels": 60, "mean": 0.9}]
+    assert _labels_to_target(curve, 0.8) == pytest.approx(50.0)
+    assert _labels_to_target(curve, 0.4) == 20.0
+    assert _labels_to_target(curve, 0.95) is None
+
+
+def test_classification_simulation(tmp_path):
+    out = tmp_path / "sim.json"
+    t0 = time.perf_counter()
+    rep = run_simulation(
+        DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin", "random"], query_model="tfidf_lr",
+        seed_size=20, batch_size=20, rounds=3, repeats=2, out=out, seed=5, progress=False, self_training=True,
+    )
+    assert time.perf_counter() - t0 < 30
+    on_disk = json.loads(out.read_text())
+    assert on_disk["strategies"].keys() == rep["strategies"].keys()
+    for key in ("query_model", "encoder", "full_data", "seeds", "timing", "ratio_to_random", "test_ids", "metric"):
+        assert key in on_disk
+    assert on_disk["query_model"] == "tfidf_lr" and on_disk["metric"] == "macro_f1"
+    assert set(on_disk["strategies"]) == {"margin", "random", "margin+self_training", "random+self_training"}
+    assert on_disk["n_test"] == 60 and on_disk["n_pool"] == 240
+    png = out.with_suffix(".png")
+    assert png.exists() and png.stat().st_size > 1000
+    test_ids = set(on_disk["test_ids"])
+    for name, res in on_disk["strategies"].items():
+        assert [p["labels"] for p in res["curve"]] == [20, 40, 60, 80]
+        assert all(0 <= p["mean"] <= 1 and p["std"] >= 0 for p in res["curve"])
+        assert len(res["runs"]) == 2
+        for run in res["runs"]:
+            assert len(run["labeled_ids"]) == 80 == len(set(run["labeled_ids"]))
+            assert not test_ids & set(run["labeled_ids"])
+        assert "ratio_to_random" in res and "labels_to_95" in res
+    # same seed set for every strategy of a repeat; different seed sets across repeats
+    m, r = on_disk["strategies"]["margin"]["runs"], on_disk["strategies"]["random"]["runs"]
+    assert m[0]["labeled_ids"][:20] == r[0]["labeled_ids"][:20]
+    assert m[0]["labeled_ids"][:20] != m[1]["labeled_ids"][:20]
+    assert 0 < on_disk["full_data"]["metric"] <= 1
+    assert on_disk["ratio_to_random"]["random"] in (None, 1.0)
+
+
+def test_simulation_is_reproducible(tmp_path):
+    kw = dict(query_model="tfidf_lr", rounds=2, repeats=1, seed=3, progress=False)
+    a = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["entropy"], out=tmp_path / "a.json", **kw)
+    b = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["entropy"], out=tmp_path / "b.json", **kw)
+    assert a["strategies"]["entropy"]["curve"] == b["strategies"]["entropy"]["curve"]
+    assert a["strategies"]["entropy"]["runs"][0]["labeled_ids"] == b["strategies"]["entropy"]["runs"][0]["labeled_ids"]
+
+
+def test_test_split_is_fixed_and_stratified():
+    corpus = load_corpus(DATA / "tweets_300.jsonl", DATA / "tweets.xml")
+    pool, test = split_test(corpus, 0.2, 0)
+    pool2, test2 = split_test(corpus, 0.2, 0)
+    assert list(test) == list(test2) and not set(pool) & set(test)
+    y = np.asarray(corpus.targets)
+    assert abs(np.bincount(y[test], minlength=3) / len(test) - np.bincount(y, minlength=3) / len(y)).max() < 0.05
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="least_confidence"):
+        run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["bald"], out=tmp_path / "x.json")
+    with pytest.raises(ConfigError, match="Labels"):
+        load_corpus(DATA / "ncbi_60.jsonl", DATA / "tweets.xml")
+    with pytest.raises(ConfigError, match="not one of"):
+        load_corpus(DATA / "tweets_300.jsonl", (DATA / "tweets.xml").read_text().replace("Bearish", "Down"))
+    with pytest.raises(ValueError, match="encoder_lr"):
+        run_simulation(DATA / "ncbi_60.jsonl", DATA / "ncbi.xml", ["margin"], query_model="tfidf_lr",
+                       out=tmp_path / "x.json", progress=False)
+
+
+@pytest.mark.slow
+def test_ner_simulation_encoder_lr(tmp_path):
+    rep = run_simulation(
+        DATA / "ncbi_60.jsonl", DATA / "ncbi.xml", ["margin", "diversity", "random"], query_model="auto",
+        seed_size=10, batch_size=10, rounds=2, repeats=1, out=tmp_path / "ner.json", progress=False,
+        self_training=True,
+    )
+    assert rep["task"] == "spans" and rep["query_model"] == "encoder_lr" and rep["metric"] == "entity_f1"
+    assert rep["encoder"]
+    assert 0 < rep["full_data"]["metric"] <= 1
+    test_ids = set(rep["test_ids"])
+    for res in rep["strategies"].values():
+        assert [p["labels"] for p in res["curve"]] == [10, 20, 30]
+        assert not test_ids & set(res["runs"][0]["labeled_ids"])
