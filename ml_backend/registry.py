@@ -177,9 +177,6 @@ class Registry:
 
     def current_version(self, project: str, spec: TaskSpec | None = None) -> str:
         """The version that serves (or will serve) a project — cheap: never loads a model."""
-        loaded = self._serving.get(project)
-        if loaded is not None and (spec is None or loaded.spec.config_hash == spec.config_hash):
-            return loaded.version
         ptr = self.pointer(project)
         if ptr:
             return ptr["version"]

@@ -69,7 +69,7 @@ def backend(data_dir, host, port, model_name, quantize, threads):
         # START_TRAINING runs a full round server-side, promoting into this process's registry
         from .loop import backend_trainer
 
-        app.extensions["goldloop"].trainer = backend_trainer(settings, app.extensions["goldloop"].registry)
+        app.extensions["goldloop"].trainer = backend_trainer(settings)
     click.echo(f"goldloop backend on http://{host}:{port} (model {settings.model}, quantize {settings.quantize})")
     waitress.serve(app, host=host, port=port, threads=threads or 8, ident="goldloop")
 
@@ -253,13 +253,14 @@ def _train_options(**kw):
 @click.option("--lora", is_flag=True, default=None, help="Train LoRA adapters (peft) instead of all weights.")
 @click.option("--tolerance", type=float, default=None, help="Promote unless the primary metric drops by more than this.")
 @click.option("--mlm-steps", type=int, default=None, help="Domain-adaptive MLM steps on the unlabeled pool before fine-tuning.")
-def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lora, tolerance, mlm_steps):
+@click.option("--trigger", default="cli", hidden=True, help="What started the round (recorded with the version).")
+def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lora, tolerance, mlm_steps, trigger):
     """Run one active-learning round now: export labels, train, evaluate, gate, pre-annotate, reorder."""
     from .loop import run_round
 
     settings = settings_for(data_dir)
     opts = _train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers, lora=lora, tolerance=tolerance, mlm_steps=mlm_steps)
-    rec = run_round(settings, project, options=opts, strategy=strategy, trigger="cli")
+    rec = run_round(settings, project, options=opts, strategy=strategy, trigger=trigger)
     click.echo(f"{rec['version']}: {rec['status']} — {rec.get('decision')}")
     if rec["status"] in ("failed", "not started"):
         raise click.exceptions.Exit(1)

@@ -225,10 +225,25 @@ def stopping_report(versions: list[dict], agreement_threshold: float = 0.97, slo
             "reason": "predictions on the pool stopped changing and the test metric flattened" if stop else "labels still change the model"}
 
 
-def backend_trainer(settings, registry: Registry):
-    """The training callback `goldloop backend` injects into the app: START_TRAINING runs a round here."""
+def backend_trainer(settings, registry: Registry | None = None):
+    """The training callback `goldloop backend` injects into the app: START_TRAINING runs a round.
+
+    The round runs as a `goldloop train` child process at lower CPU priority: /predict keeps answering
+    from the serving version, a crashed or killed job cannot touch the server, and the backend picks the
+    promoted version up from serving.json on its next request.
+    """
+    import os
+    import subprocess
+    import sys
 
     def trainer(project: str, event: dict) -> None:
-        run_round(settings, int(project), registry=registry, trigger=str(event.get("action", "webhook")), progress=False)
+        cmd = [sys.executable, "-m", "server.cli", "train", str(project), "--data-dir", str(settings.home),
+               "--trigger", str(event.get("action", "webhook"))]
+        log_path = Path(settings.home) / "logs" / f"train-{project}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log_file:
+            proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(10), check=False)
+        if proc.returncode != 0:
+            raise LoopError(f"training round for project {project} exited {proc.returncode}; see {log_path}")
 
     return trainer
