@@ -129,7 +129,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SHARED if SHARED.exists() else ROOT / "tests" / "data")
     ap.add_argument("--docs", type=int, default=100, help="medical test documents to predict")
     ap.add_argument("--model", type=Path, default=None, help="a fine-tuned token classifier dir (default: fine-tune one now)")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--train-docs", type=int, default=300)
     ap.add_argument("--http-requests", type=int, default=60)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "predict_throughput.json")
@@ -144,6 +144,7 @@ def main() -> None:
 
     fp32 = TokenClassifier.load(model_dir, batch_size=16)
     int8 = TokenClassifier.load(model_dir, batch_size=16, quantize="int8")
+    bf16 = TokenClassifier.load(model_dir, batch_size=16, quantize="bf16")
     from transformers import pipeline
 
     pipe = pipeline("token-classification", model=fp32.model, tokenizer=fp32.tokenizer, aggregation_strategy="simple", device=-1)
@@ -156,19 +157,24 @@ def main() -> None:
     per_task()  # warm-up
     fp32.predict(texts[:4])
     int8.predict(texts[:4])
+    bf16.predict(texts[:4])
     base_s = min(_timed(per_task) for _ in range(2))
     rows.append(("per-task HF pipeline (baseline)", base_s))
     fp_s = min(_timed(lambda: fp32.predict(texts)) for _ in range(2))
     rows.append(("goldloop batched fp32", fp_s))
     q_s = min(_timed(lambda: int8.predict(texts)) for _ in range(2))
     rows.append(("goldloop batched int8", q_s))
+    b_s = min(_timed(lambda: bf16.predict(texts)) for _ in range(2))
+    rows.append(("goldloop batched bf16", b_s))
 
     peak = matmul_peak()
     flops = model_flops(fp32, texts)
     f1_fp32 = entity_f1(gold, [[s.key() for s in p.spans] for p in fp32.predict(texts)])
     f1_int8 = entity_f1(gold, [[s.key() for s in p.spans] for p in int8.predict(texts)])
+    f1_bf16 = entity_f1(gold, [[s.key() for s in p.spans] for p in bf16.predict(texts)])
     lat_fp32 = http_latency(model_dir, texts, "none", args.http_requests)
     lat_int8 = http_latency(model_dir, texts, "int8", args.http_requests)
+    lat_bf16 = http_latency(model_dir, texts, "bf16", args.http_requests)
 
     # long contract: one CUAD contract (tens of thousands of characters) through the windowed path
     long_case = None
@@ -187,15 +193,15 @@ def main() -> None:
         "fp32_matmul_peak_gflops": peak,
         "model_gflops_fp32_path": flops / fp_s / 1e9,
         "fp32_share_of_peak": flops / fp_s / 1e9 / peak,
-        "entity_f1": {"fp32": f1_fp32, "int8": f1_int8, "int8_loss_points": 100 * (f1_fp32 - f1_int8)},
-        "http_single_doc": {"fp32": lat_fp32, "int8": lat_int8},
+        "entity_f1": {"fp32": f1_fp32, "int8": f1_int8, "bf16": f1_bf16, "int8_loss_points": 100 * (f1_fp32 - f1_int8), "bf16_loss_points": 100 * (f1_fp32 - f1_bf16)},
+        "http_single_doc": {"fp32": lat_fp32, "int8": lat_int8, "bf16": lat_bf16},
         "long_contract": long_case,
     }
     print(f"\n{'path':<36}{'docs/s':>10}{'speedup':>10}")
     for name, s in rows:
         print(f"{name:<36}{len(texts) / s:>10.1f}{base_s / s:>10.2f}x")
     print(f"\nfp32 matmul peak {peak:.0f} GFLOP/s; goldloop fp32 path {flops / fp_s / 1e9:.0f} GFLOP/s = {100 * flops / fp_s / 1e9 / peak:.0f}% of peak")
-    print(f"entity F1 fp32 {f1_fp32:.4f}  int8 {f1_int8:.4f}  (loss {100 * (f1_fp32 - f1_int8):.2f} points)")
+    print(f"entity F1 fp32 {f1_fp32:.4f}  int8 {f1_int8:.4f} (loss {100 * (f1_fp32 - f1_int8):.2f} points)  bf16 {f1_bf16:.4f} (loss {100 * (f1_fp32 - f1_bf16):.2f} points)")
     for k, v in result["http_single_doc"].items():
         print(f"HTTP single-document /predict {k}: p50 {v['p50_ms']:.1f} ms, p95 {v['p95_ms']:.1f} ms")
     if long_case:

@@ -302,8 +302,34 @@ class ChoiceBackend:
         return evaluate_choices([labels[i] for i in self.y[docs]], [labels[i] for i in p.argmax(axis=1)], labels, p)
 
 
+def _word_ids(offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Word index per token: a token continues the previous token's word when no character separates them."""
+    ids = np.zeros(len(offsets), dtype=np.int64)
+    for t in range(1, len(offsets)):
+        ids[t] = ids[t - 1] + (offsets[t][0] != offsets[t - 1][1])
+    return ids
+
+
+def _word_mean(probs: np.ndarray, word_ids: np.ndarray) -> np.ndarray:
+    """Every sub-word token takes its word's mean probabilities, so a word is never split between labels."""
+    if len(probs) == 0:
+        return probs
+    sums = np.zeros((word_ids[-1] + 1, probs.shape[1]))
+    np.add.at(sums, word_ids, probs)
+    counts = np.bincount(word_ids, minlength=len(sums))[:, None]
+    return (sums / counts)[word_ids]
+
+
 class SpanBackend:
-    """Span query model: token-level LogisticRegression over BIO tags on frozen token embeddings."""
+    """Span query model: a token-level LogisticRegression on frozen, standardised token embeddings.
+
+    The head predicts IO tags (O or one class per label): a linear probe on frozen features cannot tell a
+    word-initial sub-word from a continuation reliably, so B/I is decided at decoding time instead — a
+    token opens a span when the previous token does not carry the same label (adjacent mentions of one
+    label therefore merge; rare in practice). Sub-word tokens of one word (no character between them) share
+    the word's mean probabilities, so a word is never split between labels. Decoding then goes through
+    ``alignment.decode_spans``.
+    """
 
     def __init__(self, corpus: Corpus, offsets, token_embs: list[np.ndarray], C: float):
         from ml_backend.alignment import bio_labels, encode_spans
@@ -311,19 +337,35 @@ class SpanBackend:
         self.corpus = corpus
         self.offsets = offsets
         self.C = C
-        self.tags = bio_labels(corpus.labels)
+        self.tags = ["O", *corpus.labels]
+        self.bio = bio_labels(corpus.labels)
         lengths = np.array([len(e) for e in token_embs])
         self.start = np.concatenate([[0], np.cumsum(lengths)])
         dim = token_embs[0].shape[1] if token_embs else 0
-        self.X = np.concatenate(token_embs) if lengths.sum() else np.zeros((0, dim), dtype=np.float32)
-        gold = []
-        for offs, spans in zip(offsets, corpus.targets):
-            ids = np.asarray(encode_spans(offs, spans, corpus.labels), dtype=np.int64) if offs else np.zeros(0, np.int64)
-            gold.append(np.where(ids < 0, 0, ids))
-        self.gold_tags = gold
+        X = np.concatenate(token_embs) if lengths.sum() else np.zeros((0, dim), dtype=np.float32)
         self.embeddings = np.stack([
             e.mean(axis=0) if len(e) else np.zeros(dim, dtype=np.float32) for e in token_embs
         ]) if token_embs else np.zeros((0, dim))
+        if len(X):
+            X = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-6)
+        self.X = X.astype(np.float32)
+        gold = []
+        for offs, spans in zip(offsets, corpus.targets):
+            ids = np.asarray(encode_spans(offs, spans, corpus.labels), dtype=np.int64) if offs else np.zeros(0, np.int64)
+            gold.append((np.where(ids < 0, 0, ids) + 1) // 2)  # BIO id -> IO id: B-X/I-X -> X
+        self.gold_tags = gold
+        self.word_ids = [_word_ids(offs) for offs in offsets]
+
+    def to_bio(self, io_probs: np.ndarray) -> np.ndarray:
+        """IO probabilities [T, 1+L] → BIO probabilities [T, 1+2L] for ``decode_spans``."""
+        out = np.zeros((len(io_probs), len(self.bio)))
+        out[:, 0] = io_probs[:, 0] if len(io_probs) else 0
+        pred = io_probs.argmax(axis=1) if len(io_probs) else np.zeros(0, dtype=np.int64)
+        for t in range(len(io_probs)):
+            cont = t > 0 and pred[t] != 0 and pred[t - 1] == pred[t]
+            for j in range(1, len(self.tags)):
+                out[t, 2 * j if cont and j == pred[t] else 2 * j - 1] = io_probs[t, j]
+        return out
 
     def _rows(self, docs: np.ndarray) -> np.ndarray:
         if len(docs) == 0:
@@ -347,13 +389,13 @@ class SpanBackend:
         return _fit_lr(self.X[rows], y, w, len(self.tags), self.C, max_iter=200)
 
     def probs(self, model, docs: np.ndarray) -> list[np.ndarray]:
-        """Per doc token probabilities [T, n_tags]."""
+        """Per doc token probabilities [T, 1 + n_labels] (IO tags)."""
         rows = self._rows(docs)
         flat = model(self.X[rows]) if len(rows) else np.zeros((0, len(self.tags)))
         out, pos = [], 0
         for d in docs:
             n = self.start[d + 1] - self.start[d]
-            out.append(flat[pos : pos + n])
+            out.append(_word_mean(flat[pos : pos + n], self.word_ids[d]))
             pos += n
         return out
 
@@ -371,7 +413,7 @@ class SpanBackend:
 
         probs = self.probs(model, docs)
         pred = [
-            [s.key() for s in decode_spans(self.corpus.texts[d], self.offsets[d], p, self.corpus.labels)]
+            [s.key() for s in decode_spans(self.corpus.texts[d], self.offsets[d], self.to_bio(p), self.corpus.labels)]
             for d, p in zip(docs, probs)
         ]
         return evaluate_spans([self.corpus.targets[d] for d in docs], pred)
@@ -403,7 +445,7 @@ def build_backend(corpus: Corpus, query_model: str, encoder: str | None, *, prog
         emb = encode_texts(corpus.texts, encoder, progress=progress)
         return ChoiceBackend(corpus, emb, emb, C or 10.0), query_model, encoder
     offsets, embs = encode_tokens(corpus.texts, encoder, progress=progress)
-    return SpanBackend(corpus, offsets, embs, C or 1.0), query_model, encoder
+    return SpanBackend(corpus, offsets, embs, C or 0.1), query_model, encoder
 
 
 # the loop -------------------------------------------------------------------------------------------

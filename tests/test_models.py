@@ -110,3 +110,18 @@ def test_int8_quantized_model_serves(tiny_model_dir):
     assert any(isinstance(mod, torch.ao.nn.quantized.dynamic.Linear) for mod in q._serving.modules())
     a, b = fp.token_probs(["fever and cough"])[0][1], q.token_probs(["fever and cough"])[0][1]
     assert a.shape == b.shape and np.abs(a - b).max() < 0.1
+
+
+def test_bf16_serving_copy_leaves_the_fp32_model_alone(tiny_model_dir):
+    import torch
+
+    fp = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32)
+    bf = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32, _model=fp.model, _tokenizer=fp.tokenizer, quantize="bf16")
+    assert next(bf._serving.parameters()).dtype == torch.bfloat16 and next(fp.model.parameters()).dtype == torch.float32
+    a, b = fp.token_probs(["fever and cough"])[0][1], bf.token_probs(["fever and cough"])[0][1]
+    assert np.abs(a - b).max() < 0.05
+
+
+def test_unknown_quantize_mode(tiny_model_dir):
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        TokenClassifier(["Disease"], model_name=tiny_model_dir, quantize="fp8")

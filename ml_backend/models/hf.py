@@ -60,6 +60,24 @@ def quantize_int8(model):
         return quantize_dynamic(model, targets, dtype=torch.qint8)  # inplace=False: a quantized copy
 
 
+QUANTIZE_MODES = ("none", "int8", "bf16")
+
+
+def serving_model(model, quantize: str):
+    """The model inference runs on: fp32 as trained, int8 dynamic-quantized, or a bfloat16 copy."""
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if quantize == "int8":
+        return quantize_int8(model)
+    if quantize == "bf16":
+        import copy
+
+        import torch
+
+        return copy.deepcopy(model).to(torch.bfloat16).eval()
+    return model
+
+
 class HFModel(Model):
     """Shared tokenisation, windowing, batching and persistence for encoder models."""
 
@@ -100,19 +118,20 @@ class HFModel(Model):
             self.model = _model or self._new_model(transformers)
         self.model.eval()
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
-        # two windows: short ones for training (cheap steps), the model's full window for inference
-        # (fewer windows, no repeated overlap); sequence models keep both equal by default
+        # training window and serving window; they stay equal unless max_length is given (see default_serve_length)
         self.train_length = min(train_length, limit)
         self.max_length = min(max_length or self.default_serve_length(limit), limit)
         self.stride = stride
-        self._serving = quantize_int8(self.model) if quantize == "int8" else self.model
+        self._serving = serving_model(self.model, quantize)
         self.revision = 0
 
     def _new_model(self, transformers):
         raise NotImplementedError
 
     def default_serve_length(self, limit: int) -> int:
-        return limit
+        # serve with the window the model was trained on: measured on NCBI disease (300 abstracts, 5 epochs,
+        # 128-token training windows) 512-token serving windows dropped entity F1 from 0.54 to 0.44
+        return self.train_length
 
     def cache_key(self) -> str:
         return f"{self.kind}:{id(self)}:{self.revision}:{self.quantize}"
@@ -267,7 +286,7 @@ class TokenClassifier(HFModel):
 
     def _after_fit(self) -> None:
         self.model.eval()
-        self._serving = quantize_int8(self.model) if self.quantize == "int8" else self.model
+        self._serving = serving_model(self.model, self.quantize)
         self.revision += 1
 
 
@@ -280,9 +299,6 @@ class SequenceClassifier(HFModel):
     def __init__(self, labels, multi=False, **kw):
         kw.setdefault("max_windows", 4)
         super().__init__(labels, multi, **kw)
-
-    def default_serve_length(self, limit: int) -> int:
-        return self.train_length  # trained on a document's first window: serve the same window size
 
     def _new_model(self, transformers):
         return transformers.AutoModelForSequenceClassification.from_pretrained(
