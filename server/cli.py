@@ -187,6 +187,11 @@ def status(data_dir, as_json):
         try:
             client = ls_client.connect(settings.with_overrides(ls_url=ls_row["url"]), db)
             out["projects"] = ls_client.project_summaries(client, db)
+            from .loop import stopping_report
+            from .store import list_versions
+
+            for p in out["projects"]:
+                p["stopping"] = stopping_report(list_versions(db, int(p["id"])))
         except ServerError as exc:
             out["error"] = str(exc)
     if as_json:
@@ -209,6 +214,11 @@ def status(data_dir, as_json):
                 f"  {p['id']:>4}  {str(p['schema'] or '-'):<18} {p['tasks']:>6} {p['annotations']:>6} {p['predictions']:>6}  "
                 f"{p['model_version'] or '-':<20} {p['title']}"
             )
+        for p in out["projects"]:
+            stop = p.get("stopping") or {}
+            if stop.get("pool_agreement") is not None:
+                click.echo(f"  project {p['id']}: {'labels stopped paying' if stop['stop'] else 'labels still pay'} — {stop['reason']} "
+                           f"(pool agreement {stop['pool_agreement']:.3f}, gain per 100 labels {stop.get('metric_gain_per_100_labels')})")
 
 
 @main.command("import")

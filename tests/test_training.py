@@ -103,3 +103,19 @@ def test_round_training_on_real_tweets_beats_chance_and_self_training_adds_pseud
     assert info["kind"] == "tfidf_lr" and info["pseudo_labels"] > 0
     m = evaluate_models(spec, {"s": model}, test)
     assert m["primary"] > 0.45 and m["controls"]["s"]["n"] == len(test)
+
+
+def test_stopping_criterion():
+    from server.loop import pool_agreement, stopping_report
+
+    a = [{"result": [{"from_name": "s", "value": {"choices": ["x"]}}]}, {"result": []}]
+    b = [{"result": [{"from_name": "s", "value": {"choices": ["y"]}}]}, {"result": []}]
+    assert pool_agreement(a, a) == 1.0 and pool_agreement(a, b) == 0.5 and pool_agreement([], b) is None
+    rows = [{"status": "promoted", "primary": 0.70, "labeled_docs": 100, "started_at": 1, "pool_agreement": None},
+            {"status": "rejected", "primary": 0.50, "labeled_docs": 150, "started_at": 2},
+            {"status": "promoted", "primary": 0.701, "labeled_docs": 200, "started_at": 3, "pool_agreement": 0.99}]
+    rep = stopping_report(rows)
+    assert rep["stop"] and rep["metric_gain_per_100_labels"] == pytest.approx(0.001)
+    rows[-1]["primary"] = 0.80
+    assert not stopping_report(rows)["stop"]
+    assert not stopping_report(rows[:1])["stop"]
