@@ -27,7 +27,7 @@ from ml_backend.sampling import STRATEGIES  # noqa: E402
 from server.simulate import load_jsonl, run_simulation, summary_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path("/work/shared/data")
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 
 CHOICES_XML = """<View>

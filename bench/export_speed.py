@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path("/work/shared/data/ncbi_disease/train.jsonl")
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ncbi_disease" / "train.jsonl"
 FALLBACK_DATA = ROOT / "tests" / "data" / "export" / "tasks.json"
 
 

@@ -1,19 +1,24 @@
-"""Training-round time for N labeled documents and /predict latency while training runs, in one run.
+"""START_TRAINING-to-serving time for N labeled documents and /predict p95 while the round runs, on the real stack.
 
-Measures the backend side of START_TRAINING → serving: train (fine-tune the sequence classifier on N
-labeled tweets, early stopping on dev) → evaluate candidate and serving on the test split → promote
-(save + atomic swap), while a client sends single-document /predict requests over HTTP to the same
-process; p50/p95 latency idle vs during training.
+Starts goldloop's stack (real Label Studio on SQLite + the backend) in a throw-away data dir, imports N + pool
+tweets into the financial_news project, creates N annotations through the Label Studio API (gold labels),
+measures single-document /predict latency over HTTP while idle, then sends Label Studio's START_TRAINING
+(Label Studio → backend webhook, exactly as the "Start training" button does) and keeps sending /predict
+until the backend serves the new version. The round is the production one: export from Label Studio →
+fine-tune → evaluate → gate → promote → pre-annotate the pool → sync the project's model_version.
 
-    .venv/bin/python bench/loop_timing.py [--data FILE] [--labeled 500] [--out JSON]
+    .venv/bin/python bench/loop_timing.py [--data FILE.jsonl] [--labeled 500] [--pool 200] [--out JSON]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,105 +29,151 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import requests  # noqa: E402
 
-from ml_backend.registry import ProjectModel, new_version_name  # noqa: E402
-from ml_backend.schema import parse_label_config  # noqa: E402
-from ml_backend.splits import split_of  # noqa: E402
-from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, train_control  # noqa: E402
+from server import ls_client, stack, store  # noqa: E402
 from server.config import Settings  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "twitter_financial_news_sentiment" / "train.jsonl"
-CONFIG = """<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">
-<Choice value="Bearish"/><Choice value="Bullish"/><Choice value="Neutral"/></Choices></View>"""
+FALLBACK = ROOT / "tests" / "data" / "twitter_financial_news" / "train.jsonl"
+MAP = {"Bullish": "positive", "Bearish": "negative", "Neutral": "neutral"}
+
+
+def goldloop(home: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the goldloop CLI as a user would; fail loudly with its output."""
+    full_env = {**os.environ, "GOLDLOOP_HOME": str(home), **(env or {})}
+    out = subprocess.run([sys.executable, "-m", "server.cli", *args, "--data-dir", str(home)], env=full_env,
+                         capture_output=True, text=True, cwd=ROOT, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"goldloop {' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=SHARED if SHARED.exists() else ROOT / "tests" / "data" / "twitter_financial_news" / "train.jsonl")
+    ap.add_argument("--data", type=Path, default=SHARED if SHARED.exists() else FALLBACK)
     ap.add_argument("--labeled", type=int, default=500)
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--pool", type=int, default=200)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loop_timing.json")
+    ap.add_argument("--keep", action="store_true", help="keep the data dir (printed) instead of deleting it")
     args = ap.parse_args()
 
-    import requests
-    import waitress
+    rows = [json.loads(x) for x in args.data.read_text(encoding="utf-8").splitlines() if x.strip()]
+    if len(rows) < 40:
+        raise SystemExit(f"{args.data}: only {len(rows)} documents")
+    home = Path(tempfile.mkdtemp(prefix="goldloop-loop-bench-")) / "home"
+    ls_port, be_port = stack.free_port(), stack.free_port()
+    while be_port == ls_port:
+        be_port = stack.free_port()
+    # cold start stays on until the round: the serving model before it is the cold-start baseline
+    env = {"GOLDLOOP_COLD_START_LABELS": str(10 * args.labeled), "GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN": str(100 * args.labeled)}
+    t_up = time.perf_counter()
+    print("starting Label Studio + backend (first start migrates Label Studio's database) ...", flush=True)
+    goldloop(home, "up", "--detach", "--no-samples", "--ls-port", str(ls_port), "--backend-port", str(be_port), env=env)
+    t_up = time.perf_counter() - t_up
+    try:
+        settings = Settings(home=home, ls_url=stack.url_for(ls_port), ls_api_key=stack.read_token(Settings(home=home)))
+        client = ls_client.connect(settings)
+        db = store.open_db(home / "goldloop.db")
+        pid = store.get_project_by_name(db, "financial_news")["id"]
+        ml_id = store.get_project(db, pid)["ml_backend_id"]
 
-    from ml_backend import create_app
-    from bench.predict_throughput import free_port
+        docs = rows[: args.labeled + args.pool]
+        path = home / "bench-docs.jsonl"
+        path.write_text("".join(json.dumps({"text": r["text"], "gold": MAP.get(r["label"], r["label"])}) + "\n" for r in docs))
+        goldloop(home, "import", "financial_news", str(path), "--no-predict", env=env)
+        tasks = list(ls_client.iter_tasks(client, pid))
+        labeled = tasks[: args.labeled]
+        print(f"annotating {len(labeled)} of {len(tasks)} tasks through the API ...", flush=True)
+        for t in labeled:
+            ls_client.create_annotation(client, t["id"], [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                                                           "value": {"choices": [t["data"]["gold"]]}}])
+        config = ls_client.get_project(client, pid).label_config
+        backend = f"http://127.0.0.1:{be_port}"
+        sess = requests.Session()
+        probe = [t["data"]["text"] for t in tasks[args.labeled:]] or [t["data"]["text"] for t in tasks]
 
-    rows = [json.loads(x) for x in args.data.read_text(encoding="utf-8").splitlines() if x.strip()][: args.labeled + 200]
-    records = [{"id": r["id"], "text": r["text"], "split": split_of(r["id"]), "choices": {"sentiment": [r["label"]]}} for r in rows[: args.labeled]]
-    probe = [r["text"] for r in rows[args.labeled :]]
-    spec = parse_label_config(CONFIG)
-    settings = Settings(home=Path(f"/tmp/goldloop-loop-bench-{os.getpid()}"), cache_size=0)
-    app = create_app(settings)
-    registry = app.extensions["goldloop"].registry
-    serving = registry.get("1", spec)
-    port = free_port()
-    server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4)
-    threading.Thread(target=server.run, daemon=True).start()
-    url = f"http://127.0.0.1:{port}/predict"
-    sess = requests.Session()
+        def one(i: int) -> tuple[float, str]:
+            t0 = time.perf_counter()
+            r = sess.post(backend + "/predict", json={"project": f"{pid}.1", "label_config": config,
+                                                     "tasks": [{"id": 10_000_000 + i, "data": {"text": probe[i % len(probe)] + f" #{i}"}}]}, timeout=60)
+            r.raise_for_status()
+            return time.perf_counter() - t0, r.json().get("results", [{}])[0].get("model_version", "")
 
-    def one(i: int) -> float:
+        for i in range(5):
+            one(i)
+        idle = [one(100 + i)[0] for i in range(60)]
+        before = sess.post(backend + "/setup", json={"project": f"{pid}.1", "schema": config}, timeout=10).json()["model_version"]
+
+        during: list[float] = []
+        served_at: list[float] = []
+        stop = threading.Event()
+
+        def hammer(t0: float) -> None:
+            i = 0
+            while not stop.is_set():
+                dt, version = one(1000 + i)
+                during.append(dt)
+                if version and version != before and not served_at:
+                    served_at.append(time.perf_counter() - t0)
+                i += 1
+                time.sleep(0.2)
+
+        print("START_TRAINING ...", flush=True)
         t0 = time.perf_counter()
-        sess.post(url, json={"project": "1.0", "label_config": CONFIG, "tasks": [{"id": i, "data": {"text": probe[i % len(probe)]}}]}, timeout=60).raise_for_status()
-        return time.perf_counter() - t0
-
-    for i in range(5):
-        one(i)
-    idle = [one(i) for i in range(60)]
-
-    during: list[float] = []
-    done = threading.Event()
-
-    def hammer():
-        i = 0
-        while not done.is_set():
-            during.append(one(1000 + i))
-            i += 1
+        th = threading.Thread(target=hammer, args=(t0,), daemon=True)
+        th.start()
+        ls_client.train(client, ml_id)
+        deadline = t0 + 1800
+        rec = None
+        while time.perf_counter() < deadline:
+            rec = next((v for v in store.list_versions(db, pid) if v["status"] != "running"), None)
+            if rec is not None:
+                break
+            time.sleep(0.5)
+        t_round = time.perf_counter() - t0
+        # the backend picks the promoted version up on its next request
+        while not served_at and time.perf_counter() < deadline and rec is not None and rec["status"] == "promoted":
             time.sleep(0.2)
+        stop.set()
+        th.join()
+        if rec is None:
+            raise SystemExit("the round did not finish within 30 minutes")
+        metrics = json.loads(rec["metrics"] or "{}")
 
-    by = {s: [r for r in records if r["split"] == s] for s in ("train", "dev", "test")}
-    control = spec.controls[0]
-    opts = TrainOptions(cold_start_labels=50, epochs=args.epochs, progress=False, model_name=settings.model)
-    th = threading.Thread(target=hammer, daemon=True)
-    th.start()
-    t0 = time.perf_counter()
-    model, info = train_control(control, examples_for(control, by["train"]), examples_for(control, by["dev"]), opts)
-    t_train = time.perf_counter() - t0
-    candidate = ProjectModel(spec, new_version_name(), {control.name: model})
-    new_m = evaluate_models(spec, candidate.models, by["test"])
-    old_m = evaluate_models(spec, serving.models, by["test"])
-    ok, reason = gate(new_m, old_m, opts.tolerance)
-    registry.promote("1", candidate, {"metrics": new_m})
-    total = time.perf_counter() - t0
-    done.set()
-    th.join()
-    server.close()
+        def pct(xs, q):
+            return 1000 * float(np.percentile(xs, q))
 
-    def pct(xs, q):
-        return 1000 * float(np.percentile(xs, q))
-
-    result = {
-        "labeled_docs": len(records), "train_docs": len(by["train"]), "model": info["kind"], "epochs_run": info["fit"].get("epochs_run"),
-        "train_s": t_train, "train_eval_promote_s": total, "primary_new": new_m["primary"], "primary_cold_start": old_m["primary"],
-        "predict_ms": {"idle_p50": 1000 * statistics.median(idle), "idle_p95": pct(idle, 95),
-                        "during_training_p50": 1000 * statistics.median(during), "during_training_p95": pct(during, 95), "during_requests": len(during)},
-    }
-    result["predict_ms"]["p95_ratio"] = result["predict_ms"]["during_training_p95"] / result["predict_ms"]["idle_p95"]
-    print(f"\n{'what':<44}{'value':>12}")
-    print(f"{'labeled docs (train/dev/test by hash)':<44}{len(records):>12}")
-    print(f"{'fine-tune ' + info['kind'] + ' (s)':<44}{t_train:>12.1f}")
-    print(f"{'train + evaluate + promote (s)':<44}{total:>12.1f}")
-    print(f"{'macro-F1 new / cold start':<44}{new_m['primary']:>6.3f} / {old_m['primary']:.3f}")
-    p = result["predict_ms"]
-    print(f"{'/predict p95 idle (ms)':<44}{p['idle_p95']:>12.1f}")
-    print(f"{'/predict p95 during training (ms)':<44}{p['during_training_p95']:>12.1f}")
-    print(f"{'ratio (target <= 2)':<44}{p['p95_ratio']:>12.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+        result = {
+            "labeled_docs": rec["labeled_docs"], "pool_docs": rec["pool_docs"], "status": rec["status"], "version": rec["version"],
+            "stack_up_s": t_up, "round_s": t_round, "start_training_to_serving_s": served_at[0] if served_at else None,
+            "primary": rec["primary"], "serving_primary_before": rec["serving_primary"], "metric": metrics.get("metric"),
+            "predict_ms": {"idle_p50": 1000 * statistics.median(idle), "idle_p95": pct(idle, 95),
+                           "during_round_p50": 1000 * statistics.median(during), "during_round_p95": pct(during, 95),
+                           "during_requests": len(during)},
+            "cpus": os.cpu_count(),
+        }
+        result["predict_ms"]["p95_ratio"] = result["predict_ms"]["during_round_p95"] / result["predict_ms"]["idle_p95"]
+        p = result["predict_ms"]
+        print(f"\n{'what':<48}{'value':>14}")
+        print(f"{'labeled docs / pool docs':<48}{rec['labeled_docs']:>8} / {rec['pool_docs']}")
+        print(f"{'round (export→train→eval→gate→promote→pool) s':<48}{t_round:>14.1f}")
+        served = f"{served_at[0]:.1f}" if served_at else "never"
+        print(f"{'START_TRAINING → /predict serves new version s':<48}{served:>14}")
+        print(f"{'decision':<48}{rec['status']:>14}")
+        print(f"{'primary metric new / serving before':<48}{rec['primary'] or 0:>7.3f} / {rec['serving_primary'] or 0:.3f}")
+        print(f"{'/predict p50 idle / during round ms':<48}{p['idle_p50']:>7.1f} / {p['during_round_p50']:.1f}")
+        print(f"{'/predict p95 idle / during round ms':<48}{p['idle_p95']:>7.1f} / {p['during_round_p95']:.1f}")
+        print(f"{'p95 ratio (target <= 2)':<48}{p['p95_ratio']:>14.2f}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+    finally:
+        subprocess.run([sys.executable, "-m", "server.cli", "down", "--data-dir", str(home)], cwd=ROOT, capture_output=True, check=False)
+        if args.keep:
+            print(f"data dir kept: {home}")
+        else:
+            shutil.rmtree(home.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
