@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -110,3 +111,61 @@ def test_two_rounds(stack_up, tmp_path):
     assert version in listing.stdout and "rejected" in listing.stdout
     rep = goldloop("report", "financial_news", "--out", str(tmp_path / "report"), home=home, env={"LABEL_STUDIO_URL": settings.ls_url, "LABEL_STUDIO_API_KEY": settings.ls_api_key})
     assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "report" / "confusion_sentiment.png").stat().st_size > 1000
+
+
+def test_gold_export_of_a_real_project(stack_up, tmp_path):
+    """`goldloop export` on a real Label Studio project: spans round-trip exactly, HF loads, re-export is a no-op."""
+    import datasets
+
+    from server.export import bio_to_spans, read_conll, read_jsonl_spans
+
+    home, client, settings = stack_up["home"], stack_up["client"], stack_up["settings"]
+    env = {**stack_up["env"], "LABEL_STUDIO_URL": settings.ls_url, "LABEL_STUDIO_API_KEY": settings.ls_api_key}
+    db = store.open_db(home / "goldloop.db")
+    pid = store.get_project_by_name(db, "medical_records")["id"]
+    docs = read_jsonl(DATA / "ncbi_disease" / "test.jsonl")[:14]
+    path = tmp_path / "abstracts.jsonl"
+    path.write_text("".join(json.dumps({"text": d["text"], "ref": i}) + "\n" for i, d in enumerate(docs)))
+    goldloop("import", "medical_records", str(path), "--no-predict", home=home, env=env)
+    tasks = list(ls_client.iter_tasks(client, pid))
+    assert len(tasks) == len(docs)
+    expected: dict[int, list[tuple[int, int, str]]] = {}
+    for t in tasks[:12]:
+        text, doc = t["data"]["text"], docs[t["data"]["ref"]]
+        spans, taken = [], set()
+        for s in doc["spans"]:  # locate each gold mention in the imported (cleaned) text
+            piece = doc["text"][s["start"]:s["end"]]
+            at = text.find(piece)
+            while at >= 0 and any(a < at + len(piece) and at < b for a, b in taken):
+                at = text.find(piece, at + 1)
+            if at >= 0:
+                taken.add((at, at + len(piece)))
+                spans.append((at, at + len(piece), "Disease"))
+        expected[t["id"]] = sorted(spans)
+        ls_client.create_annotation(client, t["id"], [
+            {"from_name": "entities", "to_name": "text", "type": "labels",
+             "value": {"start": a, "end": b, "text": text[a:b], "labels": [lbl]}} for a, b, lbl in spans])
+    assert sum(map(len, expected.values())) > 20
+
+    out = goldloop("export", "medical_records", "--out", str(tmp_path / "exports"), home=home, env=env)
+    version_dir = Path(next(line.split("version: ", 1)[1] for line in out.stdout.splitlines() if line.startswith("version: ")))
+    got = {tid: spans for tid, _, spans in read_jsonl_spans(version_dir / "data.jsonl")}
+    assert got == expected  # only the 12 annotated tasks, every span exactly as annotated in Label Studio
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    assert manifest["project"]["id"] == pid and manifest["counts"]["documents"] == 12
+    assert manifest["counts"]["spans_per_label"]["entities"]["Disease"] == sum(map(len, expected.values()))
+    texts = {r["id"]: r["text"] for r in map(json.loads, (version_dir / "data.jsonl").read_text().splitlines())}
+    ids_by_split = {s: [r["id"] for r in map(json.loads, (version_dir / "data.jsonl").read_text().splitlines()) if r["split"] == s]
+                    for s in ("train", "dev", "test")}
+    for split, ids in ids_by_split.items():
+        conll = list(read_conll(version_dir / "conll" / f"{split}.conll"))
+        assert len(conll) == len(ids)
+        for tid, (tokens, tags) in zip(ids, conll):
+            assert bio_to_spans(tokens, tags, texts[tid]) == expected[tid]
+    ds = datasets.load_dataset("parquet", data_files={s: str(version_dir / "hf" / f"{s}.parquet") for s in ids_by_split},
+                               cache_dir=str(tmp_path / "hf-cache"))
+    assert sum(ds[s].num_rows for s in ds) == 12
+
+    again = goldloop("export", "medical_records", "--out", str(tmp_path / "exports"), home=home, env=env)
+    assert "no change" in again.stdout.lower()
+    assert len([p for p in version_dir.parent.iterdir() if not p.name.startswith(".")]) == 1
