@@ -58,15 +58,15 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the data dir (printed) instead of deleting it")
     args = ap.parse_args()
 
-    rows = [json.loads(x) for x in args.data.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = [json.loads(x) for x in args.data.read_text(encoding="utf-8").split("\n") if x.strip()]
     if len(rows) < 40:
         raise SystemExit(f"{args.data}: only {len(rows)} documents")
     home = Path(tempfile.mkdtemp(prefix="goldloop-loop-bench-")) / "home"
     ls_port, be_port = stack.free_port(), stack.free_port()
     while be_port == ls_port:
         be_port = stack.free_port()
-    # cold start stays on until the round: the serving model before it is the cold-start baseline
-    env = {"GOLDLOOP_COLD_START_LABELS": str(10 * args.labeled), "GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN": str(100 * args.labeled)}
+    # only the START_TRAINING below starts a round (no automatic trigger every N annotations)
+    env = {"GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN": str(100 * args.labeled)}
     t_up = time.perf_counter()
     print("starting Label Studio + backend (first start migrates Label Studio's database) ...", flush=True)
     goldloop(home, "up", "--detach", "--no-samples", "--ls-port", str(ls_port), "--backend-port", str(be_port), env=env)
@@ -109,14 +109,22 @@ def main() -> None:
         served_at: list[float] = []
         stop = threading.Event()
 
+        errors: list[str] = []
+
         def hammer(t0: float) -> None:
             i = 0
             while not stop.is_set():
-                dt, version = one(1000 + i)
+                try:
+                    dt, version = one(1000 + i)
+                except requests.RequestException as exc:  # counted and reported, never silently ends the probe
+                    errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    time.sleep(0.2)
+                    continue
+                finally:
+                    i += 1
                 during.append(dt)
                 if version and version != before and not served_at:
                     served_at.append(time.perf_counter() - t0)
-                i += 1
                 time.sleep(0.2)
 
         print("START_TRAINING ...", flush=True)
@@ -126,14 +134,18 @@ def main() -> None:
         ls_client.train(client, ml_id)
         deadline = t0 + 1800
         rec = None
+        last_note = t0
         while time.perf_counter() < deadline:
             rec = next((v for v in store.list_versions(db, pid) if v["status"] != "running"), None)
             if rec is not None:
                 break
+            if time.perf_counter() - last_note > 15:
+                last_note = time.perf_counter()
+                print(f"  {last_note - t0:5.0f} s: round running, {len(during)} /predict answered meanwhile", flush=True)
             time.sleep(0.5)
         t_round = time.perf_counter() - t0
         # the backend picks the promoted version up on its next request
-        while not served_at and time.perf_counter() < deadline and rec is not None and rec["status"] == "promoted":
+        while not served_at and th.is_alive() and time.perf_counter() < deadline and rec is not None and rec["status"] == "promoted":
             time.sleep(0.2)
         stop.set()
         th.join()
@@ -150,7 +162,7 @@ def main() -> None:
             "primary": rec["primary"], "serving_primary_before": rec["serving_primary"], "metric": metrics.get("metric"),
             "predict_ms": {"idle_p50": 1000 * statistics.median(idle), "idle_p95": pct(idle, 95),
                            "during_round_p50": 1000 * statistics.median(during), "during_round_p95": pct(during, 95),
-                           "during_requests": len(during)},
+                           "during_requests": len(during), "errors": len(errors), "first_errors": errors[:3]},
             "cpus": os.cpu_count(),
         }
         result["predict_ms"]["p95_ratio"] = result["predict_ms"]["during_round_p95"] / result["predict_ms"]["idle_p95"]
@@ -165,6 +177,8 @@ def main() -> None:
         print(f"{'/predict p50 idle / during round ms':<48}{p['idle_p50']:>7.1f} / {p['during_round_p50']:.1f}")
         print(f"{'/predict p95 idle / during round ms':<48}{p['idle_p95']:>7.1f} / {p['during_round_p95']:.1f}")
         print(f"{'p95 ratio (target <= 2)':<48}{p['p95_ratio']:>14.2f}")
+        if errors:
+            print(f"{len(errors)} /predict requests failed during the round, first: {errors[0]}")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
         print(f"wrote {args.out}")

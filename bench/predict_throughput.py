@@ -36,7 +36,7 @@ NCBI_CONFIG = "<View><Labels name='entities' toName='text'>" + "".join(f"<Label 
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:

@@ -255,7 +255,8 @@ class Registry:
         """Save a project's new models as a version, point serving.json at it, swap it in atomically."""
         vdir = self.root / project / pm.version
         for name, model in pm.models.items():
-            model.save(vdir / name)
+            if name not in pm.meta.get("cold_start", []):  # cold-start models are rebuilt on load, not saved
+                model.save(vdir / name)
         record = {"version": pm.version, "config_hash": pm.spec.config_hash, "promoted_at": time.time(), **(info or {})}
         (vdir / "version.json").write_text(json.dumps(record, indent=2, default=str))
         tmp = self.root / project / f".serving-{uuid.uuid4().hex}.json"

@@ -318,6 +318,18 @@ def examples_for(control, records: list[dict]) -> Examples:
     return Examples(texts, targets)
 
 
+def has_labels(control, records: list[dict]) -> bool:
+    """Whether annotators labeled this control at all in records (any span of it, or any choice).
+
+    A config can hold controls nobody labels yet (financial news: sentiment first, entities later). An
+    empty span list then means "not done", not "no entities": such a control is neither trained nor scored.
+    """
+    if control.kind == "spans":
+        return any(s.get("from_name", control.name) == control.name and s.get("label") in control.labels
+                   for r in records for s in r.get("spans", []))
+    return any(c in control.labels for r in records for c in (r.get("choices") or {}).get(control.name, []))
+
+
 def _pseudo_examples(control, teacher, pool: list[str], opts: TrainOptions) -> Examples:
     """Confident teacher predictions on unlabeled texts, as down-weighted training examples."""
     pool = pool[: opts.max_pool]
@@ -392,13 +404,18 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     return model, info
 
 
-def evaluate_models(spec, models: dict, records: list[dict]) -> dict:
-    """Per-control metrics on records (the fixed test split) and the primary metric (mean over controls)."""
+def evaluate_models(spec, models: dict, records: list[dict], controls: set[str] | None = None) -> dict:
+    """Per-control metrics on records (the fixed test split) and the primary metric (mean over controls).
+
+    `controls` limits the evaluation to those control names (the ones annotators label, see has_labels).
+    """
     from .evaluation import evaluate_choices, evaluate_spans, primary_metric
 
     out: dict = {"controls": {}, "n_docs": len(records)}
     scores = []
     for control in spec.controls:
+        if controls is not None and control.name not in controls:
+            continue
         ex = examples_for(control, records)
         if not ex.texts:
             continue
@@ -442,17 +459,20 @@ def domain_adapt(model_name: str, texts: Sequence[str], out_dir, *, steps: int =
     head weights gets a new head (it learns within the first steps; the encoder is what is kept).
     """
     import torch
-    import transformers
     from tqdm.auto import tqdm
+
+    from .models.hf import _LOAD_LOCK, _transformers
 
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise ValueError("domain adaptation needs unlabeled texts; the pool is empty")
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    tok = transformers.AutoTokenizer.from_pretrained(model_name)
-    model = transformers.AutoModelForMaskedLM.from_pretrained(model_name)
-    collator = transformers.DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=mask_prob)
+    with _LOAD_LOCK:
+        transformers = _transformers()
+        tok = transformers.AutoTokenizer.from_pretrained(model_name)
+        model = transformers.AutoModelForMaskedLM.from_pretrained(model_name)
+        collator = transformers.DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=mask_prob)
     enc = tok(list(texts), truncation=True, max_length=max_length, return_overflowing_tokens=True, stride=0)
     seqs = [{"input_ids": ids} for ids in enc["input_ids"] if len(ids) > 4]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)

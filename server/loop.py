@@ -18,7 +18,7 @@ import numpy as np
 
 from ml_backend.registry import ProjectModel, Registry, cold_start_model, new_version_name
 from ml_backend.schema import TaskSpec, parse_label_config
-from ml_backend.training import TrainOptions, evaluate_models, gate, train_control, examples_for
+from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, train_control
 
 from . import ls_client, store
 from .errors import ExportError, LoopError
@@ -163,16 +163,26 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
                 pool_texts[f].append(d[f])
 
     serving = registry.get(key, spec)
-    models, control_info = {}, []
+    all_records = [r for split in data.values() for r in split]
+    labeled = {c.name for c in spec.controls if has_labels(c, all_records)}
+    if not labeled:
+        raise LoopError("the exported annotations hold no label of any control in the labeling config")
+    models, control_info, carried_cold = {}, [], []
     for control in spec.controls:
+        if control.name not in labeled:  # nobody labels it yet: keep what serves it, neither train nor score it
+            models[control.name] = serving.models[control.name]
+            if control.name in serving.meta.get("cold_start", []):
+                carried_cold.append(control.name)
+            control_info.append({"control": control.name, "skipped": "no labels yet", "kind": serving.models[control.name].kind})
+            continue
         train, dev = examples_for(control, data["train"]), examples_for(control, data["dev"])
         teacher = serving.models.get(control.name) if control.name not in serving.meta.get("cold_start", []) else None
         model, ci = train_control(control, train, dev, opts, pool_texts[control.value_field], teacher)
         models[control.name] = model
         control_info.append(ci)
-    candidate = ProjectModel(spec, version, models, {"cold_start": [], "model_name": opts.model_name})
-    new_metrics = evaluate_models(spec, candidate.models, data["test"])
-    old_metrics = evaluate_models(spec, serving.models, data["test"]) if serving.version != version else None
+    candidate = ProjectModel(spec, version, models, {"cold_start": carried_cold, "model_name": opts.model_name})
+    new_metrics = evaluate_models(spec, candidate.models, data["test"], labeled)
+    old_metrics = evaluate_models(spec, serving.models, data["test"], labeled) if serving.version != version else None
     if serving.meta.get("cold_start") and len(serving.meta["cold_start"]) == len(spec.controls):
         # cold-start models only bootstrap a project: the first trained version replaces them; from then on
         # the gate protects the serving trained version

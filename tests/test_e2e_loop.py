@@ -77,6 +77,9 @@ def test_two_rounds(stack_up, tmp_path):
     version = rec["version"]
     metrics = json.loads(rec["metrics"])
     assert metrics["controls"]["sentiment"]["n"] == sum(1 for t in labeled if split_of(t["id"]) == "test")
+    # nobody labeled entities: that control is neither trained on empty span lists nor scored, it keeps its cold start
+    assert set(metrics["controls"]) == {"sentiment"}
+    assert {m["control"]: m.get("skipped") for m in json.loads(rec["models"])}["entities"] == "no labels yet"
 
     # serving: /setup answers the new version; the project's model_version follows it
     setup = requests.post(stack_up["be"] + "/setup", json={"project": f"{pid}.1", "schema": ls_client.get_project(client, pid).label_config}, timeout=5)

@@ -6,7 +6,7 @@ from ml_backend.alignment import windows
 from ml_backend.evaluation import evaluate_spans
 from ml_backend.models import Examples, TokenClassifier, load_model
 from ml_backend.schema import parse_label_config
-from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, train_control
+from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, train_control
 from server.config import default_model
 from tests.plugins.backend import DATA, read_jsonl
 
@@ -122,6 +122,23 @@ def test_round_training_on_real_tweets_beats_chance_and_self_training_adds_pseud
     assert info["kind"] == "tfidf_lr" and info["pseudo_labels"] > 0
     m = evaluate_models(spec, {"s": model}, test)
     assert m["primary"] > 0.45 and m["controls"]["s"]["n"] == len(test)
+
+
+def test_controls_nobody_labeled_are_not_trained_or_scored():
+    spec = parse_label_config("""<View><Text name="text" value="$text"/>
+      <Choices name="s" toName="text"><Choice value="up"/><Choice value="down"/></Choices>
+      <Labels name="ents" toName="text"><Label value="Company"/></Labels></View>""")
+    s, ents = spec.controls if spec.controls[0].name == "s" else spec.controls[::-1]
+    recs = [{"id": i, "text": f"Acme shares {'rise' if i % 2 else 'fall'}", "choices": {"s": ["up" if i % 2 else "down"]}, "spans": []}
+            for i in range(6)]
+    assert has_labels(s, recs) and not has_labels(ents, recs)
+    recs[0]["spans"] = [{"start": 0, "end": 4, "label": "Company", "from_name": "ents"}]
+    assert has_labels(ents, recs)
+    recs[0]["spans"][0]["label"] = "Person"  # not in the config: still unlabeled
+    assert not has_labels(ents, recs)
+    models = {"s": train_control(s, examples_for(s, recs), examples_for(s, []), TrainOptions(progress=False))[0]}
+    m = evaluate_models(spec, models, recs, {"s"})
+    assert set(m["controls"]) == {"s"} and m["primary"] == m["controls"]["s"]["macro_f1"]
 
 
 def test_stopping_criterion():

@@ -22,7 +22,22 @@ from .base import Examples, Model, TextPrediction
 log = logging.getLogger(__name__)
 
 _THREADS_SET = False
-_LOAD_LOCK = threading.Lock()
+# transformers resolves its attributes lazily and that is not thread-safe: two threads loading models at
+# once (the backend warms several projects in parallel) can see "no attribute 'AutoTokenizer'". Every
+# access to it goes through this lock.
+_LOAD_LOCK = threading.RLock()
+
+
+def _transformers():
+    """The transformers module, quiet, with the classes goldloop uses resolved under the load lock."""
+    with _LOAD_LOCK:
+        import transformers
+
+        for name in ("AutoTokenizer", "AutoModel", "AutoModelForTokenClassification", "AutoModelForSequenceClassification"):
+            getattr(transformers, name)
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        return transformers
 
 
 def available_cores() -> int:
@@ -101,10 +116,7 @@ class HFModel(Model):
         _tokenizer=None,
     ):
         super().__init__(labels, multi)
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
+        transformers = _transformers()
         self.model_name = model_name
         self.batch_size = batch_size
         self.token_budget = token_budget
