@@ -183,18 +183,21 @@ class Registry:
         return cold_start_version(spec) if spec else "coldstart"
 
     def _stale(self, project: str, pm: ProjectModel) -> bool:
-        """True when another process (e.g. `goldloop train`) promoted a version this process does not serve."""
+        """True when another process (e.g. `goldloop train`) promoted a version this process does not serve.
+
+        Reads serving.json only when its mtime changed, and answers the same until the model is reloaded
+        (get() asks twice, before and under the lock).
+        """
         p = self.root / project / "serving.json"
         try:
             mtime = p.stat().st_mtime_ns
         except FileNotFoundError:
             return False
-        seen = pm.meta.get("pointer_mtime")
-        if seen == mtime:
-            return False
-        ptr = self.pointer(project)
-        pm.meta["pointer_mtime"] = mtime
-        return bool(ptr) and ptr.get("version") != pm.version
+        seen = pm.meta.get("pointer_seen")
+        if seen is None or seen[0] != mtime:
+            seen = (mtime, (self.pointer(project) or {}).get("version"))
+            pm.meta["pointer_seen"] = seen
+        return bool(seen[1]) and seen[1] != pm.version
 
     def loaded(self, project: str) -> ProjectModel | None:
         return self._serving.get(project)

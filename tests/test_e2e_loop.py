@@ -85,6 +85,9 @@ def test_two_rounds(stack_up, tmp_path):
     setup = requests.post(stack_up["be"] + "/setup", json={"project": f"{pid}.1", "schema": ls_client.get_project(client, pid).label_config}, timeout=5)
     assert setup.json()["model_version"] == version
     assert ls_client.get_project(client, pid).model_version == version
+    pred = requests.post(stack_up["be"] + "/predict", json={"project": f"{pid}.1", "label_config": ls_client.get_project(client, pid).label_config,
+                                                           "tasks": [{"id": pool[0]["id"], "data": pool[0]["data"]}]}, timeout=30)
+    assert pred.json()["results"][0]["model_version"] == version  # the backend process serves what the round promoted
     # the pool is pre-annotated by the new version, and /next serves its least confident task first
     scores = {}
     for t in ls_client.iter_tasks(client, pid):

@@ -189,3 +189,28 @@ def test_cache_never_runs_the_same_text_twice(tiny_client):
     misses = state.cache.misses
     _predict(tiny_client, xml, [{"id": 2, "data": {"text": "Stocks fell."}}])
     assert state.cache.misses == misses and state.cache.hits >= 2
+
+
+def test_predict_switches_to_a_version_another_process_promoted(tiny_settings):
+    """`goldloop train` promotes in its own process: the backend's next /predict serves the new version."""
+    from ml_backend.models import Examples, TfidfClassifier
+    from ml_backend.registry import ProjectModel, Registry
+
+    xml = '<View><Text name="text" value="$text"/><Choices name="s" toName="text"><Choice value="up"/><Choice value="down"/></Choices></View>'
+    client = create_app(tiny_settings).test_client()
+
+    def predict():
+        r = client.post("/predict", json={"project": "9.1", "label_config": xml, "tasks": [{"id": 1, "data": {"text": "shares rise"}}]})
+        assert r.status_code == 200
+        return r.json["results"][0]["model_version"], r.json["results"][0]["result"]
+
+    cold, _ = predict()
+    assert cold.startswith("coldstart")
+    spec = parse_label_config(xml)
+    model = TfidfClassifier(["up", "down"])
+    model.fit(Examples(["shares rise", "profit up", "shares fall", "loss widens"] * 2, [["up"], ["up"], ["down"], ["down"]] * 2))
+    Registry(tiny_settings).promote("9", ProjectModel(spec, "v-other-process", {"s": model}))  # as a child process would
+    assert predict()[0] == "v-other-process"
+    version, result = predict()
+    assert version == "v-other-process" and result[0]["value"]["choices"] == ["up"]
+    assert client.post("/setup", json={"project": "9.1", "schema": xml}).json["model_version"] == "v-other-process"
