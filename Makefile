@@ -32,6 +32,9 @@ test-fast: setup
 
 bench: setup
 	$(PY) bench/predict_throughput.py
+	$(PY) bench/loop_timing.py
+	$(PY) bench/export_speed.py
+	$(PY) bench/al_curves.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -159,7 +159,7 @@ def main() -> None:
         result = {
             "labeled_docs": rec["labeled_docs"], "pool_docs": rec["pool_docs"], "status": rec["status"], "version": rec["version"],
             "stack_up_s": t_up, "round_s": t_round, "start_training_to_serving_s": served_at[0] if served_at else None,
-            "primary": rec["primary"], "serving_primary_before": rec["serving_primary"], "metric": metrics.get("metric"),
+            "primary": rec["primary"], "serving_primary_before": rec["serving_primary"], "metrics": metrics,
             "predict_ms": {"idle_p50": 1000 * statistics.median(idle), "idle_p95": pct(idle, 95),
                            "during_round_p50": 1000 * statistics.median(during), "during_round_p95": pct(during, 95),
                            "during_requests": len(during), "errors": len(errors), "first_errors": errors[:3]},
