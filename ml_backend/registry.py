@@ -68,17 +68,22 @@ class ProjectModel:
         """Label Studio prediction items, one per text: result regions, task score, model_version.
 
         The task score is the confidence of the least confident control, so uncertainty sampling (lowest
-        score first) surfaces a document if any of its controls is uncertain.
+        score first) surfaces a document if any of its controls is uncertain. Once some controls are
+        trained, cold-start controls (nobody labels them yet) do not count: their flat confidence would
+        otherwise cap every score and erase the order.
         """
         per_control = self.predict_texts(texts_by_field, cache)
         n = len(next(iter(texts_by_field.values())))
+        cold = set(self.meta.get("cold_start", []))
+        scored = {c.name for c in self.spec.controls if c.name not in cold} or {c.name for c in self.spec.controls}
         items = []
         for i in range(n):
             result: list[dict] = []
             confidences = []
             for control in self.spec.controls:
                 pred = per_control[control.name][i]
-                confidences.append(pred.confidence)
+                if control.name in scored:
+                    confidences.append(pred.confidence)
                 text = texts_by_field[control.value_field][i]
                 result += regions(control, pred, text)
             items.append({"result": result, "score": float(min(confidences)) if confidences else 0.0, "model_version": self.version})

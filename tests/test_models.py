@@ -125,3 +125,24 @@ def test_bf16_serving_copy_leaves_the_fp32_model_alone(tiny_model_dir):
 def test_unknown_quantize_mode(tiny_model_dir):
     with pytest.raises(ValueError, match="quantize must be one of"):
         TokenClassifier(["Disease"], model_name=tiny_model_dir, quantize="fp8")
+
+
+def test_task_score_ignores_cold_start_controls_once_others_are_trained():
+    """A control nobody labels (flat 0.5 cold-start confidence) must not cap every task score."""
+    from ml_backend.models import Examples, SpanMatcher, TfidfClassifier
+    from ml_backend.registry import ProjectModel
+    from ml_backend.schema import parse_label_config
+
+    spec = parse_label_config("""<View><Text name="text" value="$text"/>
+      <Choices name="s" toName="text"><Choice value="up"/><Choice value="down"/></Choices>
+      <Labels name="ents" toName="text"><Label value="Company"/></Labels></View>""")
+    tfidf = TfidfClassifier(["up", "down"])
+    tfidf.fit(Examples(["shares rise", "profit up", "shares fall", "loss widens"] * 3, [["up"], ["up"], ["down"], ["down"]] * 3))
+    texts = ["shares rise", "profit up strongly", "loss widens", "the weather today"]
+    trained = ProjectModel(spec, "v1", {"s": tfidf, "ents": SpanMatcher(["Company"])}, {"cold_start": ["ents"]})
+    scores = [it["score"] for it in trained.to_results({"text": texts})]
+    assert scores == pytest.approx([p.confidence for p in tfidf.predict(texts)])
+    assert len(set(round(x, 6) for x in scores)) > 1
+    # all controls on cold start: every control counts (the least confident one)
+    cold = ProjectModel(spec, "c", {"s": tfidf, "ents": SpanMatcher(["Company"])}, {"cold_start": ["s", "ents"]})
+    assert [it["score"] for it in cold.to_results({"text": texts})] == pytest.approx([min(p.confidence, 0.5) for p in tfidf.predict(texts)])
