@@ -125,6 +125,7 @@ def test_gold_export_of_a_real_project(stack_up, tmp_path):
     import datasets
 
     from server.export import bio_to_spans, read_conll, read_jsonl_spans
+    from server.export import read_jsonl as read_export
 
     home, client, settings = stack_up["home"], stack_up["client"], stack_up["settings"]
     env = {**stack_up["env"], "LABEL_STUDIO_URL": settings.ls_url, "LABEL_STUDIO_API_KEY": settings.ls_api_key}
@@ -156,14 +157,14 @@ def test_gold_export_of_a_real_project(stack_up, tmp_path):
 
     out = goldloop("export", "medical_records", "--out", str(tmp_path / "exports"), home=home, env=env)
     version_dir = Path(next(line.split("version: ", 1)[1] for line in out.stdout.splitlines() if line.startswith("version: ")))
+    records = list(read_export(version_dir / "data.jsonl"))
     got = {tid: spans for tid, _, spans in read_jsonl_spans(version_dir / "data.jsonl")}
     assert got == expected  # only the 12 annotated tasks, every span exactly as annotated in Label Studio
     manifest = json.loads((version_dir / "manifest.json").read_text())
     assert manifest["project"]["id"] == pid and manifest["counts"]["documents"] == 12
     assert manifest["counts"]["spans_per_label"]["entities"]["Disease"] == sum(map(len, expected.values()))
-    texts = {r["id"]: r["text"] for r in map(json.loads, (version_dir / "data.jsonl").read_text().splitlines())}
-    ids_by_split = {s: [r["id"] for r in map(json.loads, (version_dir / "data.jsonl").read_text().splitlines()) if r["split"] == s]
-                    for s in ("train", "dev", "test")}
+    texts = {r["id"]: r["text"] for r in records}
+    ids_by_split = {s: [r["id"] for r in records if r["split"] == s] for s in ("train", "dev", "test")}
     for split, ids in ids_by_split.items():
         conll = list(read_conll(version_dir / "conll" / f"{split}.conll"))
         assert len(conll) == len(ids)
