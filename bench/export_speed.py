@@ -1,6 +1,8 @@
 """Export throughput and peak memory: N Label Studio-shaped tasks built from real documents → every format.
 
-Each size runs in a fresh subprocess so its peak RSS (resource.getrusage in the child) is its own.
+Each size runs in a fresh subprocess so its peak RSS (resource.getrusage in the child) is its own, once
+per mode: ``serial`` (everything in the export's process) and ``auto`` (CoNLL/Parquet in a helper process
+once the export is large, the default), side by side in one run.
 Prints a table and writes JSON (default bench/results/export_speed.json).
 """
 from __future__ import annotations
@@ -61,7 +63,10 @@ def tasks(docs: list[dict], n: int) -> Iterator[dict]:
                "predictions": []}
 
 
-def child(data: Path, n: int) -> dict:
+MODES = {"serial": False, "auto": None}
+
+
+def child(data: Path, n: int, mode: str = "auto") -> dict:
     """Run one export of n tasks in this process; return timings and peak RSS."""
     sys.path.insert(0, str(ROOT))
     from ml_backend.schema import parse_label_config
@@ -76,9 +81,11 @@ def child(data: Path, n: int) -> dict:
     try:
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
-        result = export_dataset(tasks(docs, n), spec, ProjectInfo(1, "bench", "Bench", xml), out, progress=False)
+        result = export_dataset(tasks(docs, n), spec, ProjectInfo(1, "bench", "Bench", xml), out, progress=False,
+                               parallel=MODES[mode])
         elapsed = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the helper process that builds CoNLL/Parquet
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         documents = result.manifest["counts"]["documents"]
         size = sum(p.stat().st_size for p in result.version_dir.rglob("*") if p.is_file())
@@ -86,11 +93,14 @@ def child(data: Path, n: int) -> dict:
         shutil.rmtree(out, ignore_errors=True)
     return {
         "tasks": n,
+        "mode": mode,
         "documents": documents,
         "seconds": round(elapsed, 2),
         "cpu_seconds": round(cpu, 2),
+        "helper_cpu_seconds": round(kids.ru_utime + kids.ru_stime, 2),
         "tasks_per_s": round(n / elapsed),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "helper_peak_rss_mb": round(kids.ru_maxrss / 1024, 1),
         "rss_before_export_mb": round(rss_before / 1024, 1),
         "output_mb": round(size / 1e6, 1),
         "documents_in_corpus": len(docs),
@@ -104,30 +114,45 @@ def main(argv: list[str] | None = None) -> int:
                     help="corpus JSONL ({text, spans}) or Label Studio task list JSON")
     ap.add_argument("--sizes", default="10000,100000", help="comma-separated task counts")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export_speed.json")
+    ap.add_argument("--modes", default="serial,auto", help="comma-separated: " + ",".join(MODES))
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--child-mode", default="auto", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(child(args.data, args.child)))
+        print(json.dumps(child(args.data, args.child, args.child_mode)))
         return 0
     if not args.data.exists():
         print(f"data file not found: {args.data}", file=sys.stderr)
         return 2
     rows = []
+    modes = [m for m in args.modes.split(",") if m]
+    if unknown := [m for m in modes if m not in MODES]:
+        print(f"unknown mode(s) {unknown}; choose from {list(MODES)}", file=sys.stderr)
+        return 2
     for n in (int(s) for s in args.sizes.split(",") if s.strip()):
-        proc = subprocess.run(
-            [sys.executable, __file__, "--data", str(args.data), "--child", str(n)],
-            capture_output=True, text=True, cwd=ROOT,
-        )
-        if proc.returncode != 0:
-            print(f"export of {n} tasks failed:\n{proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-            return 1
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    print(f"{'tasks':>8} {'wall s':>8} {'CPU s':>8} {'tasks/s':>8} {'peak RSS MB':>12} {'output MB':>10}")
+        for mode in modes:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--data", str(args.data), "--child", str(n), "--child-mode", mode],
+                capture_output=True, text=True, cwd=ROOT,
+            )
+            if proc.returncode != 0:
+                print(f"export of {n} tasks ({mode}) failed:\n{proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                return 1
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(f"{'tasks':>8} {'mode':>7} {'wall s':>8} {'CPU s':>8} {'helper CPU s':>13} {'tasks/s':>8} {'peak RSS MB':>12} "
+          f"{'helper RSS MB':>14} {'output MB':>10}")
     for r in rows:
-        print(f"{r['tasks']:>8} {r['seconds']:>8} {r['cpu_seconds']:>8} {r['tasks_per_s']:>8} "
-              f"{r['peak_rss_mb']:>12} {r['output_mb']:>10}")
+        print(f"{r['tasks']:>8} {r['mode']:>7} {r['seconds']:>8} {r['cpu_seconds']:>8} {r['helper_cpu_seconds']:>13} "
+              f"{r['tasks_per_s']:>8} {r['peak_rss_mb']:>12} {r['helper_peak_rss_mb']:>14} {r['output_mb']:>10}")
+    by = {(r["tasks"], r["mode"]): r for r in rows}
+    speedups = {}
+    for (n, mode), r in by.items():
+        if mode != "serial" and (n, "serial") in by:
+            speedups[f"{n}:{mode}"] = round(by[(n, "serial")]["seconds"] / r["seconds"], 2)
+            print(f"{n} tasks: {mode} is {speedups[f'{n}:{mode}']}x serial")
     report = {
         "benchmark": "export_speed",
+        "speedup_vs_serial": speedups,
         "data": str(args.data),
         "formats": ["jsonl", "conll", "hf", "csv"],
         "python": platform.python_version(),

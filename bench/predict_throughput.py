@@ -2,7 +2,9 @@
 
 Baseline: a Hugging Face ``pipeline("token-classification", aggregation_strategy="simple")`` called once
 per task — same weights, same threads. Also: single-document /predict latency over HTTP (waitress),
-model FLOP/s against the machine's measured fp32 matmul peak, and the entity-F1 cost of int8.
+model FLOP/s against the machine's measured fp32 matmul peak, and the entity-F1 cost of int8 (ONNX Runtime,
+the default int8 mode, and PyTorch dynamic quantization) and bf16. Paths are timed interleaved, best of
+--repeats passes each.
 
     .venv/bin/python bench/predict_throughput.py [--data DIR] [--docs N] [--model PATH] [--out JSON]
 """
@@ -132,6 +134,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--train-docs", type=int, default=300)
     ap.add_argument("--http-requests", type=int, default=60)
+    ap.add_argument("--repeats", type=int, default=3, help="timed passes per path (interleaved; best counts)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "predict_throughput.json")
     args = ap.parse_args()
 
@@ -143,8 +146,12 @@ def main() -> None:
     model_dir = args.model or finetune(train, ROOT / "bench" / "results" / "ncbi-token-classifier", args.epochs)
 
     fp32 = TokenClassifier.load(model_dir, batch_size=16)
-    int8 = TokenClassifier.load(model_dir, batch_size=16, quantize="int8")
-    bf16 = TokenClassifier.load(model_dir, batch_size=16, quantize="bf16")
+    served = {  # name in the table -> the model goldloop serves with that --quantize mode
+        "goldloop batched fp32": fp32,
+        "goldloop batched int8 (ONNX Runtime)": TokenClassifier.load(model_dir, batch_size=16, quantize="int8"),
+        "goldloop batched int8-torch": TokenClassifier.load(model_dir, batch_size=16, quantize="int8-torch"),
+        "goldloop batched bf16": TokenClassifier.load(model_dir, batch_size=16, quantize="bf16"),
+    }
     from transformers import pipeline
 
     pipe = pipeline("token-classification", model=fp32.model, tokenizer=fp32.tokenizer, aggregation_strategy="simple", device=-1)
@@ -153,28 +160,26 @@ def main() -> None:
         return [pipe(t) for t in texts]
 
     tokens = sum(len(x) for x in fp32.tokenize(texts)[0])
-    rows = []
+    paths = {"per-task HF pipeline (baseline)": per_task, **{k: (lambda m=m: m.predict(texts)) for k, m in served.items()}}
     per_task()  # warm-up
-    fp32.predict(texts[:4])
-    int8.predict(texts[:4])
-    bf16.predict(texts[:4])
-    base_s = min(_timed(per_task) for _ in range(2))
-    rows.append(("per-task HF pipeline (baseline)", base_s))
-    fp_s = min(_timed(lambda: fp32.predict(texts)) for _ in range(2))
-    rows.append(("goldloop batched fp32", fp_s))
-    q_s = min(_timed(lambda: int8.predict(texts)) for _ in range(2))
-    rows.append(("goldloop batched int8", q_s))
-    b_s = min(_timed(lambda: bf16.predict(texts)) for _ in range(2))
-    rows.append(("goldloop batched bf16", b_s))
+    for m in served.values():
+        m.predict(texts[:4])
+    best = {k: float("inf") for k in paths}
+    for rep in range(args.repeats):  # interleaved, best of repeats: the machine's drift hits every path alike
+        for k, fn in paths.items():
+            if rep and "bf16" in k:
+                continue  # ~25x slower than fp32 on CPUs without bf16 units: once is enough to show it
+            best[k] = min(best[k], _timed(fn))
+    rows = list(best.items())
+    base_s, fp_s = best["per-task HF pipeline (baseline)"], best["goldloop batched fp32"]
 
     peak = matmul_peak()
     flops = model_flops(fp32, texts)
-    f1_fp32 = entity_f1(gold, [[s.key() for s in p.spans] for p in fp32.predict(texts)])
-    f1_int8 = entity_f1(gold, [[s.key() for s in p.spans] for p in int8.predict(texts)])
-    f1_bf16 = entity_f1(gold, [[s.key() for s in p.spans] for p in bf16.predict(texts)])
-    lat_fp32 = http_latency(model_dir, texts, "none", args.http_requests)
-    lat_int8 = http_latency(model_dir, texts, "int8", args.http_requests)
-    lat_bf16 = http_latency(model_dir, texts, "bf16", args.http_requests)
+    f1 = {k.replace("goldloop batched ", "").split(" ")[0]: entity_f1(gold, [[sp.key() for sp in p.spans] for p in m.predict(texts)])
+          for k, m in served.items()}
+    f1_fp32 = f1["fp32"]
+    latency = {q: http_latency(model_dir, texts, q, args.http_requests) for q in ("none", "int8", "int8-torch")}
+    latency["fp32"] = latency.pop("none")
 
     # long contract: one CUAD contract (tens of thousands of characters) through the windowed path
     long_case = None
@@ -183,7 +188,10 @@ def main() -> None:
         with cuad.open(encoding="utf-8") as fh:
             contract = json.loads(fh.readline())["text"]
         n_tok = len(fp32.tokenize([contract])[0][0])
-        long_case = {"chars": len(contract), "tokens": n_tok, "fp32_s": _timed(lambda: fp32.predict([contract])), "int8_s": _timed(lambda: int8.predict([contract]))}
+        long_case = {"chars": len(contract), "tokens": n_tok, "windows": len(fp32._windows_for(n_tok)),
+                     **{f"{q}_s": _timed(lambda m=served[k]: m.predict([contract]))
+                        for q, k in (("fp32", "goldloop batched fp32"), ("int8", "goldloop batched int8 (ONNX Runtime)"),
+                                     ("int8_torch", "goldloop batched int8-torch"))}}
 
     result = {
         "machine": {"cores": available_cores(), "torch_threads": threads, "torch": torch.__version__},
@@ -193,19 +201,22 @@ def main() -> None:
         "fp32_matmul_peak_gflops": peak,
         "model_gflops_fp32_path": flops / fp_s / 1e9,
         "fp32_share_of_peak": flops / fp_s / 1e9 / peak,
-        "entity_f1": {"fp32": f1_fp32, "int8": f1_int8, "bf16": f1_bf16, "int8_loss_points": 100 * (f1_fp32 - f1_int8), "bf16_loss_points": 100 * (f1_fp32 - f1_bf16)},
-        "http_single_doc": {"fp32": lat_fp32, "int8": lat_int8, "bf16": lat_bf16},
+        "entity_f1": f1,
+        "entity_f1_loss_points": {k: 100 * (f1_fp32 - v) for k, v in f1.items() if k != "fp32"},
+        "http_single_doc": latency,
         "long_contract": long_case,
     }
-    print(f"\n{'path':<36}{'docs/s':>10}{'speedup':>10}")
+    print(f"\n{'path':<40}{'docs/s':>10}{'speedup':>10}")
     for name, s in rows:
-        print(f"{name:<36}{len(texts) / s:>10.1f}{base_s / s:>10.2f}x")
+        print(f"{name:<40}{len(texts) / s:>10.1f}{base_s / s:>10.2f}x")
     print(f"\nfp32 matmul peak {peak:.0f} GFLOP/s; goldloop fp32 path {flops / fp_s / 1e9:.0f} GFLOP/s = {100 * flops / fp_s / 1e9 / peak:.0f}% of peak")
-    print(f"entity F1 fp32 {f1_fp32:.4f}  int8 {f1_int8:.4f} (loss {100 * (f1_fp32 - f1_int8):.2f} points)  bf16 {f1_bf16:.4f} (loss {100 * (f1_fp32 - f1_bf16):.2f} points)")
+    print("entity F1 " + "  ".join(f"{k} {v:.4f}" + ("" if k == "fp32" else f" (loss {100 * (f1_fp32 - v):.2f} points)")
+                                   for k, v in f1.items()))
     for k, v in result["http_single_doc"].items():
         print(f"HTTP single-document /predict {k}: p50 {v['p50_ms']:.1f} ms, p95 {v['p95_ms']:.1f} ms")
     if long_case:
-        print(f"long contract ({long_case['chars']} chars, {long_case['tokens']} tokens): fp32 {long_case['fp32_s']:.2f} s, int8 {long_case['int8_s']:.2f} s")
+        print(f"long contract ({long_case['chars']} chars, {long_case['tokens']} tokens, {long_case['windows']} windows): "
+              f"fp32 {long_case['fp32_s']:.2f} s, int8 {long_case['int8_s']:.2f} s, int8-torch {long_case['int8_torch_s']:.2f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

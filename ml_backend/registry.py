@@ -265,6 +265,7 @@ class Registry:
         for name, model in pm.models.items():
             if name not in pm.meta.get("cold_start", []):  # cold-start models are rebuilt on load, not saved
                 model.save(vdir / name)
+                self._prepare_serving(model, vdir / name)
         record = {"version": pm.version, "config_hash": pm.spec.config_hash, "promoted_at": time.time(), **(info or {})}
         (vdir / "version.json").write_text(json.dumps(record, indent=2, default=str))
         tmp = self.root / project / f".serving-{uuid.uuid4().hex}.json"
@@ -275,6 +276,16 @@ class Registry:
         for fn in self.listeners:
             fn(project, pm.version)
         return vdir
+
+    def _prepare_serving(self, model: Model, saved: Path) -> None:
+        """Build the int8 graph before serving.json names the version: the backend's load is then fast."""
+        prepare = getattr(model, "prepare_serving", None)
+        if prepare is None or self.settings.quantize != "int8":
+            return
+        try:
+            prepare(saved, self.settings.quantize)
+        except Exception as exc:  # noqa: BLE001 - only a head start: the backend builds it on load otherwise
+            log.warning("could not prebuild the int8 graph for %s (%s); the backend builds it on load", saved, exc)
 
     def versions(self, project: str | None = None) -> list[dict]:
         """Every saved version (newest first), with its record; all projects when none is given."""

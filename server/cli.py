@@ -55,7 +55,8 @@ def main(ctx, debug):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=9090, show_default=True, type=int, help="Port to listen on.")
 @click.option("--model", "model_name", default=None, help="Hugging Face model id or local path of the encoder.")
-@click.option("--quantize", type=click.Choice(["none", "int8", "bf16"]), default=None, help="Serve an int8 dynamic-quantized or a bfloat16 model.")
+@click.option("--quantize", type=click.Choice(["none", "int8", "int8-torch", "bf16"]), default=None,
+              help="int8: ONNX Runtime int8 (fastest on CPU); int8-torch: PyTorch dynamic int8; bf16: bfloat16.")
 @click.option("--threads", type=int, default=None, help="WSGI worker threads (default 8).")
 def backend(data_dir, host, port, model_name, quantize, threads):
     """Serve the ML backend (Label Studio's ML backend protocol) with waitress."""

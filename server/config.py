@@ -41,7 +41,7 @@ class Settings:
 
     home: Path = DEFAULT_HOME
     model_name: str = ""  # HF model id or local path; "" means default_model()
-    quantize: str = "none"  # "none" | "int8"
+    quantize: str = "none"  # one of ml_backend.models.hf.QUANTIZE_MODES
     basic_auth_user: str | None = None
     basic_auth_pass: str | None = field(default=None, repr=False)
     ls_url: str | None = None

@@ -34,6 +34,7 @@ ORIGINS = ("prediction_accepted", "human_changed", "human")
 MAX_PROBLEMS_IN_MANIFEST = 1000
 HF_BATCH_ROWS = 2000  # a Parquet row group holds at most this many documents ...
 HF_BATCH_CHARS = 8_000_000  # ... or about this many characters of text, whichever comes first
+PARALLEL_MIN_DOCS = 20_000  # larger exports build CoNLL/Parquet in helper processes (measured break-even ~10k)
 VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 TMP_PREFIX = ".tmp-"
 DOCSTART = "-DOCSTART- -X- -X- O"
@@ -334,6 +335,15 @@ class _HashingFile:
             os.fsync(self._f.fileno())
             self._f.close()
         return self._h.hexdigest()
+
+
+def _close_quietly(files: Iterable[_HashingFile]) -> None:
+    """Close files on an abort path, where a failing close must not hide the original error."""
+    for f in files:
+        try:
+            f.close()
+        except OSError:
+            pass
 
 
 def _sha256_file(path: Path) -> str:
@@ -721,50 +731,33 @@ def _result_key(result: Any) -> frozenset:
 
 
 # ------------------------------------------------------------------------------------ format writers
-class _Writers:
-    """Every per-format output of one export, written incrementally."""
+class _TokenOutputs:
+    """The outputs that need the token layout: CoNLL per split and Parquet per split.
 
-    def __init__(self, root: Path, spec: TaskSpec, formats: Sequence[str], primary: str):
+    The most expensive part of an export; it runs in the export's process, or in a helper process
+    (see _TokenWorker) that the export feeds records to, with identical results.
+    """
+
+    def __init__(self, root: Path, spec: TaskSpec, formats: Sequence[str], primary: str,
+                 splits: Sequence[str] = SPLITS, hf_schema: tuple[Any, list[tuple[str, str]]] | None = None):
         self.root = root
-        self.spec = spec
-        self.formats = formats
-        self.files: dict[str, _HashingFile] = {}
-        self.hashes: dict[str, str] = {}
-        self.sizes: dict[str, int] = {}
+        self.splits = tuple(splits)  # the splits whose files this instance owns (all of them when in-process)
         self.bio_controls = [c for c in spec.span_controls if c.value_field == primary]
         self.label_index = {c.name: {lbl: i for i, lbl in enumerate(c.labels)} for c in self.bio_controls}
         self.names = {c.name: bio_names(c.labels) for c in self.bio_controls}
-        self.conll_paths: dict[str, dict[str, str]] = {}
-        if "jsonl" in formats:
-            self._open("data.jsonl")
-        if "conll" in formats and self.bio_controls:
-            single = len(self.bio_controls) == 1
-            for c in self.bio_controls:
-                self.conll_paths[c.name] = {
-                    sp: (f"conll/{sp}.conll" if single else f"conll/{c.name}/{sp}.conll") for sp in SPLITS
-                }
-                for rel in self.conll_paths[c.name].values():
-                    self._open(rel)
-        self.csv_writer = None
-        if "csv" in formats and spec.choice_controls:
-            self.csv_writer = csv.writer(self._open("data.csv"), lineterminator="\n")
-            self.csv_writer.writerow(["id", "text", "split", *(c.name for c in spec.choice_controls)])
-        self.hf = _HFWriter(root / "hf", spec, self.bio_controls, self.names) if "hf" in formats else None
+        self.conll_paths = conll_paths(spec, formats, primary)
+        self.files: dict[str, _HashingFile] = {}
+        for paths in self.conll_paths.values():
+            for sp in self.splits:
+                self.files[paths[sp]] = _HashingFile(root / paths[sp])
+        self.hf = (
+            _HFWriter(root / "hf", spec, self.bio_controls, self.names, self.splits, hf_schema)
+            if "hf" in formats else None
+        )
         self.need_tokens = bool(self.bio_controls) and ("conll" in formats or "hf" in formats)
+        self.overlaps_dropped: Counter = Counter()
 
-    def _open(self, rel: str) -> _HashingFile:
-        self.files[rel] = _HashingFile(self.root / rel)
-        return self.files[rel]
-
-    def write(self, rec: dict, stats: _Stats) -> None:
-        """Write one resolved document to every open format."""
-        split = rec["split"]
-        if "data.jsonl" in self.files:
-            self.files["data.jsonl"].write(_dumps(rec) + "\n")
-        if self.csv_writer is not None:
-            self.csv_writer.writerow(
-                [rec["id"], rec["text"], split, *("|".join(rec["choices"][c.name]) for c in self.spec.choice_controls)]
-            )
+    def write(self, rec: dict) -> None:
         tokens: list[str] = []
         tag_ids: dict[str, list[int]] = {}
         if self.need_tokens:
@@ -775,70 +768,347 @@ class _Writers:
                 )
                 bio[c.name] = kept
                 if dropped:
-                    stats.overlaps_dropped[c.name] += dropped
+                    self.overlaps_dropped[c.name] += dropped
             lay = layout_document(rec["text"], bio, self.label_index, self.names, conll=bool(self.conll_paths))
             tokens, tag_ids = lay.tokens, lay.tag_ids
+            split = rec["split"]
             for c, paths in self.conll_paths.items():
                 self.files[paths[split]].write(lay.conll[c])
         if self.hf is not None:
             self.hf.add(rec, tokens, tag_ids)
+
+    def close(self) -> dict:
+        """Close (flush + fsync) every file; the sha256 and size of each, overlap counts, Parquet facts."""
+        hashes, sizes = {}, {}
+        for rel, f in self.files.items():
+            hashes[rel] = f.close()
+            sizes[rel] = f.bytes
+        hf_info = None
+        if self.hf is not None:
+            for rel in self.hf.close():
+                path = self.root / rel
+                hashes[rel] = _sha256_file(path)
+                sizes[rel] = path.stat().st_size
+            hf_info = {
+                "rows": {sp: self.hf.rows.get(sp, 0) for sp in self.splits},
+                "columns": self.hf.column_texts,
+            }
+        return {"hashes": hashes, "sizes": sizes, "overlaps_dropped": dict(self.overlaps_dropped), "hf": hf_info}
+
+    def abort(self) -> None:
+        """Close whatever is open without caring about the content."""
+        _close_quietly(self.files.values())
+        if self.hf is not None:
+            self.hf.abort()
+
+
+def conll_paths(spec: TaskSpec, formats: Sequence[str], primary: str) -> dict[str, dict[str, str]]:
+    """CoNLL file per (span control, split): conll/<split>.conll, or conll/<control>/<split>.conll for several."""
+    if "conll" not in formats:
+        return {}
+    controls = [c for c in spec.span_controls if c.value_field == primary]
+    single = len(controls) == 1
+    return {
+        c.name: {sp: (f"conll/{sp}.conll" if single else f"conll/{c.name}/{sp}.conll") for sp in SPLITS}
+        for c in controls
+    }
+
+
+def _token_worker(conn: Any, root: str, spec: TaskSpec, formats: Sequence[str], primary: str,
+                  splits: Sequence[str], hf_schema: Any) -> None:
+    """Helper process body: build token outputs from record batches until None, then report (or the error)."""
+    outputs = None
+    try:
+        outputs = _TokenOutputs(Path(root), spec, formats, primary, splits, hf_schema)
+        conn.send(("ready", None))
+        while True:
+            batch = conn.recv()
+            if batch is None:
+                break
+            for rec in batch:
+                outputs.write(rec)
+        conn.send(("done", outputs.close()))
+    except EOFError:  # the export went away (aborted or killed): stop writing
+        if outputs is not None:
+            outputs.abort()
+    except Exception as exc:  # noqa: BLE001 - reported to the export process, which raises it
+        if outputs is not None:
+            outputs.abort()
+        try:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
+    finally:
+        conn.close()
+
+
+TOKEN_OUTPUT_KEYS = ("id", "text", "split", "spans", "choices")  # the record fields _TokenOutputs reads
+
+
+class _TokenWorker:
+    """_TokenOutputs in a helper process (spawned), fed batches of records over a pipe.
+
+    The pipe's bounded buffer keeps memory flat: a full pipe blocks the export until the helper catches up.
+    """
+
+    BATCH = 256
+
+    def __init__(self, root: Path, spec: TaskSpec, formats: Sequence[str], primary: str, splits: Sequence[str],
+                 hf_schema: Any = None):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_token_worker, args=(child, str(root), spec, tuple(formats), primary, tuple(splits), hf_schema),
+            daemon=True,
+            name="goldloop-export-tokens",
+        )
+        self.proc.start()
+        child.close()
+        self.batch: list[dict] = []
+        self.conll_paths = conll_paths(spec, formats, primary)
+
+    def _reply(self, expect: str) -> Any:
+        try:
+            kind, payload = self.conn.recv()
+        except (EOFError, OSError):
+            raise ExportError(f"export helper process exited (code {self.proc.exitcode}) before finishing") from None
+        if kind == "error":
+            raise ExportError(f"export helper process failed: {payload}")
+        if kind != expect:
+            raise ExportError(f"export helper process answered {kind!r}, expected {expect!r}")
+        return payload
+
+    def _send(self, obj: Any) -> None:
+        try:
+            self.conn.send(obj)
+        except OSError:  # broken pipe: the helper stopped; its last message (if any) says why
+            while True:
+                try:
+                    kind, payload = self.conn.recv()
+                except (EOFError, OSError):
+                    break
+                if kind == "error":
+                    raise ExportError(f"export helper process failed: {payload}") from None
+            raise ExportError(f"export helper process exited (code {self.proc.exitcode}) before finishing") from None
+
+    def write(self, rec: dict) -> None:
+        # only what CoNLL and Parquet read crosses the pipe (pickling is the helper's overhead)
+        self.batch.append({k: rec[k] for k in TOKEN_OUTPUT_KEYS})
+        if len(self.batch) >= self.BATCH:
+            self._send(self.batch)
+            self.batch = []
+
+    def finish(self) -> None:
+        """Send what is buffered and the end mark (the helper then closes its files)."""
+        if self.batch:
+            self._send(self.batch)
+            self.batch = []
+        self._send(None)
+
+    def close(self) -> dict:
+        self.finish()
+        return self.result()
+
+    def result(self) -> dict:
+        """Wait for the helper's report (after finish)."""
+        self._reply("ready")
+        result = self._reply("done")
+        self.conn.close()
+        self.proc.join(timeout=60)
+        return result
+
+    def abort(self) -> None:
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+# helper processes by split: each owns whole files, so every file keeps the record order without merging;
+# train is ~70% of documents, dev + test ~30%, and the export process itself takes the remaining load
+HELPER_SPLITS = (("train",), ("dev", "test"))
+
+
+class _TokenWorkers:
+    """One _TokenWorker per group of splits (HELPER_SPLITS); records go to the helper owning their split."""
+
+    def __init__(self, root: Path, spec: TaskSpec, formats: Sequence[str], primary: str):
+        self.workers: list[_TokenWorker] = []
+        hf_schema = None
+        if "hf" in formats:
+            bio = [c for c in spec.span_controls if c.value_field == primary]
+            hf_schema = hf_layout(spec, bio, {c.name: bio_names(c.labels) for c in bio})
+        try:
+            for group in HELPER_SPLITS:
+                self.workers.append(_TokenWorker(root, spec, formats, primary, group, hf_schema))
+        except BaseException:
+            self.abort()
+            raise
+        self.route = {sp: w for w, group in zip(self.workers, HELPER_SPLITS) for sp in group}
+
+    def write(self, rec: dict) -> None:
+        self.route[rec["split"]].write(rec)
+
+    def close(self) -> dict:
+        for w in self.workers:
+            w.finish()
+        merged: dict = {"hashes": {}, "sizes": {}, "overlaps_dropped": Counter(), "hf": None}
+        for w in self.workers:
+            r = w.result()
+            merged["hashes"].update(r["hashes"])
+            merged["sizes"].update(r["sizes"])
+            merged["overlaps_dropped"].update(r["overlaps_dropped"])
+            if r["hf"] is not None:
+                hf = merged["hf"] or {"rows": {}, "columns": r["hf"]["columns"]}
+                hf["rows"].update(r["hf"]["rows"])
+                merged["hf"] = hf
+        if merged["hf"] is not None:
+            merged["hf"]["rows"] = {sp: merged["hf"]["rows"][sp] for sp in SPLITS}
+        merged["overlaps_dropped"] = dict(merged["overlaps_dropped"])
+        return merged
+
+    def abort(self) -> None:
+        for w in self.workers:
+            w.abort()
+
+
+class _Writers:
+    """Every per-format output of one export, written incrementally.
+
+    JSONL and CSV are written here; CoNLL and Parquet (tokenisation, the costly part) by _TokenOutputs, in
+    a helper process once the export is large enough for a second core to pay (``parallel``: None = auto).
+    """
+
+    def __init__(self, root: Path, spec: TaskSpec, formats: Sequence[str], primary: str,
+                 parallel: bool | None = None):
+        self.root = root
+        self.spec = spec
+        self.formats = formats
+        self.primary = primary
+        self.files: dict[str, _HashingFile] = {}
+        self.hashes: dict[str, str] = {}
+        self.sizes: dict[str, int] = {}
+        self.conll_paths = conll_paths(spec, formats, primary)
+        self.hf_info: dict | None = None
+        self.overlaps_dropped: dict[str, int] = {}
+        if "jsonl" in formats:
+            self._open("data.jsonl")
+        self.csv_writer = None
+        if "csv" in formats and spec.choice_controls:
+            self.csv_writer = csv.writer(self._open("data.csv"), lineterminator="\n")
+            self.csv_writer.writerow(["id", "text", "split", *(c.name for c in spec.choice_controls)])
+        self.has_hf = "hf" in formats
+        wanted = bool(self.conll_paths) or self.has_hf
+        if parallel is None:
+            parallel = wanted and (os.cpu_count() or 1) > 1
+            self._pending: list[dict] | None = [] if parallel else None  # decide once PARALLEL_MIN_DOCS are seen
+        else:
+            self._pending = None
+        self.tokens: _TokenOutputs | _TokenWorkers | None = None
+        if wanted and self._pending is None:
+            self.tokens = (_TokenWorkers if parallel else _TokenOutputs)(root, spec, formats, primary)
+
+    def _open(self, rel: str) -> _HashingFile:
+        self.files[rel] = _HashingFile(self.root / rel)
+        return self.files[rel]
+
+    def _start_tokens(self, parallel: bool) -> None:
+        pending, self._pending = self._pending or [], None
+        self.tokens = (_TokenWorkers if parallel else _TokenOutputs)(self.root, self.spec, self.formats, self.primary)
+        for rec in pending:
+            self.tokens.write(rec)
+
+    def write(self, rec: dict) -> None:
+        """Write one resolved document to every open format."""
+        if "data.jsonl" in self.files:
+            self.files["data.jsonl"].write(_dumps(rec) + "\n")
+        if self.csv_writer is not None:
+            self.csv_writer.writerow(
+                [rec["id"], rec["text"], rec["split"],
+                 *("|".join(rec["choices"][c.name]) for c in self.spec.choice_controls)]
+            )
+        if self._pending is not None:
+            self._pending.append(rec)
+            if len(self._pending) >= PARALLEL_MIN_DOCS:
+                self._start_tokens(parallel=True)
+        elif self.tokens is not None:
+            self.tokens.write(rec)
 
     def close(self) -> None:
         """Close (flush + fsync) every file and record its sha256 and size."""
         for rel, f in self.files.items():
             self.hashes[rel] = f.close()
             self.sizes[rel] = f.bytes
-        if self.hf is not None:
-            for rel in self.hf.close():
-                path = self.root / rel
-                self.hashes[rel] = _sha256_file(path)
-                self.sizes[rel] = path.stat().st_size
+        if self._pending is not None:
+            self._start_tokens(parallel=False)  # small export: a helper process would cost more than it saves
+        if self.tokens is not None:
+            result = self.tokens.close()
+            self.hashes.update(result["hashes"])
+            self.sizes.update(result["sizes"])
+            self.overlaps_dropped = result["overlaps_dropped"]
+            self.hf_info = result["hf"]
 
     def abort(self) -> None:
         """Close whatever is open without caring about the content."""
-        for f in self.files.values():
-            try:
-                f.close()
-            except OSError:
-                pass
-        if self.hf is not None:
-            self.hf.abort()
+        _close_quietly(self.files.values())
+        if self.tokens is not None:
+            self.tokens.abort()
+
+
+def _hf_column_names(spec: TaskSpec, bio_controls: Sequence[Control]) -> tuple[dict[str, str], dict[str, str]]:
+    """Parquet column of each span control's tags and of each choice control (renamed off reserved names)."""
+    tag_columns = {c.name: ("ner_tags" if len(bio_controls) == 1 else f"ner_tags_{c.name}") for c in bio_controls}
+    choice_columns = {
+        c.name: (f"choice_{c.name}" if c.name in RESERVED_HF_COLUMNS or c.name.startswith("ner_tags") else c.name)
+        for c in spec.choice_controls
+    }
+    return tag_columns, choice_columns
+
+
+def hf_layout(spec: TaskSpec, bio_controls: Sequence[Control], names: Mapping[str, Sequence[str]]) -> tuple[Any, list[tuple[str, str]]]:
+    """The Parquet export's Arrow schema (typed `datasets` Features in its metadata) and column descriptions."""
+    import datasets  # imported here: heavy, and only needed when hf is asked for
+
+    tag_columns, choice_columns = _hf_column_names(spec, bio_controls)
+    V, L, CL = datasets.Value, datasets.List, datasets.ClassLabel
+    feats: dict[str, Any] = {"id": V("int64"), "text": V("string")}
+    if bio_controls:
+        feats["tokens"] = L(V("string"))
+        for c in bio_controls:
+            feats[tag_columns[c.name]] = L(CL(names=list(names[c.name])))
+    feats["spans"] = L(
+        {"start": V("int64"), "end": V("int64"), "label": V("string"), "text": V("string"), "from_name": V("string")}
+    )
+    for c in spec.choice_controls:
+        feats[choice_columns[c.name]] = L(CL(names=list(c.labels))) if c.multi else CL(names=list(c.labels))
+    features = datasets.Features(feats)
+    return features.arrow_schema, [(name, _feature_text(feat)) for name, feat in features.items()]
 
 
 class _HFWriter:
     """Parquet per split with Hugging Face `datasets` Features in the schema metadata, in row-group batches."""
 
-    def __init__(self, root: Path, spec: TaskSpec, bio_controls: list[Control], names: Mapping[str, list[str]]):
-        import datasets  # imported here: heavy, and only needed when hf is asked for
-
+    def __init__(self, root: Path, spec: TaskSpec, bio_controls: list[Control], names: Mapping[str, list[str]],
+                 splits: Sequence[str] = SPLITS, layout: tuple[Any, list[tuple[str, str]]] | None = None):
         self.root = root
+        self.splits = tuple(splits)
         root.mkdir(parents=True, exist_ok=True)
         self.spec = spec
         self.bio_controls = bio_controls
-        self.tag_columns = {
-            c.name: ("ner_tags" if len(bio_controls) == 1 else f"ner_tags_{c.name}") for c in bio_controls
-        }
-        self.choice_columns = {
-            c.name: (f"choice_{c.name}" if c.name in RESERVED_HF_COLUMNS or c.name.startswith("ner_tags") else c.name)
-            for c in spec.choice_controls
-        }
+        self.tag_columns, self.choice_columns = _hf_column_names(spec, bio_controls)
         self.choice_index = {c.name: {lbl: i for i, lbl in enumerate(c.labels)} for c in spec.choice_controls}
-        V, L, CL = datasets.Value, datasets.List, datasets.ClassLabel
-        feats: dict[str, Any] = {"id": V("int64"), "text": V("string")}
-        if bio_controls:
-            feats["tokens"] = L(V("string"))
-            for c in bio_controls:
-                feats[self.tag_columns[c.name]] = L(CL(names=list(names[c.name])))
-        feats["spans"] = L(
-            {"start": V("int64"), "end": V("int64"), "label": V("string"), "text": V("string"), "from_name": V("string")}
-        )
-        for c in spec.choice_controls:
-            feats[self.choice_columns[c.name]] = L(CL(names=list(c.labels))) if c.multi else CL(names=list(c.labels))
-        self.features = datasets.Features(feats)
-        self.schema = self.features.arrow_schema
-        self.columns = list(feats)
+        # (Arrow schema with the `datasets` Features in its metadata, column descriptions): built once by
+        # hf_layout, passed to helper processes so they need not import `datasets`
+        self.schema, self.column_texts = layout or hf_layout(spec, bio_controls, names)
+        self.columns = [f.name for f in self.schema]
         self.flat_columns = {"tokens", *self.tag_columns.values()}
-        self.buffers: dict[str, dict[str, list]] = {sp: self._empty() for sp in SPLITS}
+        self.buffers: dict[str, dict[str, list]] = {sp: self._empty() for sp in self.splits}
         self.writers: dict[str, Any] = {}
         self.rows: Counter = Counter()
 
@@ -896,7 +1166,7 @@ class _HFWriter:
     def close(self) -> list[str]:
         """Flush and close every split file (an empty split gets a schema-only file); return relative paths."""
         out = []
-        for split in SPLITS:
+        for split in self.splits:
             self._flush(split)
             w = self._writer(split)
             if self.rows[split] == 0:
@@ -1032,8 +1302,14 @@ def export_dataset(
     goldloop_version: str = "0.1.0",
     progress: bool | None = None,
     total: int | None = None,
+    parallel: bool | None = None,
 ) -> ExportResult:
-    """Export a project's annotated tasks as a new versioned gold dataset (or report that nothing changed)."""
+    """Export a project's annotated tasks as a new versioned gold dataset (or report that nothing changed).
+
+    ``parallel``: build CoNLL and Parquet in a helper process (True), in this one (False), or decide by size
+    (None: a helper once more than PARALLEL_MIN_DOCS documents arrive and a second core exists). Both give
+    byte-identical files.
+    """
     formats = tuple(dict.fromkeys(formats))
     _check_args(formats, resolve, project)
     project_dir = Path(out_root) / project.slug
@@ -1046,7 +1322,7 @@ def export_dataset(
     try:
         return _export_into(
             tmp, project_dir, tasks, spec, project, formats, resolve, only_reviewed, check_labels,
-            goldloop_version, progress, total,
+            goldloop_version, progress, total, parallel,
         )
     except OSError as exc:
         raise ExportError(f"cannot write export to {project_dir}: {exc.strerror or exc}") from None
@@ -1058,7 +1334,7 @@ def export_dataset(
 def _export_into(
     tmp: Path, project_dir: Path, tasks: Iterable[dict], spec: TaskSpec, project: ProjectInfo,
     formats: tuple[str, ...], policy: str, only_reviewed: bool, check_labels: bool,
-    goldloop_version: str, progress: bool | None, total: int | None,
+    goldloop_version: str, progress: bool | None, total: int | None, parallel: bool | None,
 ) -> ExportResult:
     from tqdm import tqdm
 
@@ -1070,7 +1346,7 @@ def _export_into(
     agreement = AgreementAccumulator(
         {c.name: (c.labels, c.multi) for c in spec.choice_controls}, [c.name for c in spec.span_controls]
     )
-    writers = _Writers(tmp, spec, formats, parser.primary)
+    writers = _Writers(tmp, spec, formats, parser.primary, parallel)
     label_rows: list[tuple[Any, str, dict[str, str]]] = []
     want_check = check_labels and bool(spec.choice_controls)
     if total is None and hasattr(tasks, "__len__"):
@@ -1086,7 +1362,7 @@ def _export_into(
             agreement.add_document([str(w) for w in who], choice_votes, span_votes)
             if conflict is not None:
                 conflicts_file.write(_dumps(conflict) + "\n")
-            writers.write(rec, stats)
+            writers.write(rec)
             if want_check:
                 single = {k: v[0] for k, v in rec["choices"].items() if len(v) == 1}
                 if single:
@@ -1110,6 +1386,7 @@ def _export_into(
             f"({stats.tasks_seen} tasks seen, skipped: {dict(stats.skipped) or 'none'})"
         )
     writers.close()
+    stats.overlaps_dropped = Counter(writers.overlaps_dropped)
     files = dict(writers.hashes)
     sizes = dict(writers.sizes)
     check_notes: list[str] = []
@@ -1231,7 +1508,7 @@ def _manifest(
             "conll": writers.conll_paths or None,
             "hf": (
                 {sp: f"hf/{sp}.parquet" for sp in SPLITS}
-                if writers.hf is not None else None
+                if writers.has_hf else None
             ),
             "csv": "data.csv" if writers.csv_writer is not None else None,
         },
@@ -1310,7 +1587,7 @@ def _datasheet(m: dict, project: ProjectInfo, spec: TaskSpec) -> str:
 
 
 def _hf_card(project: ProjectInfo, spec: TaskSpec, writers: _Writers, stats: _Stats) -> str:
-    hf = writers.hf
+    hf = writers.hf_info
     assert hf is not None
     lines = [
         "---",
@@ -1331,12 +1608,12 @@ def _hf_card(project: ProjectInfo, spec: TaskSpec, writers: _Writers, stats: _St
         "```",
         "",
         "## Rows per split",
-        *(f"- {sp}: {hf.rows.get(sp, 0)}" for sp in SPLITS),
+        *(f"- {sp}: {hf['rows'][sp]}" for sp in SPLITS),
         "",
         "## Columns",
     ]
-    for name, feat in hf.features.items():
-        lines.append(f"- `{name}`: {_feature_text(feat)}")
+    for name, text in hf["columns"]:
+        lines.append(f"- `{name}`: {text}")
     lines.append("")
     return "\n".join(lines)
 

@@ -342,6 +342,60 @@ def test_killed_export_leaves_no_version(tmp_path):
     assert not list((out / "simple").glob(".tmp-*"))  # ... and cleaned by the next export
 
 
+def _many(fixture_tasks: list[dict], n: int):
+    """n tasks repeating the fixture's with new task ids (a project larger than the helper threshold)."""
+    for i in range(n):
+        t = copy.deepcopy(fixture_tasks[i % len(fixture_tasks)])
+        t["id"] = 100_000 + i
+        yield t
+
+
+def test_helper_process_export_is_byte_identical(tmp_path, fixture_xml, fixture_tasks, monkeypatch):
+    import server.export
+
+    monkeypatch.setattr(server.export, "PARALLEL_MIN_DOCS", 600)  # the switch point, small enough for a test
+    spec = parse_label_config(fixture_xml)
+    project = ProjectInfo(7, "medical-fixture", "Medical fixture", fixture_xml)
+    n = 750  # auto mode switches to the helper processes after PARALLEL_MIN_DOCS documents
+    runs = {mode: export_dataset(_many(fixture_tasks, n), spec, project, tmp_path / str(mode), parallel=mode)
+            for mode in (False, True, None)}
+    def data_files(manifest: dict) -> dict:  # the datasheet (README.md) names the version, which has a timestamp
+        return {k: v for k, v in manifest["files"].items() if k != "README.md"}
+
+    serial = runs[False].manifest
+    assert serial["counts"]["documents"] >= server.export.PARALLEL_MIN_DOCS
+    assert any(serial["files"][f"conll/{sp}.conll"]["bytes"] > 0 for sp in ("train", "dev", "test"))
+    for mode in (True, None):
+        m = runs[mode].manifest
+        assert data_files(m) == data_files(serial), mode  # every file, Parquet and CoNLL included, has the same sha256
+        assert m["content_hash"] == serial["content_hash"]
+        assert m["counts"]["overlaps_dropped_in_bio"] == serial["counts"]["overlaps_dropped_in_bio"]
+    card = (runs[True].version_dir / "hf" / "README.md").read_text(encoding="utf-8")
+    assert f"- train: {serial['counts']['per_split']['train']}" in card
+
+
+def test_helper_process_killed_is_a_clear_error(tmp_path, fixture_xml, fixture_tasks):
+    import multiprocessing
+
+    spec = parse_label_config(fixture_xml)
+    project = ProjectInfo(7, "medical-fixture", "Medical fixture", fixture_xml)
+
+    def tasks():
+        for i, t in enumerate(_many(fixture_tasks, 20_000)):
+            if i == 1500:
+                helpers = [p for p in multiprocessing.active_children() if p.name == "goldloop-export-tokens"]
+                assert helpers, "no helper process running"
+                for p in helpers:
+                    p.kill()
+                    p.join()
+            yield t
+
+    with pytest.raises(ExportError, match="export helper process"):
+        export_dataset(tasks(), spec, project, tmp_path, parallel=True)
+    assert list_versions(tmp_path / project.slug) == []
+    assert not list((tmp_path / project.slug).glob(".tmp-*"))
+
+
 # ---------------------------------------------------------------------------------------- bad input
 def test_no_annotations_is_an_error_and_writes_nothing(tmp_path):
     tasks = [{"id": 1, "data": {"text": "x"}, "annotations": []},

@@ -105,6 +105,61 @@ def test_token_classifier_windows_long_documents(tiny_model_dir):
 def test_int8_quantized_model_serves(tiny_model_dir):
     fp = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32)
     q = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32, _model=fp.model, _tokenizer=fp.tokenizer, quantize="int8")
+    from ml_backend.models.onnx_int8 import OrtModel
+
+    assert isinstance(q._serving, OrtModel)
+    texts = ["fever and cough", "the patient had a mild fever and then recovered fully " * 3]
+    for a, b in zip(fp.token_probs(texts), q.token_probs(texts)):
+        assert a[1].shape == b[1].shape and np.abs(a[1] - b[1]).max() < 0.1
+
+
+def test_int8_graph_is_fused_quantized_and_keeps_head_fp32(tiny_model_dir, tmp_path):
+    import onnx
+
+    from ml_backend.models.onnx_int8 import build_int8
+
+    fp = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32)
+    build_int8(fp.model, tmp_path / "m.onnx")
+    nodes = onnx.load(str(tmp_path / "m.onnx")).graph.node
+    ops = {n.op_type for n in nodes}
+    assert {"QAttention", "MatMulInteger", "EmbedLayerNormalization"} <= ops, ops  # fused, int8, embeddings fp32
+    assert [n.op_type for n in nodes if "classifier" in n.name] == ["MatMul", "Add"]  # the head stays fp32
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temp files left behind
+
+
+def test_int8_graph_cached_with_a_saved_model_and_rebuilt_for_new_weights(tiny_model_dir, tmp_path):
+    import torch
+
+    fp = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32)
+    fp.save(tmp_path / "v1")
+    first = TokenClassifier.load(tmp_path / "v1", quantize="int8")
+    (cached,) = (tmp_path / "v1" / "onnx").iterdir()
+    stamp = cached.stat().st_mtime_ns
+    again = TokenClassifier.load(tmp_path / "v1", quantize="int8")
+    assert list((tmp_path / "v1" / "onnx").iterdir()) == [cached] and cached.stat().st_mtime_ns == stamp
+    assert np.allclose(first.token_probs(["fever"])[0][1], again.token_probs(["fever"])[0][1])
+    with torch.no_grad():
+        fp.model.classifier.bias[0] += 2.0
+    fp.save(tmp_path / "v2")
+    changed = TokenClassifier.load(tmp_path / "v2", quantize="int8")
+    (other,) = (tmp_path / "v2" / "onnx").iterdir()
+    assert other.name != cached.name
+    assert not np.allclose(first.token_probs(["fever"])[0][1], changed.token_probs(["fever"])[0][1])
+
+
+def test_int8_cache_key_follows_the_build_recipe(tiny_model_dir, monkeypatch):
+    from ml_backend.models import onnx_int8
+
+    fp = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32)
+    before = onnx_int8.weights_fingerprint(fp.model)
+    assert onnx_int8.weights_fingerprint(fp.model) == before
+    monkeypatch.setattr(onnx_int8, "RECIPE", onnx_int8.RECIPE + "-changed")
+    assert onnx_int8.weights_fingerprint(fp.model) != before  # an older graph is never reused by a new recipe
+
+
+def test_int8_torch_dynamic_quantization_serves(tiny_model_dir):
+    fp = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32)
+    q = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32, _model=fp.model, _tokenizer=fp.tokenizer, quantize="int8-torch")
     import torch
 
     assert any(isinstance(mod, torch.ao.nn.quantized.dynamic.Linear) for mod in q._serving.modules())

@@ -214,3 +214,21 @@ def test_predict_switches_to_a_version_another_process_promoted(tiny_settings):
     version, result = predict()
     assert version == "v-other-process" and result[0]["value"]["choices"] == ["up"]
     assert client.post("/setup", json={"project": "9.1", "schema": xml}).json["model_version"] == "v-other-process"
+
+
+def test_promotion_prebuilds_the_int8_graph_the_backend_then_loads(tiny_settings, tiny_model_dir):
+    """With --quantize int8 the round builds the ONNX graph before serving.json names the version."""
+    from ml_backend.models import TokenClassifier
+    from ml_backend.models.onnx_int8 import OrtModel
+    from ml_backend.registry import ProjectModel, Registry
+
+    settings = tiny_settings.with_overrides(quantize="int8")
+    xml = '<View><Labels name="ents" toName="text"><Label value="Disease"/></Labels><Text name="text" value="$text"/></View>'
+    spec = parse_label_config(xml)
+    model = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32)
+    vdir = Registry(settings).promote("5", ProjectModel(spec, "v-int8", {"ents": model}))
+    (graph,) = (vdir / "ents" / "onnx").glob("model-int8-*.onnx")
+    stamp = graph.stat().st_mtime_ns
+    pm = Registry(settings).get("5", spec)  # a fresh backend process loading the promoted version
+    assert pm.version == "v-int8" and isinstance(pm.models["ents"]._serving, OrtModel)
+    assert graph.stat().st_mtime_ns == stamp  # loaded from the prebuilt graph, not rebuilt

@@ -87,9 +87,11 @@ def test_reduced_precision_serving_costs_little_entity_f1(trained):
     def f1(quantize):
         return evaluate_spans(gold, [[s.key() for s in p.spans] for p in load_model(path, quantize=quantize).predict(texts)])["entity_f1"]
 
-    fp32, bf16, int8 = f1("none"), f1("bf16"), f1("int8")
+    fp32, bf16, int8, int8_torch = f1("none"), f1("bf16"), f1("int8"), f1("int8-torch")
+    print(f"entity F1 fp32 {fp32:.4f} bf16 {bf16:.4f} int8 {int8:.4f} int8-torch {int8_torch:.4f}")
     assert bf16 > fp32 - 0.01, (fp32, bf16)
-    assert int8 > fp32 - 0.06, (fp32, int8)  # measured ~3.5 points on this under-trained model (README)
+    assert int8 > fp32 - 0.015, (fp32, int8)  # ONNX Runtime, per-channel weights
+    assert int8_torch > fp32 - 0.06, (fp32, int8_torch)  # PyTorch dynamic: measured ~3.5 points on this model
 
 
 def test_domain_adaptive_mlm_learns_and_feeds_fine_tuning(tiny_model_dir, tmp_path):
