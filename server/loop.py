@@ -246,13 +246,18 @@ def backend_trainer(settings, registry: Registry | None = None):
     import subprocess
     import sys
 
+    from .config import ENV_QUANTIZE
+
     def trainer(project: str, event: dict) -> None:
         cmd = [sys.executable, "-m", "server.cli", "train", str(project), "--data-dir", str(settings.home),
                "--trigger", str(event.get("action", "webhook"))]
         log_path = Path(settings.home) / "logs" / f"train-{project}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        # the round serves what the backend serves: with int8 it prebuilds the graph before promoting
+        env = {**os.environ, ENV_QUANTIZE: settings.quantize}
         with open(log_path, "ab") as log_file:
-            proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(10), check=False)
+            proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(10),
+                                  check=False, env=env)
         if proc.returncode != 0:
             raise LoopError(f"training round for project {project} exited {proc.returncode}; see {log_path}")
 
