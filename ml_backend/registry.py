@@ -278,14 +278,15 @@ class Registry:
         return vdir
 
     def _prepare_serving(self, model: Model, saved: Path) -> None:
-        """Build the int8 graph before serving.json names the version: the backend's load is then fast."""
+        """Build what serving needs (the int8 graph) before serving.json names the version: the load is then fast."""
         prepare = getattr(model, "prepare_serving", None)
-        if prepare is None or self.settings.quantize != "int8":
+        if prepare is None:
             return
         try:
             prepare(saved, self.settings.quantize)
         except Exception as exc:  # noqa: BLE001 - only a head start: the backend builds it on load otherwise
-            log.warning("could not prebuild the int8 graph for %s (%s); the backend builds it on load", saved, exc)
+            log.warning("could not prepare %s for %s serving (%s); the backend does it on load", saved,
+                        self.settings.quantize, exc)
 
     def versions(self, project: str | None = None) -> list[dict]:
         """Every saved version (newest first), with its record; all projects when none is given."""

@@ -742,7 +742,7 @@ class _TokenOutputs:
                  splits: Sequence[str] = SPLITS, hf_schema: tuple[Any, list[tuple[str, str]]] | None = None):
         self.root = root
         self.splits = tuple(splits)  # the splits whose files this instance owns (all of them when in-process)
-        self.bio_controls = [c for c in spec.span_controls if c.value_field == primary]
+        self.bio_controls = bio_controls(spec, primary)
         self.label_index = {c.name: {lbl: i for i, lbl in enumerate(c.labels)} for c in self.bio_controls}
         self.names = {c.name: bio_names(c.labels) for c in self.bio_controls}
         self.conll_paths = conll_paths(spec, formats, primary)
@@ -802,11 +802,16 @@ class _TokenOutputs:
             self.hf.abort()
 
 
+def bio_controls(spec: TaskSpec, primary: str) -> list[Control]:
+    """The span controls on the primary text: the ones CoNLL and the Parquet tag columns hold."""
+    return [c for c in spec.span_controls if c.value_field == primary]
+
+
 def conll_paths(spec: TaskSpec, formats: Sequence[str], primary: str) -> dict[str, dict[str, str]]:
     """CoNLL file per (span control, split): conll/<split>.conll, or conll/<control>/<split>.conll for several."""
     if "conll" not in formats:
         return {}
-    controls = [c for c in spec.span_controls if c.value_field == primary]
+    controls = bio_controls(spec, primary)
     single = len(controls) == 1
     return {
         c.name: {sp: (f"conll/{sp}.conll" if single else f"conll/{c.name}/{sp}.conll") for sp in SPLITS}
@@ -867,13 +872,15 @@ class _TokenWorker:
         self.proc.start()
         child.close()
         self.batch: list[dict] = []
-        self.conll_paths = conll_paths(spec, formats, primary)
 
-    def _reply(self, expect: str) -> Any:
+    def _recv(self) -> tuple[str, Any]:
         try:
-            kind, payload = self.conn.recv()
+            return self.conn.recv()
         except (EOFError, OSError):
             raise ExportError(f"export helper process exited (code {self.proc.exitcode}) before finishing") from None
+
+    def _reply(self, expect: str) -> Any:
+        kind, payload = self._recv()
         if kind == "error":
             raise ExportError(f"export helper process failed: {payload}")
         if kind != expect:
@@ -885,13 +892,9 @@ class _TokenWorker:
             self.conn.send(obj)
         except OSError:  # broken pipe: the helper stopped; its last message (if any) says why
             while True:
-                try:
-                    kind, payload = self.conn.recv()
-                except (EOFError, OSError):
-                    break
+                kind, payload = self._recv()  # raises "exited" once the pipe is drained
                 if kind == "error":
                     raise ExportError(f"export helper process failed: {payload}") from None
-            raise ExportError(f"export helper process exited (code {self.proc.exitcode}) before finishing") from None
 
     def write(self, rec: dict) -> None:
         # only what CoNLL and Parquet read crosses the pipe (pickling is the helper's overhead)
@@ -906,10 +909,6 @@ class _TokenWorker:
             self._send(self.batch)
             self.batch = []
         self._send(None)
-
-    def close(self) -> dict:
-        self.finish()
-        return self.result()
 
     def result(self) -> dict:
         """Wait for the helper's report (after finish)."""
@@ -942,7 +941,7 @@ class _TokenWorkers:
         self.workers: list[_TokenWorker] = []
         hf_schema = None
         if "hf" in formats:
-            bio = [c for c in spec.span_controls if c.value_field == primary]
+            bio = bio_controls(spec, primary)
             hf_schema = hf_layout(spec, bio, {c.name: bio_names(c.labels) for c in bio})
         try:
             for group in HELPER_SPLITS:

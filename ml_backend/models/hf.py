@@ -145,8 +145,8 @@ class HFModel(Model):
         self.stride = stride
         self.threads = threads
         saved = Path(model_name)
-        self._onnx_cache = saved / "onnx" if (saved / "goldloop_model.json").is_file() else None
-        self._serving = serving_model(self.model, quantize, threads, self._onnx_cache)
+        onnx_cache = saved / "onnx" if (saved / "goldloop_model.json").is_file() else None  # a saved goldloop model
+        self._serving = serving_model(self.model, quantize, threads, onnx_cache)
         self.revision = 0
 
     def _new_model(self, transformers):
@@ -317,8 +317,7 @@ class TokenClassifier(HFModel):
 
     def _after_fit(self) -> None:
         self.model.eval()
-        self._onnx_cache = None  # new weights: the saved model's cache no longer describes them
-        self._serving = serving_model(self.model, self.quantize, self.threads)
+        self._serving = serving_model(self.model, self.quantize, self.threads)  # new weights: not the saved model's
         self.revision += 1
 
 

@@ -7,9 +7,9 @@ Measured against PyTorch's ``quantize_dynamic`` on the same fine-tuned NCBI mode
 faster (fused attention, int8 attention projections), and per-channel weights keep entity F1 within half a
 point of fp32 where per-tensor weights lost several points.
 
-The quantized graph is built once per model (a few seconds) and cached next to a saved model
-(``<model dir>/onnx/``, keyed by a fingerprint of the weights) so a restart or a second process loads it
-directly; a model that was never saved is quantized into memory only.
+The quantized graph is built once per model (about 15 s on 2 cores) and cached next to a saved model
+(``<model dir>/onnx/``, keyed by a fingerprint of the weights and the build recipe) so a restart or a second
+process loads it directly; a model that was never saved is quantized into memory only.
 """
 from __future__ import annotations
 
