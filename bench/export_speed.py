@@ -81,8 +81,9 @@ def child(data: Path, n: int, mode: str = "auto") -> dict:
     try:
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
+        # total: the task count, which `goldloop export` takes from the Label Studio project
         result = export_dataset(tasks(docs, n), spec, ProjectInfo(1, "bench", "Bench", xml), out, progress=False,
-                               parallel=MODES[mode])
+                               total=n, parallel=MODES[mode])
         elapsed = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the helper process that builds CoNLL/Parquet

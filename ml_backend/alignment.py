@@ -112,6 +112,14 @@ def decode_spans(
     return spans
 
 
+# tokens shared by neighbouring serving windows (the models' `stride`). Each token is read from the window
+# where it is most central, so an overlap of k leaves every token at least k/2 tokens of context each side.
+# Measured on NCBI disease (493 held-out abstracts, model trained on 128-token windows): overlap 32 → 16
+# kept entity F1 (fp32 0.557 → 0.560, int8 0.548 → 0.553) and cut the tokens run per abstract by 11%;
+# no overlap lost about 1 point. Training windows overlap by a quarter of their length, independently.
+SERVE_OVERLAP = 16
+
+
 def windows(n_tokens: int, size: int, stride: int) -> list[tuple[int, int]]:
     """Overlapping [start, end) token windows of at most `size` covering n_tokens; `stride` tokens overlap."""
     if size <= 0:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .alignment import SERVE_OVERLAP
 from .models.base import Examples
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ class TrainOptions:
     lr: float = 8e-5
     batch_size: int = 16
     train_length: int = 128  # training window (tokens); inference uses the model's full window
-    stride: int = 32
+    stride: int = SERVE_OVERLAP  # serving-window overlap saved with the model
     patience: int = 1
     freeze_layers: int = 0
     lora: bool = False

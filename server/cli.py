@@ -348,7 +348,8 @@ def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out
     info = ProjectInfo(id=int(proj.id), slug=slugify(row.get("schema_name") or proj.title), title=proj.title, label_config=proj.label_config)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     res = export_dataset(ls_client.iter_tasks(client, int(proj.id)), parse_label_config(proj.label_config), info, out,
-                         formats=fmts, resolve=resolve, only_reviewed=only_reviewed, check_labels=check_labels, goldloop_version=__version__)
+                         formats=fmts, resolve=resolve, only_reviewed=only_reviewed, check_labels=check_labels, goldloop_version=__version__,
+                         total=proj.task_number)
     click.echo(res.message)
     if res.version_dir:
         click.echo(f"version: {res.version_dir}")

@@ -56,7 +56,6 @@ class Settings:
     max_text_chars: int = 500_000
     batch_size: int = 16
     max_length: int = 256  # tokens per window (incl. special tokens)
-    stride: int = 64  # overlapping tokens between windows
     cache_size: int = 50_000
     admin_email: str = "admin@goldloop.local"
     admin_password: str = field(default="goldloop-admin", repr=False)

@@ -159,8 +159,8 @@ def layout_document(
     """Tokens (as tokenize_for_conll), tag ids and CoNLL text of a document, per control's non-overlapping spans.
 
     The text is cut at every span boundary and sentence start; each piece is either inside one span of a
-    control or outside it, so tags follow per piece, not per token. A sentence starts after . ! ? plus
-    whitespace, or after 。！？, never inside an entity.
+    control or outside it, so tags and CoNLL lines follow per piece (one join per piece), not per token,
+    in one pass. A sentence starts after . ! ? plus whitespace, or after 。！？, never inside an entity.
     """
     if text.isascii():
         split_tokens, sent_re = str.split, _SENT_POINT
@@ -170,79 +170,68 @@ def layout_document(
         split_tokens, sent_re = str.split, _SENT_POINT
     n_text = len(text)
     controls = list(bio)
-    every = sorted(sp for spans in bio.values() for sp in spans)
+    every = bio[controls[0]] if len(controls) == 1 else sorted(sp for spans in bio.values() for sp in spans)
     points = [p for p in (m.end() for m in sent_re.finditer(text)) if 0 < p < n_text]
     if points and every:
         starts = [sp[0] for sp in every]
         reach, far = [], 0
         for sp in every:
-            far = max(far, sp[1])
+            if sp[1] > far:
+                far = sp[1]
             reach.append(far)
         points = [p for p in points if (i := bisect.bisect_left(starts, p) - 1) < 0 or reach[i] <= p]
-    bounds = sorted({0, n_text, *points, *(x for sp in every for x in sp[:2])})
+    cuts = {0, n_text, *points}
+    for sp in every:
+        cuts.add(sp[0])
+        cuts.add(sp[1])
+    bounds = sorted(cuts)
     point_set = set(points)
     tokens: list[str] = []
-    breaks: list[int] = []
-    ents: dict[str, list[tuple[int, int, int, bool]]] = {c: [] for c in controls}
-    ptr = dict.fromkeys(controls, 0)
+    # per control: name, its spans, [next span], tag ids, CoNLL text parts (None: not wanted), label index, tag names
+    state = [(c, bio[c], [0], [], [DOCSTART, "\n\n"] if conll else None, label_index[c], names[c]) for c in controls]
     for a, b in zip(bounds, bounds[1:]):
         toks = split_tokens(text[a:b])
         if not toks:
             continue
-        k = len(tokens)
-        if a in point_set and k:
-            breaks.append(k)
+        brk = bool(tokens) and a in point_set
         tokens += toks
-        for c in controls:
-            spans = bio[c]
-            p = ptr[c]
+        m = len(toks)
+        for _, spans, ptr, ids, out, lidx, nm in state:
+            p = ptr[0]
             while p < len(spans) and spans[p][1] <= a:
                 p += 1
-            ptr[c] = p
-            if p < len(spans) and spans[p][0] <= a:
-                ents[c].append((k, len(toks), 1 + 2 * label_index[c][spans[p][2]], spans[p][0] == a))
-    n = len(tokens)
+            ptr[0] = p
+            if out is not None and brk:
+                out.append("\n")
+            if p < len(spans) and spans[p][0] <= a:  # the piece is inside span p
+                sp = spans[p]
+                bid = 1 + 2 * lidx[sp[2]]
+                sep = f" -X- _ {nm[bid + 1]}\n"
+                if sp[0] == a:
+                    ids.append(bid)
+                    ids += [bid + 1] * (m - 1)
+                    if out is not None:
+                        out.append(f"{toks[0]} -X- _ {nm[bid]}\n")
+                        if m > 1:
+                            out.append(sep.join(toks[1:]))
+                            out.append(sep)
+                else:
+                    ids += [bid + 1] * m
+                    if out is not None:
+                        out.append(sep.join(toks))
+                        out.append(sep)
+            else:
+                ids += [0] * m
+                if out is not None:
+                    out.append(" -X- _ O\n".join(toks))
+                    out.append(" -X- _ O\n")
     tag_ids: dict[str, list[int]] = {}
     texts: dict[str, str] = {}
-    for c in controls:
-        ids = [0] * n
-        for k, m, bid, first in ents[c]:
-            ids[k : k + m] = [bid + 1] * m
-            if first:
-                ids[k] = bid
+    for c, _, _, ids, out, _, _ in state:
         tag_ids[c] = ids
-        if conll:
-            texts[c] = _conll_text(tokens, breaks, ents[c], names[c])
+        if out is not None:
+            texts[c] = "".join(out) + "\n" if tokens else DOCSTART + "\n\n"  # an empty document: no sentence
     return DocLayout(tokens, tag_ids, texts)
-
-
-def _conll_text(tokens: list[str], breaks: list[int], ents: list[tuple[int, int, int, bool]], nm: Sequence[str]) -> str:
-    """One document in CoNLL-2003 layout, written run by run (a run of O tokens is one join)."""
-    if not tokens:
-        return DOCSTART + "\n\n"
-    ent_at = {k: (m, bid, first) for k, m, bid, first in ents}
-    cuts = sorted({0, len(tokens), *breaks, *ent_at, *(k + m for k, m, _, _ in ents)})
-    brk = set(breaks)
-    out = [DOCSTART, "\n\n"]
-    for i, j in zip(cuts, cuts[1:]):
-        if i in brk:
-            out.append("\n")
-        e = ent_at.get(i)
-        if e is None:
-            out.append(" -X- _ O\n".join(tokens[i:j]))
-            out.append(" -X- _ O\n")
-            continue
-        _, bid, first = e
-        inner = nm[bid + 1]
-        if first:
-            out.append(f"{tokens[i]} -X- _ {nm[bid]}\n")
-            i += 1
-        if i < j:
-            sep = f" -X- _ {inner}\n"
-            out.append(sep.join(tokens[i:j]))
-            out.append(sep)
-    out.append("\n")
-    return "".join(out)
 
 
 # ------------------------------------------------------------------------------------- reading back
@@ -491,12 +480,14 @@ class _Parser:
         choices: dict[str, list[str]] = {}
         spans: set[tuple[str, int, int, str]] = set()
         for r in result:
-            if not isinstance(r, Mapping):
+            if type(r) is not dict and not isinstance(r, Mapping):  # (the type check first: isinstance on an ABC is slow)
                 self.problems.add("bad_result", task_id, f"result item must be an object, got {type(r).__name__}", aid)
                 continue
             name = r.get("from_name")
             ctrl = self.controls.get(name)
-            value = r.get("value") if isinstance(r.get("value"), Mapping) else {}
+            value = r.get("value")
+            if type(value) is not dict and not isinstance(value, Mapping):
+                value = {}
             if ctrl is None:
                 self.problems.add(
                     "unknown_control", task_id,
@@ -546,7 +537,18 @@ class _Parser:
         if not isinstance(text, str):
             self.problems.add("missing_text", task_id, f"{ctrl.name}: data.{ctrl.value_field} is not a string", aid)
             return
-        labels = value.get(ctrl.type, value.get("labels"))
+        labels = value[ctrl.type] if ctrl.type in value else value.get("labels")
+        # the common case, checked in one go: int offsets in range matching the text, no edge whitespace, known labels
+        start, end, vt = value.get("start"), value.get("end"), value.get("text")
+        if (
+            type(start) is int and type(end) is int and 0 <= start < end <= len(text)
+            and (vt is None or text[start:end] == vt) and not text[start].isspace() and not text[end - 1].isspace()
+            and type(labels) is list and labels and all(lbl in ctrl.labels for lbl in labels)
+        ):
+            name = ctrl.name
+            for lbl in labels:
+                out.add((name, start, end, lbl))
+            return
         if not isinstance(labels, list) or not labels:
             self.problems.add("bad_result", task_id, f"{ctrl.name}: span has no labels list: {dict(value)!r}", aid)
             return
@@ -687,10 +689,10 @@ class _Parser:
                 "resolved": {"choices": choices, "spans": [[s["from_name"], s["start"], s["end"], s["label"]] for s in spans]},
                 "policy": self.policy,
             }
-        agree_spans = [
+        agree_spans = [  # (agreement needs two annotations or more)
             {c.name: [(s, e, lbl) for n, s, e, lbl in v.spans if n == c.name] for c in self.spec.span_controls}
             for v in votes
-        ]
+        ] if len(votes) > 1 else []
         return rec, who, [v.choices for v in votes], agree_spans, conflict
 
     def _origin(self, tid: Any, task: Mapping, ann: Mapping) -> tuple[str, str | None]:
@@ -985,7 +987,7 @@ class _Writers:
     """
 
     def __init__(self, root: Path, spec: TaskSpec, formats: Sequence[str], primary: str,
-                 parallel: bool | None = None):
+                 parallel: bool | None = None, expected: int | None = None):
         self.root = root
         self.spec = spec
         self.formats = formats
@@ -1004,11 +1006,11 @@ class _Writers:
             self.csv_writer.writerow(["id", "text", "split", *(c.name for c in spec.choice_controls)])
         self.has_hf = "hf" in formats
         wanted = bool(self.conll_paths) or self.has_hf
+        self._pending: list[dict] | None = None
         if parallel is None:
             parallel = wanted and (os.cpu_count() or 1) > 1
-            self._pending: list[dict] | None = [] if parallel else None  # decide once PARALLEL_MIN_DOCS are seen
-        else:
-            self._pending = None
+            if parallel and (expected or 0) < PARALLEL_MIN_DOCS:
+                self._pending = []  # size unknown or small: decide once PARALLEL_MIN_DOCS are seen
         self.tokens: _TokenOutputs | _TokenWorkers | None = None
         if wanted and self._pending is None:
             self.tokens = (_TokenWorkers if parallel else _TokenOutputs)(root, spec, formats, primary)
@@ -1306,8 +1308,8 @@ def export_dataset(
     """Export a project's annotated tasks as a new versioned gold dataset (or report that nothing changed).
 
     ``parallel``: build CoNLL and Parquet in a helper process (True), in this one (False), or decide by size
-    (None: a helper once more than PARALLEL_MIN_DOCS documents arrive and a second core exists). Both give
-    byte-identical files.
+    (None: a helper once more than PARALLEL_MIN_DOCS documents arrive and a second core exists; from the
+    start when ``total``, the number of tasks, says so). Both give byte-identical files.
     """
     formats = tuple(dict.fromkeys(formats))
     _check_args(formats, resolve, project)
@@ -1345,11 +1347,11 @@ def _export_into(
     agreement = AgreementAccumulator(
         {c.name: (c.labels, c.multi) for c in spec.choice_controls}, [c.name for c in spec.span_controls]
     )
-    writers = _Writers(tmp, spec, formats, parser.primary, parallel)
-    label_rows: list[tuple[Any, str, dict[str, str]]] = []
-    want_check = check_labels and bool(spec.choice_controls)
     if total is None and hasattr(tasks, "__len__"):
         total = len(tasks)  # type: ignore[arg-type]
+    writers = _Writers(tmp, spec, formats, parser.primary, parallel, expected=total)
+    label_rows: list[tuple[Any, str, dict[str, str]]] = []
+    want_check = check_labels and bool(spec.choice_controls)
     show = sys.stderr.isatty() if progress is None else progress
     try:
         for task in tqdm(tasks, total=total, disable=not show, unit="task", desc=f"export {project.slug}"):

@@ -374,6 +374,29 @@ def test_helper_process_export_is_byte_identical(tmp_path, fixture_xml, fixture_
     assert f"- train: {serial['counts']['per_split']['train']}" in card
 
 
+def test_known_large_export_starts_its_helpers_at_once(tmp_path, fixture_xml, fixture_tasks, monkeypatch):
+    import multiprocessing
+
+    import server.export
+
+    monkeypatch.setattr(server.export, "PARALLEL_MIN_DOCS", 600)
+    spec = parse_label_config(fixture_xml)
+    project = ProjectInfo(7, "medical-fixture", "Medical fixture", fixture_xml)
+    helpers_early: dict[str, bool] = {}
+
+    def tasks(key: str):
+        for i, t in enumerate(_many(fixture_tasks, 650)):
+            if i == 10:
+                helpers_early[key] = any(p.name == "goldloop-export-tokens" for p in multiprocessing.active_children())
+            yield t
+
+    known = export_dataset(tasks("known"), spec, project, tmp_path / "known", total=650)  # the CLI passes the task count
+    unknown = export_dataset(tasks("unknown"), spec, project, tmp_path / "unknown")
+    # a size known to be large: helpers from the first task (nothing buffered); unknown: wait for the threshold
+    assert helpers_early == {"known": True, "unknown": False}
+    assert known.manifest["content_hash"] == unknown.manifest["content_hash"]
+
+
 def test_helper_process_killed_is_a_clear_error(tmp_path, fixture_xml, fixture_tasks):
     import multiprocessing
 

@@ -102,6 +102,24 @@ def test_token_classifier_windows_long_documents(tiny_model_dir):
         assert text[s.start:s.end].strip() == text[s.start:s.end]
 
 
+def test_serving_overlap_is_independent_of_training_windows(tiny_model_dir, tmp_path):
+    from ml_backend.alignment import SERVE_OVERLAP, windows
+
+    text = "the patient had a mild fever and then recovered fully. " * 30
+    default = TokenClassifier(["Disease"], model_name=tiny_model_dir, train_length=64)
+    wide = TokenClassifier(["Disease"], model_name=tiny_model_dir, train_length=64, stride=28)
+    assert default.stride == SERVE_OVERLAP
+    n = len(default.tokenize([text])[0][0])
+    # training windows overlap by a quarter of their length, whatever the serving overlap
+    feats = default.features([text], [[(22, 32, "Disease")]])
+    assert feats == wide.features([text], [[(22, 32, "Disease")]])
+    assert len(feats) == len(windows(n, 62, 16))
+    # serving windows follow the model's overlap, which is saved with it
+    assert len(windows(n, default.max_length - 2, default.stride)) < len(windows(n, wide.max_length - 2, wide.stride))
+    wide.save(tmp_path / "m")
+    assert TokenClassifier.load(tmp_path / "m").stride == 28
+
+
 def test_int8_quantized_model_serves(tiny_model_dir):
     fp = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32)
     q = TokenClassifier(["Disease"], model_name=tiny_model_dir, max_length=32, _model=fp.model, _tokenizer=fp.tokenizer, quantize="int8")

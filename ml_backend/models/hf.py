@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..alignment import bio_labels, decode_spans, encode_spans, merge_windows, windows
+from ..alignment import SERVE_OVERLAP, bio_labels, decode_spans, encode_spans, merge_windows, windows
 from .base import Examples, Model, TextPrediction
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class HFModel(Model):
         *,
         model_name: str,
         max_length: int | None = None,
-        stride: int = 64,
+        stride: int = SERVE_OVERLAP,
         train_length: int = 128,
         batch_size: int = 16,
         token_budget: int = 8192,
@@ -304,7 +304,7 @@ class TokenClassifier(HFModel):
             if not doc_ids:
                 continue
             labels = encode_spans(offs, spans, self.labels)
-            for a, b in windows(len(doc_ids), self.train_length - 2, min(self.stride, self.train_length // 4)):
+            for a, b in windows(len(doc_ids), self.train_length - 2, self.train_length // 4):
                 out.append((self._wrap(doc_ids[a:b]), [-100, *labels[a:b], -100]))
         return out
 
