@@ -1,7 +1,9 @@
 """goldloop command line: click commands only — parse, call, map errors to one-line messages."""
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -47,6 +49,9 @@ def main(ctx, debug):
     """goldloop: documents → gold training data → better domain models."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if hasattr(signal, "SIGUSR1") and sys.__stderr__ is not None:
+        # `kill -USR1 PID` prints every thread's stack to the process's stderr: for diagnosing a hang
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

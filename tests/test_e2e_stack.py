@@ -191,7 +191,13 @@ def test_foreground_up_stops_both_on_ctrl_c(up, tmp_path):
         pids = [p["pid"] for p in store.list_processes(store.open_db(home / "goldloop.db"))]
         assert len(pids) == 2 and all(stack.pid_alive(p) for p in pids)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0, out.read_text()[-3000:]
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # goldloop dumps its threads' stacks: say where it hangs
+            time.sleep(2)
+            pytest.fail("goldloop up did not stop within 60 s of Ctrl-C; its output and stacks:\n" + out.read_text()[-6000:])
+        assert code == 0, out.read_text()[-3000:]
         for pid in pids:
             assert not stack.pid_alive(pid)
         assert not stack.port_in_use(up["ls_port"]) and not stack.port_in_use(up["be_port"])
