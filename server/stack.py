@@ -408,7 +408,9 @@ def supervise(settings: Settings, db, info: StackInfo, poll: float = 1.0) -> str
     def _on_term(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _on_term)
+    # SIGINT too: a process started from a script in the background (`cmd &`) inherits SIGINT ignored,
+    # and Python then never raises KeyboardInterrupt, so `kill -INT` would not stop the stack
+    previous = {sig: signal.signal(sig, _on_term) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while True:
             for name, pid, log in ((LABEL_STUDIO, info.ls_pid, info.ls_log), (BACKEND, info.backend_pid, info.backend_log)):
@@ -424,7 +426,8 @@ def supervise(settings: Settings, db, info: StackInfo, poll: float = 1.0) -> str
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stop_stack(settings, db)
     return reason
 

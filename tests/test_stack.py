@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -17,6 +18,8 @@ from server.cli import main
 from server.config import Settings
 from server.errors import StackError
 from tests.plugins.label_studio import stack_settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -224,6 +227,35 @@ def test_supervise_stops_everything_when_a_child_dies(tmp_path):
     reason = stack.supervise(settings, db, info, poll=0.1)
     assert "label_studio" in reason and "exited" in reason
     assert not stack.pid_alive(long.pid)
+    assert store.list_processes(db) == []
+
+
+def test_supervise_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path):
+    """A script's background job (`cmd &`) inherits SIGINT ignored; `kill -INT` must still stop the stack."""
+    settings = Settings(home=tmp_path)
+    db = store.open_db(settings.db_path)
+    a = _spawn_python("import time; time.sleep(60)", tmp_path / "a.log")
+    b = _spawn_python("import time; time.sleep(60)", tmp_path / "b.log")
+    store.record_process(db, stack.LABEL_STUDIO, a.pid, 1, "http://127.0.0.1:1", str(tmp_path / "a.log"), "x")
+    store.record_process(db, stack.BACKEND, b.pid, 2, "http://127.0.0.1:2", str(tmp_path / "b.log"), "y")
+    code = (
+        "import sys; from pathlib import Path; from server import stack, store; from server.config import Settings; "
+        f"home = Path({str(tmp_path)!r}); s = Settings(home=home); "
+        f"info = stack.StackInfo(home, 'u', 'v', {a.pid}, {b.pid}, home / 't', home / 'a.log', home / 'b.log', True); "
+        "print('supervising', flush=True); print(stack.supervise(s, store.open_db(s.db_path), info, poll=0.1), flush=True)"
+    )
+    sup = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as `&` in a script does
+    try:
+        assert sup.stdout.readline().strip() == "supervising"
+        time.sleep(0.3)
+        sup.send_signal(signal.SIGINT)
+        out, _ = sup.communicate(timeout=30)
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+    assert sup.returncode == 0 and out.strip() == "interrupted"
+    assert not stack.pid_alive(a.pid) and not stack.pid_alive(b.pid)
     assert store.list_processes(db) == []
 
 
