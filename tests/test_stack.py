@@ -216,15 +216,24 @@ def test_up_when_label_studio_fails_to_start(tmp_path, monkeypatch):
     assert store.list_processes(db) == []
 
 
-def test_supervise_stops_everything_when_a_child_dies(tmp_path):
+def _recorded_stack(tmp_path: Path, ls_seconds: float, backend_seconds: float):
+    """Two sleeping children recorded as Label Studio and the backend: (settings, db, ls proc, backend proc)."""
     settings = Settings(home=tmp_path)
     db = store.open_db(settings.db_path)
-    short = _spawn_python("import time; time.sleep(0.5)", tmp_path / "a.log")
-    long = _spawn_python("import time; time.sleep(60)", tmp_path / "b.log")
-    store.record_process(db, stack.LABEL_STUDIO, short.pid, 1, "http://127.0.0.1:1", str(tmp_path / "a.log"), "x")
-    store.record_process(db, stack.BACKEND, long.pid, 2, "http://127.0.0.1:2", str(tmp_path / "b.log"), "y")
-    info = stack.StackInfo(tmp_path, "u", "v", short.pid, long.pid, tmp_path / "t", tmp_path / "a.log", tmp_path / "b.log", True)
-    reason = stack.supervise(settings, db, info, poll=0.1)
+    ls = _spawn_python(f"import time; time.sleep({ls_seconds})", tmp_path / "a.log")
+    be = _spawn_python(f"import time; time.sleep({backend_seconds})", tmp_path / "b.log")
+    store.record_process(db, stack.LABEL_STUDIO, ls.pid, 1, "http://127.0.0.1:1", str(tmp_path / "a.log"), "x")
+    store.record_process(db, stack.BACKEND, be.pid, 2, "http://127.0.0.1:2", str(tmp_path / "b.log"), "y")
+    return settings, db, ls, be
+
+
+def _stack_info(home: Path, ls_pid: int, backend_pid: int) -> stack.StackInfo:
+    return stack.StackInfo(home, "u", "v", ls_pid, backend_pid, home / "t", home / "a.log", home / "b.log", True)
+
+
+def test_supervise_stops_everything_when_a_child_dies(tmp_path):
+    settings, db, short, long = _recorded_stack(tmp_path, 0.5, 60)
+    reason = stack.supervise(settings, db, _stack_info(tmp_path, short.pid, long.pid), poll=0.1)
     assert "label_studio" in reason and "exited" in reason
     assert not stack.pid_alive(long.pid)
     assert store.list_processes(db) == []
@@ -232,16 +241,11 @@ def test_supervise_stops_everything_when_a_child_dies(tmp_path):
 
 def test_supervise_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path):
     """A script's background job (`cmd &`) inherits SIGINT ignored; `kill -INT` must still stop the stack."""
-    settings = Settings(home=tmp_path)
-    db = store.open_db(settings.db_path)
-    a = _spawn_python("import time; time.sleep(60)", tmp_path / "a.log")
-    b = _spawn_python("import time; time.sleep(60)", tmp_path / "b.log")
-    store.record_process(db, stack.LABEL_STUDIO, a.pid, 1, "http://127.0.0.1:1", str(tmp_path / "a.log"), "x")
-    store.record_process(db, stack.BACKEND, b.pid, 2, "http://127.0.0.1:2", str(tmp_path / "b.log"), "y")
+    _, db, a, b = _recorded_stack(tmp_path, 60, 60)
     code = (
-        "import sys; from pathlib import Path; from server import stack, store; from server.config import Settings; "
-        f"home = Path({str(tmp_path)!r}); s = Settings(home=home); "
-        f"info = stack.StackInfo(home, 'u', 'v', {a.pid}, {b.pid}, home / 't', home / 'a.log', home / 'b.log', True); "
+        "from pathlib import Path; from server import stack, store; from server.config import Settings; "
+        "from tests.test_stack import _stack_info; "
+        f"home = Path({str(tmp_path)!r}); s = Settings(home=home); info = _stack_info(home, {a.pid}, {b.pid}); "
         "print('supervising', flush=True); print(stack.supervise(s, store.open_db(s.db_path), info, poll=0.1), flush=True)"
     )
     sup = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
