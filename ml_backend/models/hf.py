@@ -102,6 +102,11 @@ def serving_model(model, quantize: str, threads: int = 0, cache_dir: Path | None
     return model
 
 
+def _onnx_cache_dir(saved_dir: Path) -> Path:
+    """Where a saved model keeps its int8 ONNX graphs (built by prepare_serving or on the first int8 load)."""
+    return saved_dir / "onnx"
+
+
 class HFModel(Model):
     """Shared tokenisation, windowing, batching and persistence for encoder models."""
 
@@ -145,7 +150,7 @@ class HFModel(Model):
         self.stride = stride
         self.threads = threads
         saved = Path(model_name)
-        onnx_cache = saved / "onnx" if (saved / "goldloop_model.json").is_file() else None  # a saved goldloop model
+        onnx_cache = _onnx_cache_dir(saved) if (saved / "goldloop_model.json").is_file() else None  # a saved goldloop model
         self._serving = serving_model(self.model, quantize, threads, onnx_cache)
         self.revision = 0
 
@@ -224,7 +229,7 @@ class HFModel(Model):
         if quantize == "int8":
             from .onnx_int8 import cached_int8_path
 
-            cached_int8_path(self.model, Path(saved_dir) / "onnx")
+            cached_int8_path(self.model, _onnx_cache_dir(Path(saved_dir)))
 
     @classmethod
     def load(cls, path: Path, **options: Any) -> "HFModel":
