@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ml_backend.schema import Control, TaskSpec
 from ml_backend.splits import SPLITS, split_of
 
@@ -64,6 +66,7 @@ _CJK_CLASS = (
 )
 _TOKEN_RE = re.compile(f"[{_CJK_CLASS}]|[^\\s{_CJK_CLASS}]+")
 _CJK_RE = re.compile(f"[{_CJK_CLASS}]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")  # unpaired UTF-16 halves (a JSON "\\ud800" escape): not UTF-8
 _SENT_POINT = re.compile(r"[.!?]\s+")
 _SENT_POINT_CJK = re.compile(r"[.!?]\s+|[。！？]\s*")
 
@@ -311,11 +314,17 @@ class _HashingFile:
         self.bytes = 0
 
     def write(self, s: str) -> int:
-        b = s.encode("utf-8")
+        self.write_bytes(s.encode("utf-8"))
+        return len(s)
+
+    def write_bytes(self, b: bytes) -> None:
         self._h.update(b)
         self._f.write(b)
         self.bytes += len(b)
-        return len(s)
+
+    def write_json(self, obj: Any) -> None:
+        """Write `obj` as one JSON Lines record."""
+        self.write_bytes(_json_line(obj))
 
     def close(self) -> str:
         """Flush, fsync, close; return the hex sha256."""
@@ -355,6 +364,25 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def _json_line(obj: Any) -> bytes:
+    """`obj` as one compact JSON Lines record in UTF-8, non-ASCII kept.
+
+    orjson writes it (ten times faster than the standard library; the JSON encoding was a fifth of a large
+    export's own CPU time); a value orjson cannot hold (an integer beyond 64 bits, a non-string key, an
+    unpaired surrogate) falls back to the standard library, with \\u escapes where UTF-8 cannot hold a string.
+    Both give the same JSON values; orjson writes small floats without an exponent (0.00001, not 1e-05) and
+    NaN as null (the standard library writes NaN, which is not JSON).
+    """
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        line = _dumps(obj) + "\n"
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate in some other field: keep it as a \u escape
+        return (json.dumps(obj, separators=(",", ":")) + "\n").encode("ascii")
+
+
 class _Problems:
     """Recorded problems: counts by kind, the first entries for the manifest, all of them in problems.jsonl."""
 
@@ -369,7 +397,7 @@ class _Problems:
         self.counts[kind] += 1
         if len(self.items) < MAX_PROBLEMS_IN_MANIFEST:
             self.items.append(entry)
-        self._sink.write(_dumps(entry) + "\n")
+        self._sink.write_json(entry)
 
 
 # ------------------------------------------------------------------------------------ task parsing
@@ -604,6 +632,13 @@ class _Parser:
         if not isinstance(text, str):
             st.skipped["missing_text"] += 1
             self.problems.add("missing_text", tid, f"data.{self.primary} must be a string", action="skipped")
+            return None
+        if not text.isascii() and _SURROGATE_RE.search(text):
+            st.skipped["invalid_text"] += 1
+            self.problems.add(
+                "invalid_text", tid, f"data.{self.primary} holds an unpaired surrogate (\\ud800-\\udfff), which no "
+                "UTF-8 file can store", action="skipped",
+            )
             return None
         anns = [a for a in (task.get("annotations") or ()) if isinstance(a, Mapping)]
         live = [a for a in anns if not a.get("was_cancelled")]
@@ -1028,7 +1063,7 @@ class _Writers:
     def write(self, rec: dict) -> None:
         """Write one resolved document to every open format."""
         if "data.jsonl" in self.files:
-            self.files["data.jsonl"].write(_dumps(rec) + "\n")
+            self.files["data.jsonl"].write_json(rec)
         if self.csv_writer is not None:
             self.csv_writer.writerow(
                 [rec["id"], rec["text"], rec["split"],
@@ -1362,7 +1397,7 @@ def _export_into(
             rec, who, choice_votes, span_votes, conflict = parsed
             agreement.add_document([str(w) for w in who], choice_votes, span_votes)
             if conflict is not None:
-                conflicts_file.write(_dumps(conflict) + "\n")
+                conflicts_file.write_json(conflict)
             writers.write(rec)
             if want_check:
                 single = {k: v[0] for k, v in rec["choices"].items() if len(v) == 1}
@@ -1397,7 +1432,7 @@ def _export_into(
         suspects, check_notes = _suspect_labels(label_rows, spec)
         sf = _HashingFile(tmp / "suspect_labels.jsonl")
         for row in suspects:
-            sf.write(_dumps(row) + "\n")
+            sf.write_json(row)
         files["suspect_labels.jsonl"], sizes["suspect_labels.jsonl"] = sf.close(), sf.bytes
     for name, f in (("problems.jsonl", problems_file), ("conflicts.jsonl", conflicts_file)):
         files[name], sizes[name] = f.close(), f.bytes

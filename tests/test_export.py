@@ -494,6 +494,29 @@ def test_bad_arguments_and_bad_tasks(tmp_path):
     assert r.manifest["counts"]["skipped_tasks"] == {"bad_task": 2, "missing_text": 1, "no_usable_annotations": 1}
 
 
+def test_unpaired_surrogates_skip_the_task_or_stay_escaped(tmp_path):
+    # a JSON "\ud800" escape decodes to a str that no UTF-8 file can hold
+    lone = json.loads('"\\ud800"')
+    bad_text = {"id": 1, "data": {"text": f"Gout {lone}."}, "annotations": [_ann(1, [_span(0, 4, "Gout")])]}
+    bad_meta = {"id": 2, "data": {"text": "Gout.", "note": f"x{lone}"}, "annotations": [_ann(2, [_span(0, 4, "Gout")])]}
+    r = _simple(tmp_path, [bad_text, bad_meta])
+    assert r.manifest["counts"]["skipped_tasks"] == {"invalid_text": 1}
+    assert [(p["task_id"], p["kind"]) for p in r.manifest["problems"]] == [(1, "invalid_text")]
+    (rec,) = read_jsonl(r.version_dir / "data.jsonl")
+    assert rec["id"] == 2 and rec["data"]["note"] == f"x{lone}"  # written as a \u escape, read back the same
+
+
+def test_jsonl_values_equal_the_standard_library(tmp_path):
+    from server.export import _json_line
+
+    values = [{"text": "Ünïcode 中文 \u2028 \"q\" \\ \n\t", "n": [0, -1, 2**63 - 1], "f": [0.1, 1e-05, 1e16, -0.0]},
+              {"big": 2**70}, {1: "int key"}, [None, True, False, {}, []]]
+    for v in values:
+        line = _json_line(v)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1  # one record per line, whatever the text holds
+        assert json.loads(line) == json.loads(json.dumps(v))
+
+
 def test_whitespace_in_spans_is_trimmed(tmp_path):
     text = "Patient has gout today."
     task = {"id": 1, "data": {"text": text}, "annotations": [_ann(1, [_span(11, 17, " gout ")])]}
