@@ -397,6 +397,43 @@ def test_known_large_export_starts_its_helpers_at_once(tmp_path, fixture_xml, fi
     assert known.manifest["content_hash"] == unknown.manifest["content_hash"]
 
 
+def test_export_runs_ahead_of_a_stopped_helper_within_a_bound(tmp_path):
+    import os
+    import threading
+
+    from server.export import _TokenWorker
+
+    spec = parse_label_config(SIMPLE_XML)
+    worker = _TokenWorker(tmp_path, spec, ("conll",), "text", ("train",))
+
+    def rec(i: int) -> dict:  # distinct texts: a batch (256 x 2 KB) is larger than the pipe's own buffer
+        return {"id": i, "text": f"Gout in the knee {i}. " * 100, "split": "train", "choices": {"sentiment": []},
+                "spans": [{"start": 0, "end": 4, "label": "Disease", "text": "Gout", "from_name": "entities"}]}
+
+    def feed(n: int) -> threading.Thread:
+        th = threading.Thread(target=lambda: [worker.write(rec(i)) for i in range(n)], daemon=True)
+        th.start()
+        return th
+
+    os.kill(worker.proc.pid, signal.SIGSTOP)  # a helper that reads nothing for a while
+    try:
+        ahead = feed(worker.QUEUE * worker.BATCH)
+        ahead.join(timeout=30)
+        assert not ahead.is_alive(), "the export waited for the helper instead of queueing"
+        beyond = feed(3 * worker.BATCH)  # past the queue (and what the sender holds): waits, memory stays bounded
+        beyond.join(timeout=2)
+        assert beyond.is_alive()
+    finally:
+        os.kill(worker.proc.pid, signal.SIGCONT)
+    beyond.join(timeout=60)
+    assert not beyond.is_alive()
+    worker.finish()
+    result = worker.result()
+    conll = (tmp_path / "conll" / "train.conll").read_text(encoding="utf-8")
+    assert conll.count("-DOCSTART-") == (worker.QUEUE + 3) * worker.BATCH
+    assert result["sizes"]["conll/train.conll"] == len(conll.encode("utf-8"))
+
+
 def test_helper_process_killed_is_a_clear_error(tmp_path, fixture_xml, fixture_tasks):
     import multiprocessing
 
