@@ -278,7 +278,7 @@ class TrainOptions:
     epochs: int = 4
     lr: float = 8e-5
     batch_size: int = 16
-    train_length: int = 128  # training window (tokens); inference uses the model's full window
+    train_length: int = 128  # training window (tokens); serving uses the same window (HFModel.default_serve_length)
     stride: int = SERVE_OVERLAP  # serving-window overlap saved with the model
     patience: int = 1
     freeze_layers: int = 0
