@@ -543,7 +543,7 @@ def test_unpaired_surrogates_skip_the_task_or_stay_escaped(tmp_path):
     assert rec["id"] == 2 and rec["data"]["note"] == f"x{lone}"  # written as a \u escape, read back the same
 
 
-def test_jsonl_values_equal_the_standard_library(tmp_path):
+def test_jsonl_values_equal_the_standard_library():
     from server.export import _json_line
 
     values = [{"text": "Ünïcode 中文 \u2028 \"q\" \\ \n\t", "n": [0, -1, 2**63 - 1], "f": [0.1, 1e-05, 1e16, -0.0]},
