@@ -35,6 +35,7 @@ bench: setup
 	$(PY) bench/loop_timing.py
 	$(PY) bench/export_speed.py
 	$(PY) bench/al_curves.py
+	$(PY) bench/train_recipe.py --self-training
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

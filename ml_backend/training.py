@@ -78,10 +78,16 @@ def train_loop(
     lora: bool = False,
     lora_rank: int = 8,
     max_steps: int | None = None,
+    min_steps: int = 0,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """The shared fine-tuning loop; keeps the weights of the best validation epoch."""
+    """The shared fine-tuning loop; keeps the weights of the best validation epoch.
+
+    ``min_steps``: a small set runs more epochs, so that it gets at least this many optimizer steps (4 epochs of
+    100 documents are 28 steps, too few to move the encoder). Early stopping and the choice of the best
+    validation epoch start once they have run: a dev split of 15 documents is too noisy to cut them short.
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -103,6 +109,7 @@ def train_loop(
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     lengths = [len(f[0]) for f in feats]
     steps_per_epoch = math.ceil(len(feats) / batch_size)
+    epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
     total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
     warmup = max(1, int(total * warmup_ratio))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -137,7 +144,9 @@ def train_loop(
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None}
         if val_feats:
             record["val_loss"] = evaluate_loss(wrapper, model, val_feats, loss_fn, batch_size)
-            if record["val_loss"] < best_val - 1e-4:
+            if step < min_steps:  # the minimum schedule runs whole: no epoch before it is kept or counted
+                pass
+            elif record["val_loss"] < best_val - 1e-4:
                 best_val, bad_epochs = record["val_loss"], 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
@@ -236,8 +245,69 @@ def fit_token_classifier(wrapper, examples: Examples, val: Examples | None = Non
     return result
 
 
-def fit_sequence_classifier(wrapper, examples: Examples, val: Examples | None = None, *, val_fraction: float = 0.1, class_weighting: bool = True, **options) -> dict:
-    """Fine-tune a SequenceClassifier on document labels (single- or multi-label)."""
+def linear_probe(wrapper, feats: list[tuple[list[int], Any]], weights: Sequence[float], balanced: bool, C: float = 0.1) -> dict | None:
+    """Set a mean-pooling classification head to a logistic regression fitted on the frozen encoder's vectors.
+
+    Fine-tuning then starts from a head that already fits the data (linear probing, then fine-tuning), instead
+    of a random one whose large early gradients disturb the pretrained encoder; with 100 labels that is what
+    fine-tuning needs (see README, "Training recipe"). Heads that do not pool by mean are left as they are
+    (returns None). Single-label: one multinomial LR; multi-label: one binary LR per label.
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from .models.hf import pooled_output
+
+    model = wrapper.model
+    if getattr(model, "goldloop_pooling", None) != "mean" or not feats:
+        return None
+    pad = wrapper.tokenizer.pad_token_id or 0
+    was_training = model.training
+    model.eval()
+    rows = []
+    with torch.inference_mode():
+        for a in range(0, len(feats), 32):
+            seqs = [f[0] for f in feats[a : a + 32]]
+            ids = _pad(seqs, pad)
+            mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor([len(q) for q in seqs])[:, None]).long()
+            rows.append(pooled_output(model, ids, mask).float().numpy())
+    model.train(was_training)
+    X, w = np.concatenate(rows), np.asarray(weights, dtype=float)
+    k = len(wrapper.labels)
+    W, b = np.zeros((k, X.shape[1])), np.zeros(k)
+    if wrapper.multi:
+        Y = np.asarray([f[1] for f in feats], dtype=float)
+        for j in range(k):
+            if 0 < Y[:, j].sum() < len(Y):
+                lr = LogisticRegression(C=C, max_iter=1000, class_weight="balanced" if balanced else None).fit(X, Y[:, j], sample_weight=w)
+                W[j], b[j] = lr.coef_[0], lr.intercept_[0]
+            else:  # a label always (never) present: its logit says so, the encoder's vector cannot
+                b[j] = 4.0 if Y[:, j].sum() else -4.0
+        acc = float(((X @ W.T + b > 0) == (Y > 0.5)).mean())
+    else:
+        y = np.asarray([f[1] for f in feats])
+        lr = LogisticRegression(C=C, max_iter=1000, class_weight="balanced" if balanced else None).fit(X, y, sample_weight=w)
+        if len(lr.classes_) == 2:  # sklearn's binary form: one logit; split it so that softmax gives the same odds
+            W[lr.classes_[1]], W[lr.classes_[0]] = lr.coef_[0] / 2, -lr.coef_[0] / 2
+            b[lr.classes_[1]], b[lr.classes_[0]] = lr.intercept_[0] / 2, -lr.intercept_[0] / 2
+        else:
+            W[lr.classes_], b[lr.classes_] = lr.coef_, lr.intercept_
+        absent = np.setdiff1d(np.arange(k), lr.classes_)
+        b[absent] = b[lr.classes_].min() - 8.0  # a label with no example starts improbable
+        acc = float(((X @ W.T + b).argmax(1) == y).mean())
+    head = model.classifier
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(W, dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(b, dtype=head.bias.dtype))
+    return {"C": C, "train_accuracy": round(acc, 4), "examples": len(feats)}
+
+
+def fit_sequence_classifier(wrapper, examples: Examples, val: Examples | None = None, *, val_fraction: float = 0.1, class_weighting: bool = True,
+                            init_linear_probe: bool = True, **options) -> dict:
+    """Fine-tune a SequenceClassifier on document labels (single- or multi-label).
+
+    ``init_linear_probe``: start from ``linear_probe``'s head (mean-pooling models only).
+    """
     import torch
 
     train, val = _split_val(examples, val, val_fraction, options.get("seed", 0))
@@ -263,7 +333,10 @@ def fit_sequence_classifier(wrapper, examples: Examples, val: Examples | None = 
             return (per * w).sum() / w.sum()
 
     val_feats = wrapper.features(val.texts, val.targets) if val is not None else None
-    return train_loop(wrapper, feats, weights, loss_fn, val_feats, **options)
+    probe = linear_probe(wrapper, feats, weights, class_weighting) if init_linear_probe else None
+    result = train_loop(wrapper, feats, weights, loss_fn, val_feats, **options)
+    result["linear_probe"] = probe
+    return result
 
 
 # --- one training round over a labeled dataset (used by the active-learning loop) ------------------------
@@ -276,7 +349,11 @@ class TrainOptions:
 
     cold_start_labels: int = 50  # below this many labeled docs a control trains its cheap model instead
     epochs: int = 4
-    lr: float = 8e-5
+    min_steps: int = 100  # small sets run more epochs (see train_loop)
+    lr: float = 8e-5  # token classifiers
+    doc_lr: float = 3e-5  # document classifiers: they start from a linear probe, which a high rate washes out
+    pooling: str = "mean"  # document classifiers: "mean" of the token vectors, or "model" (the architecture's [CLS] head)
+    linear_probe: bool = True  # document classifiers: start the head from a logistic regression on frozen vectors
     batch_size: int = 16
     train_length: int = 128  # training window (tokens); serving uses the same window (HFModel.default_serve_length)
     stride: int = SERVE_OVERLAP  # serving-window overlap saved with the model
@@ -286,6 +363,7 @@ class TrainOptions:
     self_training: bool = False
     pseudo_threshold: float = 0.9
     pseudo_weight: float = 0.3
+    doc_pseudo_weight: float = 1.0  # document classifiers' fresh student: 1.0 gained more than 0.3 (README, "Training recipe")
     max_pool: int = 2000  # unlabeled docs the teacher labels for self-training
     mlm_steps: int = 0  # > 0: domain-adaptive MLM on the unlabeled pool before fine-tuning
     work_dir: str = ""  # where an adapted encoder is written (the loop sets it inside the data dir)
@@ -295,9 +373,14 @@ class TrainOptions:
     model_name: str = ""
     extra: dict = field(default_factory=dict)
 
-    def fit_kwargs(self) -> dict:
-        return {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "patience": self.patience,
-                "freeze_layers": self.freeze_layers, "lora": self.lora, "seed": self.seed, "progress": self.progress}
+    def fit_kwargs(self, kind: str = "spans") -> dict:
+        """Keyword arguments of a model's ``fit`` for a control of this kind ("spans" or "choices")."""
+        kw = {"epochs": self.epochs, "min_steps": self.min_steps, "lr": self.lr if kind == "spans" else self.doc_lr,
+              "batch_size": self.batch_size, "patience": self.patience, "freeze_layers": self.freeze_layers,
+              "lora": self.lora, "seed": self.seed, "progress": self.progress}
+        if kind != "spans":
+            kw["init_linear_probe"] = self.linear_probe
+        return kw
 
 
 def examples_for(control, records: list[dict]) -> Examples:
@@ -332,7 +415,11 @@ def has_labels(control, records: list[dict]) -> bool:
 
 
 def _pseudo_examples(control, teacher, pool: list[str], opts: TrainOptions) -> Examples:
-    """Confident teacher predictions on unlabeled texts, as down-weighted training examples."""
+    """Confident teacher predictions on unlabeled texts, as weighted training examples.
+
+    The weight is ``pseudo_weight`` (0.3 by default), or ``doc_pseudo_weight`` when a fine-tuned document
+    classifier teaches a fresh student.
+    """
     pool = pool[: opts.max_pool]
     if not pool:
         return Examples([], [])
@@ -348,7 +435,8 @@ def _pseudo_examples(control, teacher, pool: list[str], opts: TrainOptions) -> E
                 continue
             targets.append(best)
         texts.append(text)
-    return Examples(texts, targets, [opts.pseudo_weight] * len(texts))
+    weight = opts.doc_pseudo_weight if getattr(teacher, "kind", "") == "sequence_classifier" else opts.pseudo_weight
+    return Examples(texts, targets, [weight] * len(texts))
 
 
 def _merge(a: Examples, b: Examples) -> Examples:
@@ -382,8 +470,9 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     else:
         classes = {lbl for t in train.targets for lbl in t}
         if n >= opts.cold_start_labels and len(classes) >= 2:
-            model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride)
-            info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs())
+            model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride,
+                                       pooling=opts.pooling)
+            info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs("choices"))
         elif len(classes) >= 2 and n >= 4:
             model = TfidfClassifier(control.labels, control.multi)
             info["fit"] = model.fit(train)
@@ -396,8 +485,14 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
         info["pseudo_labels"] = len(pseudo.texts)
         if pseudo.texts:
             combined = _merge(train, pseudo)
-            if model.kind in ("token_classifier", "sequence_classifier"):
-                kw = dict(opts.fit_kwargs(), epochs=max(1, opts.epochs // 2))
+            if model.kind == "sequence_classifier":
+                # a fresh student from the base encoder, not the teacher trained on: continuing the teacher on its
+                # own predictions changed macro-F1 by -0.7/-0.3 points, a fresh student gained (README, "Training recipe")
+                model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length,
+                                           stride=opts.stride, pooling=opts.pooling)
+                info["self_training_fit"] = model.fit(combined, val=dev if dev.texts else None, **opts.fit_kwargs(control.kind))
+            elif model.kind == "token_classifier":
+                kw = dict(opts.fit_kwargs(control.kind), epochs=max(1, opts.epochs // 2), min_steps=0)
                 info["self_training_fit"] = model.fit(combined, val=dev if dev.texts else None, **kw)
             elif model.kind == "tfidf_lr":
                 info["self_training_fit"] = model.fit(combined)

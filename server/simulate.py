@@ -13,7 +13,17 @@ Query models (fast enough to refit every round on a laptop CPU):
   L2-normalised embeddings + LogisticRegression. Spans: contextual token embeddings (long documents in
   overlapping windows, merged) + a token-level LogisticRegression over BIO tags, decoded to character
   spans with ``ml_backend.alignment``; document embeddings (mean of tokens) feed diversity.
+- ``finetune``: the loop's own model and recipe (``ml_backend.training.train_control``: a fine-tuned
+  SequenceClassifier or TokenClassifier, early stopping on the labeled documents that the task-id hash puts
+  in the dev split) trained afresh every round. Far slower (minutes per round on 2 cores), but it is the
+  model the live loop serves. Diversity uses the frozen encoder's mean-pooled embeddings. Self-training with
+  it labels documents only.
 - ``auto``: ``encoder_lr`` for spans, ``tfidf_lr`` for document labels.
+
+Domain-adaptive MLM (``mlm_steps > 0``, encoder query models only): before the features are computed, the
+encoder is trained with masked-language modelling (``ml_backend.training.domain_adapt``, the loop's own code)
+on the pool's texts (never the test split's) in a temporary folder; the result JSON records the run under
+``domain_adaptation``. Run once with and once without to measure it on/off.
 
 Self-training (``self_training=True``) adds, for every strategy, a ``<strategy>+self_training`` variant:
 each round, pool documents the model is confident about (document confidence ≥ ``self_training_threshold``)
@@ -45,7 +55,7 @@ from .errors import ConfigError, LoopError
 
 log = logging.getLogger(__name__)
 
-QUERY_MODELS = ("tfidf_lr", "encoder_lr", "auto")
+QUERY_MODELS = ("tfidf_lr", "encoder_lr", "finetune", "auto")
 SELF_TRAINING_SUFFIX = "+self_training"
 
 
@@ -61,6 +71,7 @@ class Corpus:
     control: str
     targets: list[Any]  # choices: label index per doc; spans: [(start, end, label), ...] per doc
     duplicates_dropped: int = 0
+    spec: Any = None  # the labeling config's ml_backend.schema.Control for `control`
 
 
 def load_jsonl(path: Path) -> list[dict]:
@@ -125,7 +136,7 @@ def load_corpus(data: Path | Sequence[dict], schema: Path | str, control: str | 
             targets.append(spans)
         ids.append(rid)
         texts.append(text)
-    return Corpus(ids, texts, task, labels, ctl.name, targets, dropped)
+    return Corpus(ids, texts, task, labels, ctl.name, targets, dropped, ctl)
 
 
 def split_test(corpus: Corpus, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -419,9 +430,114 @@ class SpanBackend:
         return evaluate_spans([self.corpus.targets[d] for d in docs], pred)
 
 
+class FinetuneBackend:
+    """The live loop's model as the query model: ``train_control`` fine-tunes a fresh encoder on each labeled set.
+
+    ``fit`` returns the trained goldloop model; probabilities come from it (document labels: [n, k]; spans: the
+    merged BIO token probabilities per document, which ``span_uncertainty`` scores as in the live loop).
+    """
+
+    def __init__(self, corpus: Corpus, encoder: str, options=None, progress: bool = True):
+        from ml_backend.splits import split_of
+        from ml_backend.training import TrainOptions
+
+        self.corpus = corpus
+        self.encoder = encoder
+        self.control = corpus.spec
+        base = options or TrainOptions()
+        self.options = TrainOptions(**{**base.__dict__, "cold_start_labels": 0, "model_name": encoder, "progress": False,
+                                       "self_training": False, "mlm_steps": 0})
+        self.dev = np.array([split_of(i) == "dev" for i in corpus.ids])
+        self.y = np.asarray(corpus.targets) if corpus.task == "choices" else None
+        self.progress = progress
+        self._embeddings: np.ndarray | None = None
+        self.fits: list[dict] = []
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """Frozen-encoder document embeddings (for diversity), computed on first use."""
+        if self._embeddings is None:
+            self._embeddings = encode_texts(self.corpus.texts, self.encoder, progress=self.progress)
+        return self._embeddings
+
+    def _examples(self, docs, targets=None, weight: float = 1.0):
+        from ml_backend.models import Examples
+
+        labels = self.corpus.labels
+        tg = [self.corpus.targets[d] for d in docs] if targets is None else list(targets)
+        tg = [[labels[t]] for t in tg] if self.corpus.task == "choices" else [list(t) for t in tg]
+        return Examples([self.corpus.texts[d] for d in docs], tg, None if weight == 1.0 else [weight] * len(docs))
+
+    def fit(self, docs: np.ndarray, pseudo_docs: np.ndarray | None = None, pseudo_targets=None,
+            pseudo_weight: float = 0.3):
+        from ml_backend.training import _merge, train_control
+
+        docs = np.asarray(docs, dtype=np.int64)
+        dev, train = docs[self.dev[docs]], docs[~self.dev[docs]]
+        if len(train) == 0:  # every labeled doc hashed to dev: train on them rather than on nothing
+            dev, train = dev[:0], dev
+        ex = self._examples(train)
+        if pseudo_docs is not None and len(pseudo_docs):
+            ex = _merge(ex, self._examples(pseudo_docs, pseudo_targets, pseudo_weight))
+        model, info = train_control(self.control, ex, self._examples(dev), self.options)
+        fit = info.get("fit") or {}
+        self.fits.append({"labels": int(len(docs)), "kind": model.kind, "steps": fit.get("steps"),
+                          "seconds": fit.get("seconds")})
+        return model
+
+    def probs(self, model, docs: np.ndarray):
+        texts = [self.corpus.texts[d] for d in docs]
+        if self.corpus.task == "spans":  # always a TokenClassifier: cold_start_labels is 0
+            return [p for _, p in model.token_probs(texts)]
+        return np.array([[p.probs[lbl] for lbl in self.corpus.labels] for p in model.predict(texts)]) if texts else np.zeros((0, len(self.corpus.labels)))
+
+    def uncertainty(self, probs, kind: str) -> np.ndarray:
+        return span_uncertainty(probs, kind) if self.corpus.task == "spans" else uncertainty(probs, kind)
+
+    def pseudo(self, probs, threshold: float):
+        if self.corpus.task == "spans":
+            raise ValueError("self-training with the 'finetune' query model labels documents only")
+        keep = np.flatnonzero(probs.max(axis=1) >= threshold)
+        return keep, probs[keep].argmax(axis=1)
+
+    def evaluate(self, model, docs: np.ndarray) -> dict:
+        labels = self.corpus.labels
+        texts = [self.corpus.texts[d] for d in docs]
+        if self.corpus.task == "spans":
+            pred = [[s.key() for s in p.spans] for p in model.predict(texts)]
+            return evaluate_spans([self.corpus.targets[d] for d in docs], pred, texts)
+        p = self.probs(model, docs)
+        return evaluate_choices([labels[i] for i in self.y[docs]], [labels[i] for i in p.argmax(axis=1)], labels, p)
+
+
 def build_backend(corpus: Corpus, query_model: str, encoder: str | None, *, progress: bool = True,
-                  C: float | None = None):
-    """The query model's features, computed once for every document; returns (backend, resolved name, encoder)."""
+                  C: float | None = None, mlm_steps: int = 0, mlm_texts: Sequence[str] = (), seed: int = 0,
+                  train_options=None):
+    """The query model's features, computed once for every document; returns (backend, resolved name, encoder).
+
+    ``mlm_steps > 0`` first adapts the encoder on ``mlm_texts`` (masked-language modelling) and computes the
+    features with the adapted encoder; the adaptation's record is then ``backend.domain_adaptation``.
+    """
+    if mlm_steps > 0:
+        if query_model == "tfidf_lr" or (query_model == "auto" and corpus.task == "choices"):
+            raise ValueError("domain-adaptive MLM trains an encoder: use the query model 'encoder_lr'")
+        import tempfile
+
+        from ml_backend.training import domain_adapt
+
+        if encoder is None:
+            from .config import default_model
+
+            encoder = default_model()
+        with tempfile.TemporaryDirectory(prefix="goldloop-mlm-") as tmp:
+            info = domain_adapt(encoder, list(mlm_texts), Path(tmp) / "encoder", steps=mlm_steps, seed=seed, progress=progress)
+            if query_model == "finetune":
+                raise ValueError("the 'finetune' query model adapts its encoder in the loop's own training "
+                                 "(TrainOptions.mlm_steps); use --mlm-steps with 'encoder_lr'")
+            backend, qm, _ = build_backend(corpus, query_model, str(Path(tmp) / "encoder"), progress=progress, C=C)
+        info.pop("path", None)
+        backend.domain_adaptation = {"base_encoder": encoder, **info}
+        return backend, qm, encoder
     if query_model not in QUERY_MODELS:
         raise ValueError(f"unknown query model {query_model!r}; expected one of {list(QUERY_MODELS)}")
     if query_model == "auto":
@@ -441,6 +557,8 @@ def build_backend(corpus: Corpus, query_model: str, encoder: str | None, *, prog
         from .config import default_model
 
         encoder = default_model()
+    if query_model == "finetune":
+        return FinetuneBackend(corpus, encoder, train_options, progress), query_model, encoder
     if corpus.task == "choices":
         emb = encode_texts(corpus.texts, encoder, progress=progress)
         return ChoiceBackend(corpus, emb, emb, C or 10.0), query_model, encoder
@@ -491,7 +609,7 @@ def _one_run(backend, strategy_name: str, self_training: bool, pool: np.ndarray,
         unc = backend.uncertainty(rem_probs, kind) if strategy_name != "random" else None
         pick = strategy.select(
             min(batch_size, len(remaining)), probs=None, uncertainty=unc if unc is not None else np.zeros(len(remaining)),
-            embeddings=backend.embeddings[remaining], rng=rng,
+            embeddings=backend.embeddings[remaining] if strategy_name == "diversity" else None, rng=rng,
         )
         chosen = remaining[pick]
         labeled.extend(int(i) for i in chosen)
@@ -523,6 +641,8 @@ def run_simulation(
     self_training_weight: float = 0.3,
     documents: Sequence[dict] | None = None,
     backend=None,
+    mlm_steps: int = 0,
+    train_options=None,
 ) -> dict:
     """Simulate active learning against gold labels; write JSON to `out` and a PNG curve next to it.
 
@@ -542,13 +662,16 @@ def run_simulation(
             raise ValueError(f"{name} must be at least 1, got {v}")
     if rounds < 0:
         raise ValueError(f"rounds must be >= 0, got {rounds}")
+    if mlm_steps < 0:
+        raise ValueError(f"mlm_steps must be >= 0, got {mlm_steps}")
     corpus = load_corpus(documents if documents is not None else Path(data), schema, control)
     pool, test = split_test(corpus, test_fraction, seed)
     if seed_size > len(pool):
         raise ConfigError(f"seed_size {seed_size} exceeds the {len(pool)} documents outside the test split")
     t_feat = time.perf_counter()
     if backend is None:
-        backend, qm, enc = build_backend(corpus, query_model, encoder, progress=progress)
+        backend, qm, enc = build_backend(corpus, query_model, encoder, progress=progress, mlm_steps=mlm_steps,
+                                         mlm_texts=[corpus.texts[i] for i in pool], seed=seed, train_options=train_options)
     else:
         qm, enc = query_model, encoder
         if backend.corpus.ids != corpus.ids:
@@ -557,7 +680,10 @@ def run_simulation(
 
     from threadpoolctl import threadpool_limits
 
-    limiter = threadpool_limits(1)  # tiny fits: one BLAS/OpenMP thread is faster than two fighting
+    # tiny fits: one BLAS/OpenMP thread is faster than two fighting; fine-tuning wants every core
+    limiter = threadpool_limits(1) if qm != "finetune" else None
+    if qm == "finetune" and self_training and corpus.task == "spans":
+        raise ValueError("self-training with the 'finetune' query model labels documents only")
     try:
         full_model = backend.fit(pool)
         full_metrics = backend.evaluate(full_model, test)
@@ -599,7 +725,8 @@ def run_simulation(
             }
         bar.close()
     finally:
-        limiter.restore_original_limits()
+        if limiter is not None:
+            limiter.restore_original_limits()
     base = results.get("random", {}).get("labels_to_95")
     for res in results.values():
         l95 = res["labels_to_95"]
@@ -625,6 +752,7 @@ def run_simulation(
         "metric": metric_name,
         "query_model": qm,
         "encoder": enc,
+        "fits": getattr(backend, "fits", None),  # finetune: the model kind, steps and seconds of every fit
         "n_documents": len(corpus.ids),
         "duplicates_dropped": corpus.duplicates_dropped,
         "n_pool": int(len(pool)),
@@ -636,6 +764,7 @@ def run_simulation(
         "batch_size": batch_size,
         "rounds": rounds,
         "repeats": repeats,
+        "domain_adaptation": getattr(backend, "domain_adaptation", None),
         "self_training": self_training,
         "self_training_threshold": self_training_threshold if self_training else None,
         "self_training_weight": self_training_weight if self_training else None,

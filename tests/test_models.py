@@ -219,3 +219,65 @@ def test_task_score_ignores_cold_start_controls_once_others_are_trained():
     # all controls on cold start: every control counts (the least confident one)
     cold = ProjectModel(spec, "c", {"s": tfidf, "ents": SpanMatcher(["Company"])}, {"cold_start": ["s", "ents"]})
     assert [it["score"] for it in cold.to_results({"text": texts})] == pytest.approx([min(p.confidence, 0.5) for p in tfidf.predict(texts)])
+
+
+def test_sequence_classifier_pools_by_mean_through_save_load_and_quantization(tiny_model_dir, tmp_path):
+    import json
+
+    import torch
+
+    from ml_backend.models import SequenceClassifier
+    from ml_backend.models.base import META_FILE
+
+    model = SequenceClassifier(LABELS["choices"], model_name=tiny_model_dir, max_length=32, stride=8)
+    assert model.pooling == "mean"
+    model.fit(CHOICE_EXAMPLES, epochs=1, progress=False)
+    texts = ["profits soared", "the company cut its forecast again and again and shares fell hard"]
+    # the head sees the masked mean: padding a short text in a batch with a long one changes nothing
+    alone = model.probabilities(texts[:1])
+    batched = model.probabilities(texts)
+    assert np.allclose(alone[0], batched[0], atol=1e-5)
+    ids = torch.tensor([model._wrap(model.tokenize(texts[:1])[0][0])])
+    with torch.inference_mode():
+        hidden = model.model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        manual = torch.softmax(model.model.classifier(hidden.mean(1)), -1).numpy()
+    assert np.allclose(manual[0], alone[0], atol=1e-5)
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / META_FILE).read_text())["pooling"] == "mean"
+    again = load_model(tmp_path / "m")
+    assert again.pooling == "mean" and np.allclose(again.probabilities(texts), batched, atol=1e-5)
+    cls = load_model(tmp_path / "m", pooling="model").probabilities(texts)  # the same weights, [CLS] pooling
+    assert np.abs(cls - batched).max() > 0.05
+    for mode in ("int8", "int8-torch", "bf16"):
+        q = load_model(tmp_path / "m", quantize=mode).probabilities(texts)
+        # quantized serving keeps the mean pooling: its (int8-sized) error is far below the pooling's difference
+        assert np.abs(q - batched).max() < np.abs(q - cls).max() / 3, mode
+    # a model saved before mean pooling existed keeps the architecture's own ([CLS]) pooling
+    meta = json.loads((tmp_path / "m" / META_FILE).read_text())
+    del meta["pooling"]
+    (tmp_path / "m" / META_FILE).write_text(json.dumps(meta))
+    old = load_model(tmp_path / "m")
+    assert old.pooling == "model" and not np.allclose(old.probabilities(texts), batched, atol=1e-3)
+    with pytest.raises(ValueError, match="pooling"):
+        SequenceClassifier(LABELS["choices"], model_name=tiny_model_dir, pooling="max")
+
+
+@pytest.mark.parametrize("present", [["positive", "neutral", "negative"], ["positive", "negative"]])
+def test_linear_probe_sets_the_head_to_the_logistic_regression(present, tiny_model_dir):
+    from ml_backend.models import SequenceClassifier
+    from ml_backend.training import linear_probe
+
+    keep = [i for i, t in enumerate(CHOICE_EXAMPLES.targets) if t[0] in present]
+    texts = [CHOICE_EXAMPLES.texts[i] for i in keep] * 2
+    targets = [CHOICE_EXAMPLES.targets[i] for i in keep] * 2
+    model = SequenceClassifier(LABELS["choices"], model_name=tiny_model_dir, max_length=32, stride=8)
+    feats = model.features(texts, targets)
+    info = linear_probe(model, feats, [1.0] * len(feats), balanced=True, C=100.0)
+    model._serving = model.model  # serve the probed head as it is (no fit)
+    probs = model.probabilities(texts)
+    pred = [LABELS["choices"][i] for i in probs.argmax(1)]
+    assert info["examples"] == len(texts)
+    assert info["train_accuracy"] == pytest.approx(np.mean([p == t[0] for p, t in zip(pred, targets)]), abs=1e-4)
+    assert info["train_accuracy"] > 0.6  # a near-unregularised LR separates a few distinct texts
+    for absent in set(LABELS["choices"]) - set(present):
+        assert probs[:, LABELS["choices"].index(absent)].max() < 1e-3

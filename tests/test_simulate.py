@@ -96,3 +96,50 @@ def test_ner_simulation_encoder_lr(tmp_path):
     for res in rep["strategies"].values():
         assert [p["labels"] for p in res["curve"]] == [10, 20, 30]
         assert not test_ids & set(res["runs"][0]["labeled_ids"])
+
+
+def test_domain_adaptive_mlm_on_the_pool_only(tmp_path):
+    kw = dict(query_model="encoder_lr", seed_size=20, batch_size=20, rounds=1, repeats=1, progress=False, seed=2)
+    plain = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin"], out=tmp_path / "a.json", **kw)
+    adapted = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin"], out=tmp_path / "b.json", mlm_steps=4, **kw)
+    assert plain["domain_adaptation"] is None
+    info = json.loads((tmp_path / "b.json").read_text())["domain_adaptation"]
+    assert info["steps"] == 4 and info["base_encoder"] == plain["encoder"] == adapted["encoder"]
+    # masked-LM sequences come from the pool's texts only (every tweet fits one 128-token window)
+    assert info["sequences"] == adapted["n_pool"] == 240
+    assert np.isfinite(info["loss_first"]) and np.isfinite(info["loss_last"])
+    # the adapted encoder gives other features, so other curves
+    assert plain["test_ids"] == adapted["test_ids"]
+    assert plain["full_data"]["metric"] != adapted["full_data"]["metric"] or \
+        plain["strategies"]["margin"]["runs"][0]["labeled_ids"] != adapted["strategies"]["margin"]["runs"][0]["labeled_ids"]
+    with pytest.raises(ValueError, match="encoder_lr"):
+        run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin"], out=tmp_path / "c.json",
+                       query_model="tfidf_lr", mlm_steps=4, progress=False)
+
+
+@pytest.mark.slow
+def test_finetune_query_model_is_the_loops_model(tmp_path):
+    from ml_backend.training import TrainOptions
+
+    rep = run_simulation(
+        DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin", "random"], query_model="finetune", seed_size=20,
+        batch_size=20, rounds=1, repeats=1, out=tmp_path / "ft.json", progress=False, seed=1,
+        train_options=TrainOptions(epochs=2, min_steps=30),
+    )
+    on_disk = json.loads((tmp_path / "ft.json").read_text())
+    assert on_disk["query_model"] == "finetune" and on_disk["encoder"]
+    # one full-data fit, then two rounds (20 and 40 labels) per strategy
+    assert [f["labels"] for f in on_disk["fits"]] == [240, 20, 40, 20, 40]
+    assert all(f["kind"] == "sequence_classifier" and f["steps"] >= 30 for f in on_disk["fits"])
+    test_ids = set(on_disk["test_ids"])
+    for res in on_disk["strategies"].values():
+        assert [p["labels"] for p in res["curve"]] == [20, 40]
+        assert not test_ids & set(res["runs"][0]["labeled_ids"])
+    # the same seed set; margin's second batch is chosen by the fine-tuned model, not at random
+    m, r = on_disk["strategies"]["margin"]["runs"][0], on_disk["strategies"]["random"]["runs"][0]
+    assert m["labeled_ids"][:20] == r["labeled_ids"][:20] and m["labeled_ids"][20:] != r["labeled_ids"][20:]
+    # fine-tuned on the 240-tweet pool, it beats the majority class (macro-F1 of one class: about 0.26)
+    assert on_disk["full_data"]["metric"] > 0.4, on_disk["full_data"]
+    with pytest.raises(ValueError, match="documents only"):
+        run_simulation(DATA / "ncbi_60.jsonl", DATA / "ncbi.xml", ["margin"], query_model="finetune", self_training=True,
+                       rounds=0, repeats=1, seed_size=10, out=tmp_path / "x.json", progress=False)

@@ -157,3 +157,22 @@ def test_stopping_criterion():
     rows[-1]["primary"] = 0.80
     assert not stopping_report(rows)["stop"]
     assert not stopping_report(rows[:1])["stop"]
+
+
+def test_self_training_of_a_document_classifier_trains_a_fresh_student(tiny_model_dir):
+    spec = parse_label_config("""<View><Text name="text" value="$text"/><Choices name="s" toName="text">
+      <Choice value="Bearish"/><Choice value="Bullish"/><Choice value="Neutral"/></Choices></View>""")
+    rows = read_jsonl(DATA / "twitter_financial_news" / "train.jsonl")
+    recs = [{"id": r["id"], "text": r["text"], "choices": {"s": [r["label"]]}} for r in rows]
+    control = spec.controls[0]
+    train, dev, pool = recs[0:180:3], recs[1:46:3], [r["text"] for r in recs[2:182:3]]
+    opts = TrainOptions(cold_start_labels=10, self_training=True, pseudo_threshold=0.0, pseudo_weight=0.5, progress=False,
+                        model_name=tiny_model_dir, min_steps=8, train_length=32)
+    model, info = train_control(control, examples_for(control, train), examples_for(control, dev), opts, pool)
+    assert info["kind"] == "sequence_classifier" and info["pseudo_labels"] == len(pool)  # threshold 0: every pool text
+    teacher_fit, student_fit = info["fit"], info["self_training_fit"]
+    # the student starts again from the base encoder: its own linear probe and a full schedule on gold + pseudo
+    assert student_fit["examples"] == len(train) + len(pool)
+    assert student_fit["linear_probe"]["examples"] == len(train) + len(pool) and student_fit["steps"] >= 8
+    assert teacher_fit["examples"] == len(train) and model.pooling == "mean"
+    assert len(model.predict(["shares fall"])) == 1

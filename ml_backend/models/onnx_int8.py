@@ -33,10 +33,11 @@ _BUILD_LOCK = threading.Lock()
 
 
 def weights_fingerprint(model) -> str:
-    """sha256 (16 hex) over every parameter and buffer, the build recipe and ORT's version: a cache key."""
+    """sha256 (16 hex) over every parameter and buffer, the pooling, the build recipe and ORT's version: a cache key."""
     import onnxruntime
 
-    h = hashlib.sha256(f"{RECIPE}|opset {OPSET}|onnxruntime {onnxruntime.__version__}".encode())
+    pooling = getattr(model, "goldloop_pooling", "model")  # hf.use_mean_pooling changes the traced graph, not the weights
+    h = hashlib.sha256(f"{RECIPE}|opset {OPSET}|onnxruntime {onnxruntime.__version__}|pooling {pooling}".encode())
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().contiguous().cpu().numpy().tobytes())

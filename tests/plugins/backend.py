@@ -40,6 +40,7 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     """A tiny randomly initialised BERT with the real MiniLM tokenizer: fast unit tests of the model code."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from server.config import default_model
@@ -47,6 +48,7 @@ def tiny_model_dir(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(default_model())
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    torch.manual_seed(0)  # the same tiny model in every session
     BertModel(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
