@@ -51,7 +51,7 @@ from ml_backend.evaluation import evaluate_choices, evaluate_spans, plot_learnin
 from ml_backend.sampling import STRATEGIES, get_strategy, span_uncertainty, uncertainty
 from ml_backend.schema import parse_label_config
 
-from .errors import ConfigError, LoopError
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -127,7 +127,7 @@ def test_finetune_query_model_is_the_loops_model(tmp_path):
         train_options=TrainOptions(epochs=2, min_steps=30),
     )
     on_disk = json.loads((tmp_path / "ft.json").read_text())
-    assert on_disk["query_model"] == "finetune" and on_disk["encoder"]
+    assert on_disk["query_model"] == rep["query_model"] == "finetune" and on_disk["encoder"]
     # one full-data fit, then two rounds (20 and 40 labels) per strategy
     assert [f["labels"] for f in on_disk["fits"]] == [240, 20, 40, 20, 40]
     assert all(f["kind"] == "sequence_classifier" and f["steps"] >= 30 for f in on_disk["fits"])

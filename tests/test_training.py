@@ -1,5 +1,4 @@
 """Fine-tuning on real medical documents: the token classifier learns, and its spans are exact."""
-import numpy as np
 import pytest
 
 from ml_backend.alignment import windows
