@@ -40,22 +40,22 @@ LABELS_XML = """<View>
   <Text name="text" value="$text"/>
 </View>"""
 
-# name: (file under data dir, task, labels, query model, subsample, rounds, self-training threshold or None);
+# name: (file under data dir, task, labels, query model, subsample, rounds, self-training variants or not);
 # MLM_STEPS: domain-adaptive MLM steps before the encoder's features (configurations not named: none)
-# Classification rounds cover the whole pool, so random reaches its 95% point too. TF-IDF+LR probabilities
-# are soft (a class-balanced LR on a few hundred tweets is rarely 90% sure), so its threshold is lower.
+# Classification rounds cover the whole pool, so random reaches its 95% point too. Self-training uses the
+# simulation's per-query-model threshold and weight (server.simulate.PSEUDO_DEFAULTS).
 CONFIGS = {
     "twitter_tfidf": ("twitter_financial_news_sentiment/train.jsonl", "choices",
-                      ["Bearish", "Bullish", "Neutral"], "tfidf_lr", 2000, 80, 0.7),
+                      ["Bearish", "Bullish", "Neutral"], "tfidf_lr", 2000, 80, True),
     "phrasebank_tfidf": ("financial_phrasebank/sentences_allagree.jsonl", "choices",
-                         ["positive", "neutral", "negative"], "tfidf_lr", None, 90, 0.7),
+                         ["positive", "neutral", "negative"], "tfidf_lr", None, 90, True),
     "phrasebank_minilm": ("financial_phrasebank/sentences_allagree.jsonl", "choices",
-                          ["positive", "neutral", "negative"], "encoder_lr", None, 30, 0.9),
+                          ["positive", "neutral", "negative"], "encoder_lr", None, 30, True),
     # the same as phrasebank_minilm after 200 steps of domain-adaptive MLM on the pool: MLM measured on/off
     "phrasebank_minilm_mlm": ("financial_phrasebank/sentences_allagree.jsonl", "choices",
-                              ["positive", "neutral", "negative"], "encoder_lr", None, 30, 0.9),
+                              ["positive", "neutral", "negative"], "encoder_lr", None, 30, True),
     "ncbi_minilm": ("ncbi_disease/train.jsonl", "spans",
-                    ["SpecificDisease", "DiseaseClass", "Modifier", "CompositeMention"], "encoder_lr", None, 10, None),
+                    ["SpecificDisease", "DiseaseClass", "Modifier", "CompositeMention"], "encoder_lr", None, 10, False),
 }
 
 MLM_STEPS = {"phrasebank_minilm_mlm": 200}
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         report = run_simulation(
             path, schema_xml(task, labels), list(STRATEGIES), documents=rows, query_model=qm,
-            self_training=st is not None, self_training_threshold=st or 0.9,
+            self_training=st,
             seed_size=args.seed_size, batch_size=args.batch_size,
             rounds=max(1, int(rounds * args.rounds_scale)), repeats=args.repeats, seed=0,
             out=args.out.parent / f"al_curves_{name}.json", progress=sys.stderr.isatty(),
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  domain-adaptive MLM: {da['steps']} steps on {da['sequences']} pool sequences, "
                   f"loss {da['loss_first']:.2f} -> {da['loss_last']:.2f}, {da['seconds']:.0f} s")
         if st:
+            print(f"  self-training: threshold {report['self_training_threshold']}, weight {report['self_training_weight']}")
             for k, v in report["strategies"].items():
                 if v.get("gain_over_plain"):
                     at = min(v["gain_over_plain"], key=lambda g: abs(g["labels"] - 100))

@@ -375,12 +375,18 @@ def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mlm-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Domain-adaptive MLM steps on the pool's texts before the encoder's features (encoder_lr only).")
-def simulate(data, schema, strategies, self_training, seed_size, batch_size, rounds, repeats, query_model, out, seed, mlm_steps):
+@click.option("--self-training-threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
+              help="Pseudo-label confidence threshold [default: tfidf_lr 0.7, encoder_lr 0.8, finetune the loop's 0.9].")
+@click.option("--self-training-weight", type=click.FloatRange(0.0, min_open=True), default=None,
+              help="Pseudo-labels' sample weight [default: 0.3; finetune the loop's 1.0].")
+def simulate(data, schema, strategies, self_training, seed_size, batch_size, rounds, repeats, query_model, out, seed, mlm_steps,
+             self_training_threshold, self_training_weight):
     """Simulate active learning offline against gold labels: learning curves and labels-to-95%."""
     from .simulate import run_simulation
 
     result = run_simulation(data, schema, list(strategies), self_training=self_training, seed_size=seed_size, batch_size=batch_size,
-                            rounds=rounds, repeats=repeats, query_model=query_model, out=out, seed=seed, mlm_steps=mlm_steps)
+                            rounds=rounds, repeats=repeats, query_model=query_model, out=out, seed=seed, mlm_steps=mlm_steps,
+                            self_training_threshold=self_training_threshold, self_training_weight=self_training_weight)
     for name, s in result.get("strategies", {}).items():
         click.echo(f"{name:<18} labels_to_95={s.get('labels_to_95')}")
     click.echo(f"wrote {out}")

@@ -32,3 +32,11 @@ def test_unknown_project_is_a_one_line_error(tmp_path):
 def test_simulate_missing_file_is_a_usage_error(tmp_path):
     res = CliRunner().invoke(main, ["simulate", "--data", str(tmp_path / "none.jsonl"), "--schema", "x.xml", "--out", str(tmp_path / "o.json")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_simulate_bad_self_training_threshold_is_a_usage_error(tmp_path):
+    data = Path(__file__).parent / "data" / "simulate"
+    res = CliRunner().invoke(main, ["simulate", "--data", str(data / "tweets_300.jsonl"), "--schema", str(data / "tweets.xml"),
+                                    "--out", str(tmp_path / "o.json"), "--self-training", "--self-training-threshold", "1.5"])
+    assert res.exit_code == 2 and "--self-training-threshold" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o.json").exists()

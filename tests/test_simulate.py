@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from server.errors import ConfigError
-from server.simulate import _labels_to_target, load_corpus, run_simulation, split_test
+from server.simulate import PSEUDO_DEFAULTS, _labels_to_target, load_corpus, pseudo_defaults, run_simulation, split_test
 
 DATA = Path(__file__).parent / "data" / "simulate"
 
@@ -51,6 +51,35 @@ def test_classification_simulation(tmp_path):
     assert m[0]["labeled_ids"][:20] != m[1]["labeled_ids"][:20]
     assert 0 < on_disk["full_data"]["metric"] <= 1
     assert on_disk["ratio_to_random"]["random"] in (None, 1.0)
+
+
+def test_self_training_threshold_and_weight(tmp_path):
+    """Defaults follow the query model and are recorded; the threshold decides which documents join."""
+    kw = dict(query_model="tfidf_lr", seed_size=20, batch_size=20, rounds=2, repeats=1, seed=5, progress=False,
+              self_training=True)
+    rep = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin"], out=tmp_path / "d.json", **kw)
+    assert (rep["self_training_threshold"], rep["self_training_weight"]) == PSEUDO_DEFAULTS["tfidf_lr"] == (0.7, 0.3)
+    low = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin"], out=tmp_path / "l.json",
+                         self_training_threshold=0.4, self_training_weight=0.5, **kw)
+    none = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin"], out=tmp_path / "n.json",
+                          self_training_threshold=1.0, **kw)
+    assert (low["self_training_threshold"], low["self_training_weight"]) == (0.4, 0.5)
+    n_low = low["strategies"]["margin+self_training"]["runs"][0]["pseudo_labeled"]
+    n_none = none["strategies"]["margin+self_training"]["runs"][0]["pseudo_labeled"]
+    assert max(n_low) > 0 and n_none == [0, 0, 0]
+    # nothing passes a threshold of 1.0, so the self-training curve is the plain one
+    assert none["strategies"]["margin+self_training"]["curve"] == none["strategies"]["margin"]["curve"]
+    # round 0 fits the same seed documents in all three runs: a lower threshold passes at least as many
+    n_default = rep["strategies"]["margin+self_training"]["runs"][0]["pseudo_labeled"]
+    assert n_low[0] >= n_default[0] >= n_none[0]
+    assert pseudo_defaults("encoder_lr") == (0.8, 0.3)
+    from ml_backend.training import TrainOptions
+
+    assert pseudo_defaults("finetune") == (TrainOptions().pseudo_threshold, TrainOptions().doc_pseudo_weight)
+    assert pseudo_defaults("finetune", TrainOptions(pseudo_threshold=0.95, doc_pseudo_weight=0.5)) == (0.95, 0.5)
+    for bad in (dict(self_training_threshold=0.0), dict(self_training_threshold=1.5), dict(self_training_weight=0.0)):
+        with pytest.raises(ValueError, match="self_training_"):
+            run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin"], out=tmp_path / "x.json", **{**kw, **bad})
 
 
 def test_simulation_is_reproducible(tmp_path):
