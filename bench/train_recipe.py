@@ -8,12 +8,14 @@ does, and trains them through ``ml_backend.training.train_control``, the loop's 
 - ``current``: mean pooling, head from a linear probe, at least ``min_steps`` steps at 3e-5 (the defaults);
 - ``current+self_training`` (``--self-training``): the current model labels the rest of the pool; the
   sentences it is at least 90% sure of join the labeled ones (weight 1.0) and a fresh student is trained
-  from the base encoder with the current recipe (TrainOptions defaults).
+  from the base encoder with the current recipe (TrainOptions defaults);
+- ``current+mlm`` (``--mlm-steps N``): the current recipe after N steps of domain-adaptive MLM on the rest of
+  the pool (``TrainOptions.mlm_steps``, the loop's own ``domain_adapt``, its head warm-up included).
 
 For reference, ``frozen_lr`` is the simulation's fast query model (mean-pooled frozen MiniLM + logistic
 regression) on the same sets. Prints a table (macro-F1 on the test set, seconds) and writes JSON.
 
-    .venv/bin/python bench/train_recipe.py [--data FILE.jsonl] [--labels 100] [--seeds 3] [--self-training] [--min-steps N]
+    .venv/bin/python bench/train_recipe.py [--data FILE.jsonl] [--labels 100] [--seeds 3] [--self-training] [--min-steps N] [--mlm-steps N]
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=450)
     ap.add_argument("--self-training", action="store_true")
     ap.add_argument("--min-steps", type=int, default=None, help="the current recipe's step floor (default: TrainOptions')")
+    ap.add_argument("--mlm-steps", type=int, default=0, help="add the current recipe after N domain-adaptive MLM steps on the pool")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_recipe.json")
     args = ap.parse_args(argv)
     if not args.data.exists():
@@ -75,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.self_training:
         recipes["current+self_training"] = TrainOptions(self_training=True)
+    work = tempfile.TemporaryDirectory(prefix="goldloop-recipe-")
+    if args.mlm_steps > 0:
+        recipes["current+mlm"] = TrainOptions(mlm_steps=args.mlm_steps, work_dir=work.name)
     if args.min_steps is not None:
         for name in recipes:
             if name != "previous":
@@ -101,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, base in recipes.items():
             opts = TrainOptions(**{**base.__dict__, "model_name": encoder, "seed": seed, "progress": False, "cold_start_labels": 0})
             t0 = time.perf_counter()
-            model, info = train_control(control, train, dev, opts, pool=pool if opts.self_training else ())
+            model, info = train_control(control, train, dev, opts, pool=pool if opts.self_training or opts.mlm_steps else ())
             seconds = time.perf_counter() - t0
             results[name].append({"seed": seed, "macro_f1": macro_f1(model), "seconds": seconds,
                                   "steps": info["fit"].get("steps"), "pseudo_labels": info.get("pseudo_labels")})
+            if info.get("domain_adaptation"):
+                da = {k: v for k, v in info["domain_adaptation"].items() if k != "path"}
+                results[name][-1]["domain_adaptation"] = da
+                print(f"  MLM: {da}", flush=True)
             print(f"seed {seed} {name:<24} macro-F1 {results[name][-1]['macro_f1']:.3f}  {seconds:.0f} s", flush=True)
     print(f"\nFinancial PhraseBank, {args.labels} labels ({k} train / {args.labels - k} dev), "
           f"{args.test} test sentences, {args.seeds} seeds")
@@ -117,9 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         gain = [a["macro_f1"] - b["macro_f1"] for a, b in zip(results["current+self_training"], results["current"])]
         print(f"self-training gain at {args.labels} labels: {100 * np.mean(gain):+.1f} points "
               f"(per seed {' '.join(f'{100 * g:+.1f}' for g in gain)})")
+    if args.mlm_steps > 0:
+        gain = [a["macro_f1"] - b["macro_f1"] for a, b in zip(results["current+mlm"], results["current"])]
+        print(f"MLM ({args.mlm_steps} steps) gain at {args.labels} labels: {100 * np.mean(gain):+.1f} points "
+              f"(per seed {' '.join(f'{100 * g:+.1f}' for g in gain)})")
+    work.cleanup()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"data": str(args.data), "labels": args.labels, "test": args.test,
-                                    "min_steps": recipes["current"].min_steps, "results": results}, indent=1), encoding="utf-8")
+                                    "min_steps": recipes["current"].min_steps, "mlm_steps": args.mlm_steps, "results": results}, indent=1), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

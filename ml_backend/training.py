@@ -142,11 +142,11 @@ def train_loop(
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None}
+        # the minimum schedule runs whole: no epoch that ends before min_steps is kept or counted
         if val_feats:
             record["val_loss"] = evaluate_loss(wrapper, model, val_feats, loss_fn, batch_size)
-            if step < min_steps:  # the minimum schedule runs whole: no epoch before it is kept or counted
-                pass
-            elif record["val_loss"] < best_val - 1e-4:
+        if val_feats and step >= min_steps:
+            if record["val_loss"] < best_val - 1e-4:
                 best_val, bad_epochs = record["val_loss"], 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
@@ -548,11 +548,15 @@ def gate(new: dict, old: dict | None, tolerance: float) -> tuple[bool, str]:
 
 
 def domain_adapt(model_name: str, texts: Sequence[str], out_dir, *, steps: int = 200, batch_size: int = 16, max_length: int = 128,
-                 lr: float = 5e-5, mask_prob: float = 0.15, seed: int = 0, progress: bool = True) -> dict:
+                 lr: float = 5e-5, mask_prob: float = 0.15, seed: int = 0, progress: bool = True,
+                 head_warmup: int | None = None, head_lr: float = 1e-3) -> dict:
     """Domain-adaptive masked-language-model training of the encoder on unlabeled texts; saves it to out_dir.
 
     Fine-tuning then starts from `out_dir` instead of the generic encoder. A model without pretrained MLM
-    head weights gets a new head (it learns within the first steps; the encoder is what is kept).
+    head weights (a sentence encoder such as all-MiniLM-L6-v2) gets a new head. Its random weights would
+    send noise into the encoder, so the new head first trains alone, encoder frozen, for ``head_warmup``
+    steps (default: ``steps`` when the head is new, else 0) at ``head_lr``; then ``steps`` steps train
+    everything at ``lr``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -567,24 +571,47 @@ def domain_adapt(model_name: str, texts: Sequence[str], out_dir, *, steps: int =
     with _LOAD_LOCK:
         transformers = _transformers()
         tok = transformers.AutoTokenizer.from_pretrained(model_name)
-        model = transformers.AutoModelForMaskedLM.from_pretrained(model_name)
+        model, loading = transformers.AutoModelForMaskedLM.from_pretrained(model_name, output_loading_info=True)
         collator = transformers.DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=mask_prob)
     enc = tok(list(texts), truncation=True, max_length=max_length, return_overflowing_tokens=True, stride=0)
     seqs = [{"input_ids": ids} for ids in enc["input_ids"] if len(ids) > 4]
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    new_head = [p for n, p in model.named_parameters() if n in set(loading.get("missing_keys", ()))]
+    if head_warmup is None:
+        head_warmup = steps if new_head else 0
+    if head_warmup and not new_head:
+        head_warmup = 0  # a pretrained head needs no warm-up
+    trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
-    losses = []
     started = time.perf_counter()
-    for _ in tqdm(range(steps), desc="domain-adaptive MLM", disable=not progress, leave=False):
-        batch = collator([seqs[rng.randrange(len(seqs))] for _ in range(batch_size)])
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+
+    def run(params, n_steps, rate, desc):
+        opt = torch.optim.AdamW(params, lr=rate, weight_decay=0.01)
+        out = []
+        for _ in tqdm(range(n_steps), desc=desc, disable=not progress, leave=False):
+            batch = collator([seqs[rng.randrange(len(seqs))] for _ in range(batch_size)])
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            out.append(float(loss.detach()))
+        return out
+
+    warm: list[float] = []
+    if head_warmup:
+        head_ids = {id(p) for p in new_head}
+        for p in trainable:  # the encoder is frozen: no backward pass through it
+            p.requires_grad_(id(p) in head_ids)
+        warm = run(new_head, head_warmup, head_lr, "MLM head warm-up")
+        for p in trainable:
+            p.requires_grad_(True)
+    losses = run(trainable, steps, lr, "domain-adaptive MLM")
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     k = max(1, len(losses) // 10)
-    return {"steps": steps, "sequences": len(seqs), "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
-            "seconds": round(time.perf_counter() - started, 2), "path": str(out_dir)}
+    info = {"steps": steps, "sequences": len(seqs), "loss_first": float(np.mean(losses[:k])) if losses else None,
+            "loss_last": float(np.mean(losses[-k:])) if losses else None, "head_warmup": head_warmup, "seconds": round(time.perf_counter() - started, 2), "path": str(out_dir)}
+    if warm:
+        kw = max(1, len(warm) // 10)
+        info["head_loss_first"], info["head_loss_last"] = float(np.mean(warm[:kw])), float(np.mean(warm[-kw:]))
+    return info

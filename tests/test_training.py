@@ -104,6 +104,30 @@ def test_domain_adaptive_mlm_learns_and_feeds_fine_tuning(tiny_model_dir, tmp_pa
     assert len(model.predict(texts[:2])) == 2
 
 
+def test_mlm_head_warm_up_trains_the_new_head_alone(tiny_model_dir, tmp_path):
+    """The encoder has no MLM head: the new head trains first with the encoder frozen, then everything trains."""
+    import torch
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    from ml_backend.training import domain_adapt
+
+    texts = [d["text"] for d in read_jsonl(DATA / "ncbi_disease" / "test.jsonl")[:20]]
+    base = AutoModel.from_pretrained(tiny_model_dir).state_dict()
+    warm = domain_adapt(tiny_model_dir, texts, tmp_path / "warm", steps=0, head_warmup=30, batch_size=8, progress=False)
+    assert warm["head_warmup"] == 30 and warm["head_loss_last"] < warm["head_loss_first"]
+    adapted = AutoModelForMaskedLM.from_pretrained(tmp_path / "warm")
+    encoder = adapted.base_model.state_dict()
+    assert all(torch.equal(encoder[k], v) for k, v in base.items() if k in encoder)  # encoder untouched
+    head = AutoModelForMaskedLM.from_pretrained(tiny_model_dir).cls.predictions.transform.dense.weight
+    assert not torch.equal(adapted.cls.predictions.transform.dense.weight, head)  # (fresh heads share the seed)
+    both = domain_adapt(tiny_model_dir, texts, tmp_path / "both", steps=5, batch_size=8, progress=False)
+    assert both["head_warmup"] == 5  # default: as many head steps as encoder steps when the head is new
+    encoder = AutoModelForMaskedLM.from_pretrained(tmp_path / "both").base_model.state_dict()
+    assert not torch.equal(encoder["embeddings.word_embeddings.weight"], base["embeddings.word_embeddings.weight"])
+    again = domain_adapt(str(tmp_path / "both"), texts, tmp_path / "again", steps=2, batch_size=8, progress=False)
+    assert again["head_warmup"] == 0  # the saved model has its head now
+
+
 def test_gate_refuses_a_worse_candidate_and_accepts_within_tolerance():
     ok, why = gate({"primary": 0.60}, {"primary": 0.70}, 0.005)
     assert not ok and "worse than serving" in why
