@@ -445,6 +445,46 @@ def _merge(a: Examples, b: Examples) -> Examples:
     return Examples(a.texts + b.texts, a.targets + b.targets, wa + wb)
 
 
+MLM_REUSE_COVERAGE = 0.9  # reuse an adapted encoder while it was trained on this share of the pool's texts
+
+
+def adapted_encoder(opts: TrainOptions, pool: Sequence[str]) -> tuple[str, dict]:
+    """The encoder after domain-adaptive MLM on the pool: an earlier one from ``opts.work_dir`` when it was
+    adapted from the same model, for as many steps, on texts covering at least ``MLM_REUSE_COVERAGE`` of
+    this pool (the pool shrinks as documents get labeled, so rounds reuse it); else a new one.
+
+    Returns (path, record): the record is ``domain_adapt``'s, or ``{"reused": path, "coverage": c}``.
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    digests = sorted({hashlib.sha256(t.encode("utf-8")).hexdigest()[:16] for t in pool})
+    work = Path(opts.work_dir)
+    best, best_cov = None, 0.0
+    for meta_path in sorted(work.glob(f"mlm-*-{opts.mlm_steps}/adapted_on.json")):
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable: adapt again rather than trust it
+        if meta.get("base_model") != opts.model_name or meta.get("steps") != opts.mlm_steps:
+            continue
+        seen = set(meta.get("texts", ()))
+        cov = sum(d in seen for d in digests) / len(digests)
+        if cov > best_cov and (meta_path.parent / "config.json").exists():
+            best, best_cov = meta_path.parent, cov
+    if best is not None and best_cov >= MLM_REUSE_COVERAGE:
+        return str(best), {"reused": str(best), "coverage": round(best_cov, 4)}
+    key = hashlib.sha256("\n".join(digests).encode("utf-8")).hexdigest()[:12]
+    adapted = work / f"mlm-{key}-{opts.mlm_steps}"
+    record = domain_adapt(opts.model_name, list(pool), adapted, steps=opts.mlm_steps, seed=opts.seed, progress=opts.progress)
+    meta = {"base_model": opts.model_name, "steps": opts.mlm_steps, "texts": digests}
+    tmp = adapted / "adapted_on.json.tmp"
+    tmp.write_text(json.dumps(meta), encoding="utf-8")
+    tmp.replace(adapted / "adapted_on.json")  # written last: a killed run leaves no reusable record
+    return str(adapted), record
+
+
 def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, pool: list[str] = (), teacher=None):
     """Train the right model kind for one control; returns (model, info)."""
     from .models import PrototypeClassifier, SequenceClassifier, SpanMatcher, TfidfClassifier, TokenClassifier
@@ -452,14 +492,8 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     n = len(train.texts)
     info: dict = {"control": control.name, "train_docs": n, "dev_docs": len(dev.texts)}
     if opts.mlm_steps > 0 and pool and n >= opts.cold_start_labels and opts.work_dir:
-        import hashlib
-        from pathlib import Path
-
-        key = hashlib.sha256("\n".join(pool).encode("utf-8")).hexdigest()[:12]
-        adapted = Path(opts.work_dir) / f"mlm-{key}-{opts.mlm_steps}"
-        if not (adapted / "config.json").exists():
-            info["domain_adaptation"] = domain_adapt(opts.model_name, list(pool), adapted, steps=opts.mlm_steps, seed=opts.seed, progress=opts.progress)
-        opts = TrainOptions(**{**opts.__dict__, "model_name": str(adapted), "mlm_steps": 0})
+        adapted, info["domain_adaptation"] = adapted_encoder(opts, pool)
+        opts = TrainOptions(**{**opts.__dict__, "model_name": adapted, "mlm_steps": 0})
     if control.kind == "spans":
         if n < opts.cold_start_labels:
             model = SpanMatcher(control.labels)

@@ -382,13 +382,12 @@ def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out
 def simulate(data, schema, strategies, self_training, seed_size, batch_size, rounds, repeats, query_model, out, seed, mlm_steps,
              self_training_threshold, self_training_weight):
     """Simulate active learning offline against gold labels: learning curves and labels-to-95%."""
-    from .simulate import run_simulation
+    from .simulate import run_simulation, summary_table
 
     result = run_simulation(data, schema, list(strategies), self_training=self_training, seed_size=seed_size, batch_size=batch_size,
                             rounds=rounds, repeats=repeats, query_model=query_model, out=out, seed=seed, mlm_steps=mlm_steps,
                             self_training_threshold=self_training_threshold, self_training_weight=self_training_weight)
-    for name, s in result.get("strategies", {}).items():
-        click.echo(f"{name:<18} labels_to_95={s.get('labels_to_95')}")
+    click.echo(summary_table(result))
     click.echo(f"wrote {out}")
 
 

@@ -35,7 +35,9 @@ tag). Pseudo-labels never count as labels on the curve.
 ``labels_to_95``: the first labeled-document count at which the mean curve reaches 95% of the full-data
 metric, linearly interpolated between the two curve points that straddle it (the first point when it is
 already there); ``None`` when the curve never gets there. ``ratio_to_random`` divides a strategy's figure
-by random's (``None`` when either is ``None``).
+by random's (``None`` when either is ``None``). ``labels_to_95_runs`` holds each repeat's own crossing (same
+rule on that repeat's curve), the spread behind the mean: with few repeats the mean curve's crossing can swing
+by a hundred labels, most of all for random, whose curve flattens near the target.
 """
 from __future__ import annotations
 
@@ -739,11 +741,15 @@ def run_simulation(
             for i in range(length):
                 vals = np.array([run["points"][i]["metric"] for run in runs])
                 curve.append({"labels": runs[0]["points"][i]["labels"], "mean": float(vals.mean()), "std": float(vals.std())})
+            for run in runs:  # each repeat's own crossing: the spread behind the mean curve's
+                own = [{"labels": p["labels"], "mean": p["metric"]} for p in run["points"]]
+                run["labels_to_95"] = _labels_to_target(own, 0.95 * full)
             results[key] = {
                 "strategy": name,
                 "self_training": st,
                 "curve": curve,
                 "labels_to_95": _labels_to_target(curve, 0.95 * full),
+                "labels_to_95_runs": [run["labels_to_95"] for run in runs],
                 "aulc": float(np.mean([p["mean"] for p in curve])) if curve else None,
                 "runs": runs,
             }
@@ -814,14 +820,29 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def per_repeat_spread(values: Sequence[float | None]) -> str:
+    """Repeats' own labels-to-95 as 'median (min-max) reached/n'; a repeat that never reached it counts as
+    infinitely many labels, so the median is '-' when half of them or more never did."""
+    n = len(values)
+    reached = sorted(float(v) for v in values if v is not None)
+    if not reached:
+        return f"- 0/{n}"
+    med = float(np.median([float("inf") if v is None else float(v) for v in values]))
+    med_s = "-" if med == float("inf") else f"{med:.0f}"
+    return f"{med_s} ({reached[0]:.0f}-{reached[-1]:.0f}) {len(reached)}/{n}"
+
+
 def summary_table(report: dict) -> str:
-    """A plain-text table: strategy, labels to 95%, ratio to random, AULC, final mean."""
-    rows = [f"{'strategy':<30} {'labels_to_95':>12} {'ratio':>7} {'aulc':>7} {'final':>7}"]
+    """A plain-text table: strategy, labels to 95% (mean curve, and each repeat's), ratio to random, AULC,
+    final mean."""
+    rows = [f"{'strategy':<30} {'labels_to_95':>12} {'per repeat: median (range) reached':>34} {'ratio':>7} "
+            f"{'aulc':>7} {'final':>7}"]
     for k, v in report["strategies"].items():
         l95 = "-" if v["labels_to_95"] is None else f"{v['labels_to_95']:.0f}"
+        runs = per_repeat_spread(v["labels_to_95_runs"]) if "labels_to_95_runs" in v else "n/a"
         ratio = "-" if v["ratio_to_random"] is None else f"{v['ratio_to_random']:.2f}"
         final = v["curve"][-1]["mean"] if v["curve"] else float("nan")
-        rows.append(f"{k:<30} {l95:>12} {ratio:>7} {v['aulc']:>7.3f} {final:>7.3f}")
+        rows.append(f"{k:<30} {l95:>12} {runs:>34} {ratio:>7} {v['aulc']:>7.3f} {final:>7.3f}")
     rows.append(f"full data ({report['full_data']['labels']} labels): {report['metric']} = "
                 f"{report['full_data']['metric']:.3f}; 95% target = {report['target_95']:.3f}")
     return "\n".join(rows)

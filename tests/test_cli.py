@@ -1,4 +1,5 @@
 """The README's CLI reference matches the real commands and options; errors are one line."""
+import json
 import re
 from pathlib import Path
 
@@ -40,3 +41,21 @@ def test_simulate_bad_self_training_threshold_is_a_usage_error(tmp_path):
                                     "--out", str(tmp_path / "o.json"), "--self-training", "--self-training-threshold", "1.5"])
     assert res.exit_code == 2 and "--self-training-threshold" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "o.json").exists()
+
+
+def test_simulate_prints_the_summary_table(tmp_path):
+    data = Path(__file__).parent / "data" / "simulate"
+    out = tmp_path / "o.json"
+    res = CliRunner().invoke(main, ["simulate", "--data", str(data / "tweets_300.jsonl"), "--schema", str(data / "tweets.xml"),
+                                    "--out", str(out), "--strategy", "margin", "--strategy", "random", "--rounds", "2",
+                                    "--repeats", "2", "--query-model", "tfidf_lr"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()  # the progress bar goes to stderr
+    assert lines[0].split()[:2] == ["strategy", "labels_to_95"]
+    rows = {ln.split()[0]: ln for ln in lines[1:3]}
+    assert set(rows) == {"margin", "random"}
+    report = json.loads(out.read_text())
+    for name, row in rows.items():
+        assert row.rstrip().endswith(f"{report['strategies'][name]['curve'][-1]['mean']:.3f}")
+        assert "/2" in row  # repeats reached out of 2
+    assert lines[-1] == f"wrote {out}"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from server.errors import ConfigError
-from server.simulate import PSEUDO_DEFAULTS, _labels_to_target, load_corpus, pseudo_defaults, run_simulation, split_test
+from server.simulate import (PSEUDO_DEFAULTS, _labels_to_target, load_corpus, per_repeat_spread, pseudo_defaults, run_simulation,
+                             split_test, summary_table)
 
 DATA = Path(__file__).parent / "data" / "simulate"
 
@@ -17,6 +18,14 @@ def test_labels_to_target_interpolates():
     assert _labels_to_target(curve, 0.8) == pytest.approx(50.0)
     assert _labels_to_target(curve, 0.4) == 20.0
     assert _labels_to_target(curve, 0.95) is None
+
+
+def test_per_repeat_spread():
+    assert per_repeat_spread([100.0, 140.0, 300.0]) == "140 (100-300) 3/3"
+    # a repeat that never reached the target counts as infinitely many labels
+    assert per_repeat_spread([100.0, None, 140.0]) == "140 (100-140) 2/3"
+    assert per_repeat_spread([100.0, None, None]) == "- (100-100) 1/3"
+    assert per_repeat_spread([None, None]) == "- 0/2"
 
 
 def test_classification_simulation(tmp_path):
@@ -45,6 +54,13 @@ def test_classification_simulation(tmp_path):
             assert len(run["labeled_ids"]) == 80 == len(set(run["labeled_ids"]))
             assert not test_ids & set(run["labeled_ids"])
         assert "ratio_to_random" in res and "labels_to_95" in res
+        # each repeat's own labels-to-95, from its own points, against the same target as the mean curve
+        assert len(res["labels_to_95_runs"]) == 2
+        for run, l95 in zip(res["runs"], res["labels_to_95_runs"]):
+            own = [{"labels": p["labels"], "mean": p["metric"]} for p in run["points"]]
+            assert l95 == run["labels_to_95"] == _labels_to_target(own, on_disk["target_95"])
+    table = summary_table(on_disk)
+    assert "per repeat" in table and len(table.splitlines()) == 2 + len(on_disk["strategies"])
     # same seed set for every strategy of a repeat; different seed sets across repeats
     m, r = on_disk["strategies"]["margin"]["runs"], on_disk["strategies"]["random"]["runs"]
     assert m[0]["labeled_ids"][:20] == r[0]["labeled_ids"][:20]

@@ -1,4 +1,6 @@
 """Fine-tuning on real medical documents: the token classifier learns, and its spans are exact."""
+from pathlib import Path
+
 import pytest
 
 from ml_backend.alignment import windows
@@ -126,6 +128,32 @@ def test_mlm_head_warm_up_trains_the_new_head_alone(tiny_model_dir, tmp_path):
     assert not torch.equal(encoder["embeddings.word_embeddings.weight"], base["embeddings.word_embeddings.weight"])
     again = domain_adapt(str(tmp_path / "both"), texts, tmp_path / "again", steps=2, batch_size=8, progress=False)
     assert again["head_warmup"] == 0  # the saved model has its head now
+
+
+def test_adapted_encoder_is_reused_while_the_pool_shrinks(tiny_model_dir, tmp_path):
+    """Rounds label pool documents away: the encoder adapted on the larger pool serves the smaller one."""
+    from ml_backend.training import MLM_REUSE_COVERAGE, adapted_encoder
+
+    texts = [d["text"] for d in read_jsonl(DATA / "ncbi_disease" / "test.jsonl")[:20]]
+    opts = TrainOptions(mlm_steps=2, work_dir=str(tmp_path / "enc"), model_name=tiny_model_dir, progress=False)
+    first, rec = adapted_encoder(opts, texts)
+    assert rec["steps"] == 2 and "reused" not in rec and Path(first, "config.json").exists()
+    # 4 documents labeled: the rest of the pool is still covered in full
+    again, rec = adapted_encoder(opts, texts[4:])
+    assert again == first and rec == {"reused": first, "coverage": 1.0}
+    # 1 new document among 19 known ones: 18/19 covered, above the reuse line
+    mixed = texts[1:19] + ["A new report of familial adenomatous polyposis."]
+    assert 18 / 19 >= MLM_REUSE_COVERAGE and adapted_encoder(opts, mixed)[0] == first
+    # mostly new documents, another step count or another base model: a new adaptation
+    fresh = [d["text"] for d in read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:10]] + texts[:2]
+    other, rec = adapted_encoder(opts, fresh)
+    assert other != first and "reused" not in rec
+    longer, rec = adapted_encoder(TrainOptions(**{**opts.__dict__, "mlm_steps": 3}), texts)
+    assert longer not in (first, other) and rec["steps"] == 3
+    # a record that cannot be read is not trusted
+    Path(first, "adapted_on.json").write_text("{not json", encoding="utf-8")
+    rebuilt, rec = adapted_encoder(opts, texts[4:])
+    assert "reused" not in rec and Path(rebuilt, "adapted_on.json").exists()
 
 
 def test_gate_refuses_a_worse_candidate_and_accepts_within_tolerance():
