@@ -78,8 +78,8 @@ def schema_xml(task: str, labels: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--repeats", type=int, default=None, help="repeats for every configuration (default: 3, "
-                    "MiniLM configurations 10)")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats for every configuration (default: 3; "
+                    "the MiniLM configurations 10, the whole Twitter set 5)")
     ap.add_argument("--seed-size", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=20)
     ap.add_argument("--rounds-scale", type=float, default=1.0, help="multiply every configuration's rounds")
