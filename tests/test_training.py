@@ -156,6 +156,28 @@ def test_adapted_encoder_is_reused_while_the_pool_shrinks(tiny_model_dir, tmp_pa
     assert "reused" not in rec and Path(rebuilt, "adapted_on.json").exists()
 
 
+def test_a_seed_gives_the_same_model_whatever_ran_before(tiny_model_dir):
+    """The new classification head is drawn when the model loads: the loop seeds it, so one seed gives one model."""
+    import torch
+
+    spec = parse_label_config("""<View><Labels name="ents" toName="text"><Label value="SpecificDisease"/>
+      <Label value="DiseaseClass"/><Label value="Modifier"/><Label value="CompositeMention"/></Labels>
+      <Text name="text" value="$text"/></View>""")
+    control = spec.controls[0]
+    recs = [{"id": d["id"], "text": d["text"], "spans": d["spans"]} for d in read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:6]]
+    opts = TrainOptions(cold_start_labels=2, model_name=tiny_model_dir, min_steps=2, epochs=1, train_length=32, progress=False)
+
+    def weights():
+        model, info = train_control(control, examples_for(control, recs[:4]), examples_for(control, recs[4:]), opts)
+        assert info["kind"] == "token_classifier"
+        return model.model.state_dict()
+
+    first = weights()
+    torch.rand(1000)  # other work in the process draws random numbers in between
+    second = weights()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_gate_refuses_a_worse_candidate_and_accepts_within_tolerance():
     ok, why = gate({"primary": 0.60}, {"primary": 0.70}, 0.005)
     assert not ok and "worse than serving" in why
