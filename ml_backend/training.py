@@ -445,15 +445,6 @@ def _merge(a: Examples, b: Examples) -> Examples:
     return Examples(a.texts + b.texts, a.targets + b.targets, wa + wb)
 
 
-def _seed_torch(seed: int) -> None:
-    """Seed torch before a model with a new classification head is built: the head's initial weights are drawn
-    when the model loads, before ``fit`` seeds its own run, so without this they depend on whatever used torch's
-    random numbers earlier in the process (two fits of one seed gave entity-F1 0.339 and 0.311)."""
-    import torch
-
-    torch.manual_seed(seed)
-
-
 MLM_REUSE_COVERAGE = 0.9  # reuse an adapted encoder while it was trained on this share of the pool's texts
 
 
@@ -503,18 +494,22 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     if opts.mlm_steps > 0 and pool and n >= opts.cold_start_labels and opts.work_dir:
         adapted, info["domain_adaptation"] = adapted_encoder(opts, pool)
         opts = TrainOptions(**{**opts.__dict__, "model_name": adapted, "mlm_steps": 0})
+    if n >= opts.cold_start_labels:
+        import torch
+
+        # a new classification head is drawn when its model loads, before ``fit`` seeds its run: seed here, or
+        # one seed gives another model after other work in the process (entity-F1 0.339 vs 0.311 on one seed)
+        torch.manual_seed(opts.seed)
     if control.kind == "spans":
         if n < opts.cold_start_labels:
             model = SpanMatcher(control.labels)
             info["fit"] = model.fit(train)
         else:
-            _seed_torch(opts.seed)
             model = TokenClassifier(control.labels, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride)
             info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs())
     else:
         classes = {lbl for t in train.targets for lbl in t}
         if n >= opts.cold_start_labels and len(classes) >= 2:
-            _seed_torch(opts.seed)
             model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride,
                                        pooling=opts.pooling)
             info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs("choices"))
@@ -533,7 +528,6 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
             if model.kind == "sequence_classifier":
                 # a fresh student from the base encoder, not the teacher trained on: continuing the teacher on its
                 # own predictions changed macro-F1 by -0.7/-0.3 points, a fresh student gained (README, "Training recipe")
-                _seed_torch(opts.seed)
                 model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length,
                                            stride=opts.stride, pooling=opts.pooling)
                 info["self_training_fit"] = model.fit(combined, val=dev if dev.texts else None, **opts.fit_kwargs(control.kind))
