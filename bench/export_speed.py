@@ -70,7 +70,7 @@ def child(data: Path, n: int, mode: str = "auto") -> dict:
     """Run one export of n tasks in this process; return timings and peak RSS."""
     sys.path.insert(0, str(ROOT))
     from ml_backend.schema import parse_label_config
-    from server.export import ProjectInfo, export_dataset
+    from server.export import ExportOptions, ProjectInfo, export_dataset
 
     docs = load_documents(data)
     labels = sorted({s["label"] for d in docs for s in d["spans"]})
@@ -82,8 +82,8 @@ def child(data: Path, n: int, mode: str = "auto") -> dict:
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         # total: the task count, which `goldloop export` takes from the Label Studio project
-        result = export_dataset(tasks(docs, n), spec, ProjectInfo(1, "bench", "Bench", xml), out, progress=False,
-                               total=n, parallel=MODES[mode])
+        options = ExportOptions(out, progress=False, total=n, parallel=MODES[mode])
+        result = export_dataset(tasks(docs, n), spec, ProjectInfo(1, "bench", "Bench", xml), options)
         elapsed = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the helper process that builds CoNLL/Parquet

@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
 from server import ls_client, stack, store  # noqa: E402
-from server.config import Settings  # noqa: E402
+from server.config import Settings, local_url  # noqa: E402
+from server.datadir import DataDir  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "twitter_financial_news_sentiment" / "train.jsonl"
 FALLBACK = ROOT / "tests" / "data" / "twitter_financial_news" / "train.jsonl"
@@ -72,9 +73,9 @@ def main() -> None:
     goldloop(home, "up", "--detach", "--no-samples", "--ls-port", str(ls_port), "--backend-port", str(be_port), env=env)
     t_up = time.perf_counter() - t_up
     try:
-        settings = Settings(home=home, ls_url=stack.url_for(ls_port), ls_api_key=stack.read_token(Settings(home=home)))
+        settings = Settings(home=home, ls_url=local_url(ls_port), ls_api_key=DataDir(home).read_token())
         client = ls_client.connect(settings)
-        db = store.open_db(home / "goldloop.db")
+        db = store.open_db(DataDir(home).db_path)
         pid = store.get_project_by_name(db, "financial_news")["id"]
         ml_id = store.get_project(db, pid)["ml_backend_id"]
 

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ml_backend.models import Examples, TokenClassifier  # noqa: E402
-from ml_backend.models.hf import available_cores, set_torch_threads  # noqa: E402
+from ml_backend.models.torch_utils import available_cores, set_torch_threads  # noqa: E402
 from server.config import Settings, default_model  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -103,7 +103,7 @@ def http_latency(model_dir: Path, texts: list[str], quantize: str, n: int) -> di
     from ml_backend.schema import parse_label_config
 
     settings = Settings(home=Path(os.environ.get("TMPDIR", "/tmp")) / f"goldloop-bench-{os.getpid()}", cache_size=0, quantize=quantize)
-    app = create_app(settings)
+    app = create_app(settings.backend_settings())
     spec = parse_label_config(NCBI_CONFIG)
     state = app.extensions["goldloop"]
     pm = ProjectModel(spec, f"bench-{quantize}", {"entities": load_model(model_dir, quantize=quantize)})
@@ -189,7 +189,7 @@ def main() -> None:
         with cuad.open(encoding="utf-8") as fh:
             contract = json.loads(fh.readline())["text"]
         n_tok = len(fp32.tokenize([contract])[0][0])
-        long_case = {"chars": len(contract), "tokens": n_tok, "windows": len(fp32._windows_for(n_tok)),
+        long_case = {"chars": len(contract), "tokens": n_tok, "windows": len(fp32.windows_for(n_tok)),
                      **{f"{q}_s": _timed(lambda m=served[k]: m.predict([contract]))
                         for q, k in (("fp32", "goldloop batched fp32"), ("int8", "goldloop batched int8 (ONNX Runtime)"),
                                      ("int8_torch", "goldloop batched int8-torch"))}}

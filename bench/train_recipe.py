@@ -20,6 +20,7 @@ regression) on the same sets. Prints a table (macro-F1 on the test set, seconds)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         f = f1_score(y[test], lr.predict(emb[args.labels :]), average="macro")
         results["frozen_lr"].append({"seed": seed, "macro_f1": float(f), "seconds": time.perf_counter() - t0})
         for name, base in recipes.items():
-            opts = TrainOptions(**{**base.__dict__, "model_name": encoder, "seed": seed, "progress": False, "cold_start_labels": 0})
+            opts = dataclasses.replace(base, model_name=encoder, seed=seed, progress=False, cold_start_labels=0)
             t0 = time.perf_counter()
             model, info = train_control(control, train, dev, opts, pool=pool if opts.self_training or opts.mlm_steps else ())
             seconds = time.perf_counter() - t0

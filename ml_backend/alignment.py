@@ -36,15 +36,29 @@ def bio_labels(labels: Sequence[str]) -> list[str]:
     return tags
 
 
+def select_non_overlapping(spans: Iterable[tuple[int, int, str]]) -> tuple[list[tuple[int, int, str]], int]:
+    """Keep the longer of overlapping spans (ties: earlier start, then label); return kept (sorted) and dropped count.
+
+    The one non-overlap rule of the project: BIO training targets and the BIO export formats both use it.
+    Empty or inverted spans are dropped and counted.
+    """
+    ordered = sorted(set(spans))
+    if all(s < e for s, e, _ in ordered) and all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:])):
+        return ordered, 0
+    kept: list[tuple[int, int, str]] = []
+    dropped = 0
+    for s in sorted(ordered, key=lambda x: (-(x[1] - x[0]), x[0], x[2])):
+        if s[1] <= s[0] or any(s[0] < k[1] and k[0] < s[1] for k in kept):
+            dropped += 1
+        else:
+            kept.append(s)
+    kept.sort()
+    return kept, dropped
+
+
 def non_overlapping(spans: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Drop overlapping/nested spans: the longer wins, ties go to the earlier start."""
-    chosen: list[tuple[int, int, str]] = []
-    for s, e, lbl in sorted(spans, key=lambda t: (-(t[1] - t[0]), t[0])):
-        if e <= s:
-            continue
-        if all(e <= cs or s >= ce for cs, ce, _ in chosen):
-            chosen.append((s, e, lbl))
-    return sorted(chosen)
+    """The spans :func:`select_non_overlapping` keeps."""
+    return select_non_overlapping(spans)[0]
 
 
 def encode_spans(

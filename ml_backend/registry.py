@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .alignment import Span
 from .cache import PredictionCache
-from .models import Model, PrototypeClassifier, SpanMatcher, TextPrediction, load_model
+from .models import Examples, Model, PrototypeClassifier, SpanMatcher, TextPrediction, load_model
+from .models.base import chosen_labels
+from .results import choice_item, choices_of, span_item, spans_of
 from .schema import Control, TaskSpec
+from .settings import BackendSettings
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +31,6 @@ def cold_start_version(spec: TaskSpec) -> str:
 
 def new_version_name() -> str:
     return time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-
-
-def _region_id() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 @dataclass
@@ -90,66 +88,44 @@ class ProjectModel:
         return items
 
     def learn(self, control: Control, text: str, result_items: list[dict]) -> bool:
-        """Online update of the cold-start models from one annotation; returns True if anything changed."""
+        """Online update of a control's cold-start model from an annotation's result items (those of other
+        controls are ignored); returns True if anything changed."""
         model = self.models.get(control.name)
         changed = False
         with self.lock:
             if isinstance(model, SpanMatcher):
-                for item in result_items:
-                    v = item.get("value") or {}
-                    s, e, labels = v.get("start"), v.get("end"), v.get("labels") or []
-                    if isinstance(s, int) and isinstance(e, int) and 0 <= s < e <= len(text):
-                        for lbl in labels:
-                            model.add(text[s:e], lbl)
-                            changed = True
+                for s, e, lbl in spans_of(result_items, control.name):
+                    if 0 <= s < e <= len(text):
+                        model.add(text[s:e], lbl)
+                        changed = True
             elif isinstance(model, PrototypeClassifier):
-                labels = [c for item in result_items for c in (item.get("value") or {}).get("choices", []) if c in model.labels]
+                labels = [c for c in choices_of(result_items, control.name) if c in model.labels]
                 if labels:
-                    from .models import Examples
-
                     model.fit(Examples([text], [labels]))
                     changed = True
+        return changed
+
+    def learn_annotation(self, data: dict, result_items: list) -> bool:
+        """Online update of every control whose text is in the task ``data``; True if anything changed."""
+        changed = False
+        for control in self.spec.controls:
+            text = data.get(control.value_field)
+            if isinstance(text, str):
+                changed |= self.learn(control, text, result_items)
         return changed
 
 
 def regions(control: Control, pred: TextPrediction, text: str) -> list[dict]:
     """Label Studio result regions for one control's prediction on one text."""
     if control.kind == "spans":
-        return [
-            {
-                "id": _region_id(),
-                "from_name": control.name,
-                "to_name": control.to_name,
-                "type": control.type,
-                "value": {"start": s.start, "end": s.end, "text": text[s.start : s.end], "labels": [s.label]},
-                "score": round(float(s.score), 4),
-            }
-            for s in pred.spans
-        ]
-    probs = pred.probs or {}
-    if not probs:
-        return []
-    if control.multi:
-        chosen = [lbl for lbl, p in probs.items() if p >= 0.5]
-        score = min((probs[c] for c in chosen), default=0.0)
-    else:
-        best = max(probs, key=probs.get)
-        chosen, score = [best], probs[best]
+        return [span_item(control, s.start, s.end, s.label, text, s.score) for s in pred.spans]
+    chosen = chosen_labels(pred.probs, control.multi)
     if not chosen:
         return []
-    return [
-        {
-            "id": _region_id(),
-            "from_name": control.name,
-            "to_name": control.to_name,
-            "type": "choices",
-            "value": {"choices": chosen},
-            "score": round(float(score), 4),
-        }
-    ]
+    return [choice_item(control, chosen, min(pred.probs[c] for c in chosen))]
 
 
-def cold_start_model(control: Control, settings) -> Model:
+def cold_start_model(control: Control, settings: BackendSettings) -> Model:
     """The model a control gets before any training: a string matcher (spans) or label prototypes (choices)."""
     if control.kind == "spans":
         return SpanMatcher(control.labels)
@@ -161,7 +137,7 @@ def cold_start_model(control: Control, settings) -> Model:
 class Registry:
     """Every project's serving model, loaded once and shared by requests; swapped atomically on promotion."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: BackendSettings):
         self.settings = settings
         self.root = Path(settings.models_dir)
         self._serving: dict[str, ProjectModel] = {}
@@ -217,20 +193,30 @@ class Registry:
         with self._guard:
             self._serving[project] = pm
 
-    def get(self, project: str, spec: TaskSpec) -> ProjectModel:
-        """The serving ProjectModel for a project and labeling config; loads it on first use."""
+    def _fresh(self, project: str, spec: TaskSpec) -> ProjectModel | None:
+        """The loaded ProjectModel when it serves this labeling config and the promoted version."""
         pm = self._serving.get(project)
         if pm is not None and pm.spec.config_hash == spec.config_hash and not self._stale(project, pm):
             return pm
-        with self._lock(project):
-            pm = self._serving.get(project)
-            if pm is not None and pm.spec.config_hash == spec.config_hash and not self._stale(project, pm):
-                return pm
-            pm = self._load(project, spec)
-            with self._guard:
-                self._serving[project] = pm
+        return None
+
+    def _serve(self, project: str, pm: ProjectModel) -> None:
+        """Swap pm in for the project and tell the listeners."""
+        with self._guard:
+            self._serving[project] = pm
         for fn in self.listeners:
             fn(project, pm.version)
+
+    def get(self, project: str, spec: TaskSpec) -> ProjectModel:
+        """The serving ProjectModel for a project and labeling config; loads it on first use."""
+        pm = self._fresh(project, spec)
+        if pm is not None:
+            return pm
+        with self._lock(project):
+            pm = self._fresh(project, spec)
+            if pm is None:
+                pm = self._load(project, spec)
+                self._serve(project, pm)
         return pm
 
     def _load(self, project: str, spec: TaskSpec) -> ProjectModel:
@@ -271,10 +257,7 @@ class Registry:
         tmp = self.root / project / f".serving-{uuid.uuid4().hex}.json"
         tmp.write_text(json.dumps({"version": pm.version, "config_hash": pm.spec.config_hash}))
         os.replace(tmp, self.root / project / "serving.json")
-        with self._guard:
-            self._serving[project] = pm
-        for fn in self.listeners:
-            fn(project, pm.version)
+        self._serve(project, pm)
         return vdir
 
     def _prepare_serving(self, model: Model, saved: Path) -> None:

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from .cache import PredictionCache
 from .registry import Registry
 from .schema import TaskSpec
+from .settings import BackendSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class Metrics:
 class BackendState:
     """Everything one backend app holds."""
 
-    def __init__(self, settings, trainer: Callable[[str, dict], Any] | None = None):
+    def __init__(self, settings: BackendSettings, trainer: Callable[[str, dict], Any] | None = None):
         self.settings = settings
         self.registry = Registry(settings)
         self.cache = PredictionCache(settings.cache_size)

@@ -70,7 +70,7 @@ def backend(data_dir, host, port, model_name, quantize, threads):
     import waitress
 
     settings = settings_for(data_dir, model_name=model_name, quantize=quantize, host=host, backend_port=port)
-    app = create_app(settings)
+    app = create_app(settings.backend_settings())
     if settings.ls_url and settings.ls_api_key:
         # START_TRAINING runs a full round server-side, promoting into this process's registry
         from .loop import backend_trainer
@@ -104,13 +104,27 @@ def _echo_after_progress(message: str) -> None:
 
 def _open_db(settings, create: bool):
     """The data dir's database; None when it does not exist and create is False."""
-    from . import stack, store
+    from . import store
 
-    if not create and not settings.db_path.exists():
+    data_dir = settings.data_dir
+    if not create and not data_dir.db_path.exists():
         return None
     if create:
-        stack.ensure_data_dir(settings.home)
-    return store.open_db(settings.db_path)
+        data_dir.ensure()
+    return store.open_db(data_dir.db_path)
+
+
+def _echo_json_or_empty(payload, as_json: bool, empty: bool, empty_message: str) -> bool:
+    """Print payload as JSON (--json) or empty_message when there is nothing to list; True when that was all."""
+    import json
+
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))
+        return True
+    if empty:
+        click.echo(empty_message)
+        return True
+    return False
 
 
 @main.command()
@@ -122,11 +136,12 @@ def _open_db(settings, create: bool):
 def up(data_dir, ls_port, backend_port, no_samples, detach):
     """Start Label Studio + the ML backend, create one project per schema, import the samples."""
     from . import stack
+    from .up import bring_up
 
     settings = settings_for(data_dir, ls_port=ls_port, backend_port=backend_port)
     db = _open_db(settings, create=True)
     try:
-        result = stack.bring_up(settings, db, samples=not no_samples, progress=_progress_line, echo=_echo_after_progress)
+        result = bring_up(settings, db, samples=not no_samples, progress=_progress_line, echo=_echo_after_progress)
     finally:
         _end_progress()
     info = result.info
@@ -139,7 +154,7 @@ def up(data_dir, ls_port, backend_port, no_samples, detach):
         f"data dir      {info.data_dir}",
         f"  API token   {info.token_path}",
         f"  logs        {info.ls_log.parent}",
-        f"  state       {settings.db_path}",
+        f"  state       {settings.data_dir.db_path}",
     ):
         click.echo(line)
     if not info.started:
@@ -179,32 +194,12 @@ def down(data_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(data_dir, as_json):
     """Show the processes, the Label Studio URL and the projects with their counts."""
-    import json
-
-    from . import ls_client, stack
-    from .errors import ServerError
+    from .up import status_report
 
     settings = settings_for(data_dir)
-    db = _open_db(settings, create=False)
-    processes = stack.process_status(db) if db is not None else []
-    ls_row = next((p for p in processes if p["name"] == stack.LABEL_STUDIO), None)
-    out = {"data_dir": str(settings.home), "label_studio_url": ls_row["url"] if ls_row else None, "processes": processes, "projects": [], "error": None}
-    if ls_row and ls_row["healthy"]:
-        try:
-            client = ls_client.connect(settings.with_overrides(ls_url=ls_row["url"]), db)
-            out["projects"] = ls_client.project_summaries(client, db)
-            from .loop import stopping_report
-            from .store import list_versions
-
-            for p in out["projects"]:
-                p["stopping"] = stopping_report(list_versions(db, int(p["id"])))
-        except ServerError as exc:
-            out["error"] = str(exc)
-    if as_json:
-        click.echo(json.dumps(out, indent=2))
-        return
-    if not processes:
-        click.echo(f"nothing running from {settings.home} (start it with: goldloop up)")
+    out = status_report(settings, _open_db(settings, create=False))
+    processes = out["processes"]
+    if _echo_json_or_empty(out, as_json, not processes, f"nothing running from {settings.home} (start it with: goldloop up)"):
         return
     click.echo(f"data dir {settings.home}")
     for p in processes:
@@ -241,11 +236,12 @@ def import_(data_dir, project, paths, min_chars, mask_pii, text_column, no_predi
     PROJECT is a Label Studio project id or a schema name (e.g. medical_records).
     """
     from . import ls_client
+    from .importer import import_files
 
     settings = settings_for(data_dir)
     db = _open_db(settings, create=True)
     client = ls_client.connect(settings, db)
-    outcome = ls_client.import_files(
+    outcome = import_files(
         client, settings, db, project, list(paths), min_chars=min_chars, mask_pii=mask_pii, text_column=text_column,
         pre_annotate=not no_predict,
     )  # fmt: skip
@@ -288,26 +284,20 @@ def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lor
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def versions(data_dir, project, as_json):
     """List a project's model versions: metrics, data, decision."""
-    import json
-
     from . import ls_client, store
     from .loop import stopping_report
 
     settings = settings_for(data_dir)
-    db = store.open_db(settings.db_path)
+    db = store.open_db(settings.data_dir.db_path)
     pid = int(ls_client.resolve_project(ls_client.connect(settings, db), project, db).id)
     rows = store.list_versions(db, pid)
-    if as_json:
-        click.echo(json.dumps({"versions": rows, "stopping": stopping_report(rows)}, indent=2, default=str))
-        return
-    if not rows:
-        click.echo(f"project {pid}: no versions yet (goldloop train {project})")
+    stop = stopping_report(rows)
+    if _echo_json_or_empty({"versions": rows, "stopping": stop}, as_json, not rows, f"project {pid}: no versions yet (goldloop train {project})"):
         return
     click.echo(f"{'version':<28}{'status':<12}{'labeled':>8}{'primary':>9}  decision")
     for r in rows:
         primary = "" if r.get("primary") is None else f"{r['primary']:.4f}"
         click.echo(f"{r['version']:<28}{r.get('status', ''):<12}{r.get('labeled_docs') or '':>8}{primary:>9}  {r.get('decision') or ''}")
-    stop = stopping_report(rows)
     click.echo(f"stopping criterion: {'stop labeling' if stop['stop'] else 'keep labeling'} ({stop['reason']})")
 
 
@@ -322,10 +312,10 @@ def report(data_dir, project, out):
     from .report import write_report
 
     settings = settings_for(data_dir)
-    db = store.open_db(settings.db_path)
+    db = store.open_db(settings.data_dir.db_path)
     proj = ls_client.resolve_project(ls_client.connect(settings, db), project, db)
     rows = store.list_versions(db, int(proj.id))
-    path = write_report(rows, out or settings.home / "reports" / str(proj.id), proj.title, stopping_report(rows))
+    path = write_report(rows, out or settings.data_dir.report_dir(proj.id), proj.title, stopping_report(rows))
     click.echo(f"wrote {path}")
 
 
@@ -342,7 +332,7 @@ def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out
     from ml_backend.schema import parse_label_config
 
     from . import __version__, ls_client, store
-    from .export import ProjectInfo, export_dataset
+    from .export import ExportOptions, ProjectInfo, export_dataset
     from .loop import slugify
 
     settings = settings_for(data_dir)
@@ -352,9 +342,9 @@ def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out
     row = store.get_project(db, int(proj.id)) or {}
     info = ProjectInfo(id=int(proj.id), slug=slugify(row.get("schema_name") or proj.title), title=proj.title, label_config=proj.label_config)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    res = export_dataset(ls_client.iter_tasks(client, int(proj.id)), parse_label_config(proj.label_config), info, out,
-                         formats=fmts, resolve=resolve, only_reviewed=only_reviewed, check_labels=check_labels, goldloop_version=__version__,
-                         total=proj.task_number)
+    options = ExportOptions(out, formats=fmts, resolve=resolve, only_reviewed=only_reviewed, check_labels=check_labels,
+                            goldloop_version=__version__, total=proj.task_number)
+    res = export_dataset(ls_client.iter_tasks(client, int(proj.id)), parse_label_config(proj.label_config), info, options)
     click.echo(res.message)
     if res.version_dir:
         click.echo(f"version: {res.version_dir}")

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from .datadir import DataDir
+
 # Environment variable names (the only place they are spelled out).
 ENV_HOME = "GOLDLOOP_HOME"
 ENV_MODEL = "GOLDLOOP_MODEL"
@@ -21,8 +23,15 @@ ENV_THREADS = "GOLDLOOP_THREADS"
 ENV_MAX_TEXT_CHARS = "GOLDLOOP_MAX_TEXT_CHARS"
 ENV_ADMIN_EMAIL = "GOLDLOOP_ADMIN_EMAIL"
 ENV_ADMIN_PASSWORD = "GOLDLOOP_ADMIN_PASSWORD"
+ENV_MASK_PII_SCHEMAS = "GOLDLOOP_MASK_PII_SCHEMAS"  # comma-separated schema names; "" masks none
 
 DEFAULT_HOME = Path.home() / ".goldloop"
+LOCAL_HOST = "127.0.0.1"  # the local stack's processes listen here only
+
+
+def local_url(port: int) -> str:
+    """The URL of a port of the local stack."""
+    return f"http://{LOCAL_HOST}:{port}"
 
 
 def default_model() -> str:
@@ -74,12 +83,27 @@ class Settings:
         return self.model_name or default_model()
 
     @property
+    def data_dir(self) -> DataDir:
+        """The layout of the data dir (home)."""
+        return DataDir(self.home)
+
+    @property
     def models_dir(self) -> Path:
-        return Path(self.home) / "models"
+        return self.data_dir.models
 
     @property
     def db_path(self) -> Path:
-        return Path(self.home) / "goldloop.db"
+        return self.data_dir.db_path
+
+    def backend_settings(self):
+        """What the ML backend reads (``ml_backend.settings.BackendSettings``), filled from these settings."""
+        from ml_backend.settings import BackendSettings
+
+        return BackendSettings(
+            model=self.model, models_dir=self.models_dir, quantize=self.quantize, threads=self.threads,
+            max_length=self.max_length, cache_size=self.cache_size, max_text_chars=self.max_text_chars,
+            basic_auth_user=self.basic_auth_user, basic_auth_pass=self.basic_auth_pass,
+        )
 
     def with_overrides(self, **kw) -> "Settings":
         known = {f.name for f in fields(self)}
@@ -114,10 +138,3 @@ class Settings:
         if env.get(ENV_MASK_PII_SCHEMAS) is not None:
             s.mask_pii_schemas = tuple(n.strip() for n in env[ENV_MASK_PII_SCHEMAS].split(",") if n.strip())
         return s.with_overrides(**overrides)
-
-
-# --- local stack (goldloop up/down/status/import) ---
-ENV_MASK_PII_SCHEMAS = "GOLDLOOP_MASK_PII_SCHEMAS"  # comma-separated schema names; "" masks none
-LS_TOKEN_FILENAME = "label_studio_token"  # API token of the admin, in the data dir, mode 0600
-LS_DATA_DIRNAME = "label-studio"  # LABEL_STUDIO_BASE_DATA_DIR inside the data dir
-LOGS_DIRNAME = "logs"

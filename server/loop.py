@@ -1,7 +1,8 @@
 """One active-learning round, end to end: export → train → evaluate → gate → promote → pre-annotate → reorder.
 
 The same code runs from Label Studio's START_TRAINING webhook (inside `goldloop backend`, promoting into
-the serving registry), from `goldloop train PROJECT`, and (offline) from `goldloop simulate`.
+the serving registry) and from `goldloop train PROJECT`. `goldloop simulate` replays the loop offline with
+its own query models (server/simulate/), using this round's training code (ml_backend.training).
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ml_backend.registry import ProjectModel, Registry, cold_start_model, new_version_name
+from ml_backend.registry import ProjectModel, Registry, new_version_name
+from ml_backend.results import result_key
 from ml_backend.schema import TaskSpec, parse_label_config
 from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, train_control
 
 from . import ls_client, store
 from .errors import ExportError, LoopError
-from .export import ExportResult, ProjectInfo, export_dataset, read_jsonl
+from .export import ExportOptions, ExportResult, ProjectInfo, export_dataset, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +55,7 @@ def pool_agreement(old: list[dict], new: list[dict]) -> float | None:
     if not old or len(old) != len(new):
         return None
 
-    def labels(item: dict) -> frozenset:
-        out = set()
-        for r in item.get("result", []):
-            v = r.get("value", {})
-            out.add((r.get("from_name"), v.get("start"), v.get("end"), tuple(v.get("labels") or v.get("choices") or ())))
-        return frozenset(out)
-
-    return float(np.mean([labels(a) == labels(b) for a, b in zip(old, new)]))
+    return float(np.mean([result_key(a.get("result")) == result_key(b.get("result")) for a, b in zip(old, new)]))
 
 
 def order_scores(strategy: str, items: list[dict], pm: ProjectModel, texts: dict[str, list[str]], seed: int = 0) -> list[float]:
@@ -114,14 +109,14 @@ def run_round(
     """Run one round for a Label Studio project; returns (and stores) the version record."""
     opts = options or TrainOptions(cold_start_labels=settings.cold_start_labels)
     opts.model_name = opts.model_name or settings.model
-    opts.work_dir = opts.work_dir or str(Path(settings.home) / "encoders")
+    opts.work_dir = opts.work_dir or str(settings.data_dir.encoders)
     opts.progress = progress
-    db = store.open_db(settings.db_path)
+    db = store.open_db(settings.data_dir.db_path)
     client = client or ls_client.connect(settings, db)
     project = ls_client.resolve_project(client, project_ref, db)
     pid = int(project.id)
     spec = parse_label_config(project.label_config)
-    registry = registry or Registry(settings)
+    registry = registry or Registry(settings.backend_settings())
     version = new_version_name()
     started = time.time()
     row: dict[str, Any] = {"project_id": pid, "version": version, "trigger": trigger, "started_at": started, "status": "running",
@@ -146,9 +141,9 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
     key = str(pid)
     row = store.get_project(db, pid) or {}
     slug = slugify(row.get("schema_name") or project.title)
-    datasets_root = Path(settings.home) / "datasets"
+    datasets_root = settings.data_dir.datasets
     info = ProjectInfo(id=pid, slug=slug, title=project.title, label_config=project.label_config)
-    exported: ExportResult = export_dataset(ls_client.iter_tasks(client, pid), spec, info, datasets_root, formats=("jsonl",), progress=progress)
+    exported: ExportResult = export_dataset(ls_client.iter_tasks(client, pid), spec, info, ExportOptions(datasets_root, formats=("jsonl",), progress=progress))
     vdir = exported.version_dir or latest_dataset(datasets_root, slug)
     if vdir is None:
         raise LoopError(f"export wrote no dataset: {exported.message}")
@@ -199,24 +194,56 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
     }
     if not promote:
         return out
-    registry.promote(key, candidate, {"metrics": new_metrics, "dataset_version": vdir.name, "decision": reason})
-    # pre-annotate the pool with the new version and order the queue
-    items, previous = [], []
-    batch = 64
+    out.update(_publish(client, registry, key, pid, candidate, serving, version, pool_ids, pool_texts, data, strategy, opts, progress,
+                        {"metrics": new_metrics, "dataset_version": vdir.name, "decision": reason}))
+    return out
+
+
+def _publish(client, registry: Registry, key: str, pid: int, candidate: ProjectModel, serving: ProjectModel, version: str,
+             pool_ids: list, pool_texts: dict[str, list[str]], data: dict, strategy: str, opts: TrainOptions, progress: bool,
+             meta: dict) -> dict:
+    """Make a promoted candidate the project's version in Label Studio and in the registry, both or neither.
+
+    Label Studio accepts a project ``model_version`` only once predictions carry it, so the version's predictions
+    are stored first: on the pool, or, when every task is labeled, on the labeled tasks (which also lets Label
+    Studio compare the model with its annotators). The registry swap comes last, so a refusal leaves the old
+    version serving; a failed swap puts Label Studio's project version back.
+    """
     from tqdm.auto import tqdm
 
-    for i in tqdm(range(0, len(pool_ids), batch), desc="pre-annotate pool", disable=not progress, leave=False):
-        chunk = {f: v[i : i + batch] for f, v in pool_texts.items()}
-        items += candidate.to_results(chunk)
+    targets, texts = pool_ids, pool_texts
+    if not pool_ids:
+        records = [r for split in data.values() for r in split
+                   if all(isinstance((r.get("data") or {}).get(f), str) for f in pool_texts)]
+        targets = [r["id"] for r in records]
+        texts = {f: [r["data"][f] for r in records] for f in pool_texts}
+    items, previous, batch = [], [], 64
+    for i in tqdm(range(0, len(targets), batch), desc="pre-annotate pool" if pool_ids else "predict labeled tasks",
+                  disable=not progress, leave=False):
+        items += candidate.to_results({f: v[i : i + batch] for f, v in texts.items()})
     if pool_ids and serving.version != version:
         previous = serving.to_results(pool_texts)
-    scores = order_scores(strategy, items, candidate, pool_texts, opts.seed)
-    ls_client.create_predictions(client, [{"task": tid, "model_version": version, "score": float(s), "result": it["result"]} for tid, it, s in zip(pool_ids, items, scores)])
+    scores = order_scores(strategy, items, candidate, texts, opts.seed) if pool_ids else [it["score"] for it in items]
+    stored = ls_client.create_predictions(
+        client, [{"task": tid, "model_version": version, "score": float(s), "result": it["result"]} for tid, it, s in zip(targets, items, scores)]
+    )
+    old_version = getattr(ls_client.get_project(client, pid), "model_version", None)
     if not ls_client.adopt_model_version(client, pid, version):
-        raise LoopError(f"Label Studio refused model_version {version!r} after its predictions were stored")
-    ls_client.use_uncertainty_sampling(client, pid)
-    ls_client.ensure_view_ordered_by_score(client, pid)
-    out["pool_agreement"] = pool_agreement(previous, items)
+        ls_client.delete_predictions(client, stored)
+        raise LoopError(f"Label Studio refused model_version {version!r} after its predictions were stored; "
+                        f"not promoted, {serving.version!r} keeps serving")
+    try:
+        registry.promote(key, candidate, meta)
+    except Exception:
+        if old_version:
+            ls_client.adopt_model_version(client, pid, old_version)
+        ls_client.delete_predictions(client, stored)
+        raise
+    out: dict[str, Any] = {"predicted_labeled_docs": 0 if pool_ids else len(targets)}
+    if pool_ids:
+        ls_client.use_uncertainty_sampling(client, pid)
+        ls_client.ensure_view_ordered_by_score(client, pid)
+        out["pool_agreement"] = pool_agreement(previous, items)
     return out
 
 
@@ -251,7 +278,7 @@ def backend_trainer(settings, registry: Registry | None = None):
     def trainer(project: str, event: dict) -> None:
         cmd = [sys.executable, "-m", "server.cli", "train", str(project), "--data-dir", str(settings.home),
                "--trigger", str(event.get("action", "webhook"))]
-        log_path = Path(settings.home) / "logs" / f"train-{project}.log"
+        log_path = settings.data_dir.log(f"train-{project}")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # the round serves what the backend serves: with int8 it prebuilds the graph before promoting
         env = {**os.environ, ENV_QUANTIZE: settings.quantize}

@@ -1,16 +1,13 @@
 """Every label-studio-sdk call of goldloop: projects, tasks, predictions, ML backends, views, exports.
 
 Callers get plain dicts (Label Studio's JSON shapes) or the SDK's project objects; SDK and HTTP errors come
-out as one-line ``server.errors`` exceptions.
+out as one-line ``server.errors`` exceptions. goldloop's own state is written by the callers (``server.store``).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import httpx
@@ -18,17 +15,13 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from . import store
-from .config import Settings
-from .errors import ConfigError, LabelStudioError, ProjectNotFound, StackError
+from .config import Settings, local_url
+from .errors import LabelStudioError, ProjectNotFound, StackError
 
 PROJECT_MARKER = "goldloop schema: "  # project description prefix that ties a project to its schema
 ML_BACKEND_TITLE = "goldloop"
 SCORE_VIEW_TITLE = "goldloop: least confident first"
 CLIENT_TIMEOUT = 300.0  # > Label Studio's 100 s predict timeout: a pre-annotation batch waits for it
-TITLE_MAX = 50  # Label Studio's limit on project titles
-
-Echo = Callable[[str], None]
-_store = store  # resolve_project's parameter is called store
 
 # the SDK's HTTP client logs every request at INFO: keep goldloop's output readable unless asked otherwise
 if logging.getLogger("httpx").level == logging.NOTSET:
@@ -71,15 +64,18 @@ def _base_url(client: LabelStudio) -> str:
     return client._client_wrapper.get_base_url()
 
 
+def label_studio_url(settings: Settings, db=None) -> str:
+    """Where Label Studio is: Settings' URL, else the recorded Label Studio process, else the local port."""
+    if settings.ls_url:
+        return settings.ls_url
+    row = store.get_process(db if db is not None else store.open_db(settings.data_dir.db_path), store.LABEL_STUDIO)
+    return row["url"] if row else local_url(settings.ls_port)
+
+
 def connect(settings: Settings, db=None, check: bool = True) -> LabelStudio:
     """A Label Studio client: URL and key from Settings, else the running stack's URL and the data dir's token."""
-    from .stack import LABEL_STUDIO, read_token, url_for  # stack does not import this module
-
-    url = settings.ls_url
-    if not url:
-        row = store.get_process(db if db is not None else store.open_db(settings.db_path), LABEL_STUDIO)
-        url = row["url"] if row else url_for(settings.ls_port)
-    key = settings.ls_api_key or read_token(settings)
+    url = label_studio_url(settings, db)
+    key = settings.ls_api_key or settings.data_dir.read_token()
     client = LabelStudio(base_url=url.rstrip("/"), api_key=key, timeout=CLIENT_TIMEOUT)
     if check:
         with _errors("connecting", url):
@@ -93,82 +89,10 @@ def _raw(client: LabelStudio, method: str, path: str, **kw: Any) -> httpx.Respon
     return resp
 
 
-# --- schemas -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Schema:
-    """One labeling config file of schemas/: its name (file stem), title, XML and what goldloop reads from it."""
-
-    name: str
-    title: str
-    xml: str
-    path: Path
-    config_hash: str
-    text_field: str
-
-
-def schemas_dir() -> Path:
-    """The schemas folder: server/schemas (a link to the repository's schemas/, packaged as files in a wheel),
-    else the checkout's schemas/ (a checkout where the link is not a link)."""
-    here = Path(__file__).resolve().parent
-    candidates = [here / "schemas"]
-    if (here.parent / "pyproject.toml").exists():
-        candidates.append(here.parent / "schemas")
-    for candidate in candidates:
-        if candidate.is_dir() and any(candidate.glob("*.xml")):
-            return candidate
-    raise ConfigError(f"no schemas folder with *.xml next to {here}; reinstall goldloop")
-
-
-def _title_of(xml: str, name: str) -> str:
-    """The 'Title: ...' line of the schema's header comment, else the schema name."""
-    comment = re.match(r"\s*<!--(.*?)-->", xml, re.S)
-    if comment:
-        found = re.search(r"^\s*Title:\s*(.+?)\s*$", comment.group(1), re.M)
-        if found:
-            return found.group(1)[:TITLE_MAX]
-    return name[:TITLE_MAX]
-
-
-def load_schema(path: Path) -> Schema:
-    """Read one schema file; ConfigError when goldloop cannot use it."""
-    from ml_backend.errors import SchemaError
-    from ml_backend.schema import config_hash, parse_label_config
-
-    path = Path(path)
-    try:
-        xml = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"schema {path} cannot be read ({exc}); fix or remove the file") from None
-    try:
-        spec = parse_label_config(xml)
-    except SchemaError as exc:
-        raise ConfigError(f"schema {path}: {exc}; fix the file") from None
-    return Schema(path.stem, _title_of(xml, path.stem), xml, path, config_hash(xml), spec.value_fields[0])
-
-
-def load_schemas(folder: Path | None = None) -> list[Schema]:
-    """Every schema of a folder (default: schemas_dir()), sorted by name."""
-    folder = Path(folder) if folder is not None else schemas_dir()
-    return [load_schema(p) for p in sorted(folder.glob("*.xml"))]
-
-
-def text_field_of(label_config: str) -> str:
-    """The task data key holding the text, read from a labeling config."""
-    from ml_backend.errors import SchemaError
-    from ml_backend.schema import parse_label_config
-
-    try:
-        return parse_label_config(label_config).value_fields[0]
-    except SchemaError as exc:
-        raise ConfigError(f"the project's labeling config is not usable: {exc}") from None
-
-
 # --- projects ------------------------------------------------------------------------------------
 
 
-def _schema_name_of(project: Any) -> str | None:
+def schema_name_of(project: Any) -> str | None:
     """The schema name a project was created from (its description marker), or None."""
     desc = getattr(project, "description", None) or ""
     return desc[len(PROJECT_MARKER):].strip() if desc.startswith(PROJECT_MARKER) else None
@@ -191,113 +115,64 @@ def get_project(client: LabelStudio, project_id: int) -> Any | None:
         raise
 
 
-def resolve_project(client: LabelStudio, ref: str | int, store=None) -> Any:
+def project_of_schema(client: LabelStudio, schema_name: str, projects: list[Any] | None = None) -> Any | None:
+    """The project whose description marker names the schema (among projects, default: every project), or None."""
+    for p in projects if projects is not None else list_projects(client):
+        if schema_name_of(p) == schema_name:
+            return get_project(client, p.id)
+    return None
+
+
+def resolve_project(client: LabelStudio, ref: str | int, db=None) -> Any:
     """The project named by a Label Studio id or a schema name; ProjectNotFound lists the known ones.
 
-    store: the goldloop Database (open_db) to look schema names up in first, or None.
+    db: the goldloop Database (store.open_db) to look schema names up in first, or None.
     """
     ref_s = str(ref).strip()
     project = None
     if ref_s.isdigit():
         project = get_project(client, int(ref_s))
     else:
-        row = _store.get_project_by_name(store, ref_s) if store is not None else None
+        row = store.get_project_by_name(db, ref_s) if db is not None else None
         if row:
             project = get_project(client, row["id"])
         if project is None:
             for p in list_projects(client):
-                if _schema_name_of(p) == ref_s or p.title == ref_s:
+                if schema_name_of(p) == ref_s or p.title == ref_s:
                     project = get_project(client, p.id)
                     break
     if project is None:
-        known = ", ".join(f"{p.id} ({_schema_name_of(p) or p.title})" for p in list_projects(client)) or "none yet (run goldloop up)"
+        known = ", ".join(f"{p.id} ({schema_name_of(p) or p.title})" for p in list_projects(client)) or "none yet (run goldloop up)"
         raise ProjectNotFound(f"unknown project {ref_s!r}; expected a Label Studio project id or schema name, known: {known}")
     return project
 
 
-@dataclass
-class ProjectSync:
-    """What syncing one schema did to its Label Studio project."""
-
-    schema: str
-    project_id: int
-    title: str
-    created: bool = False
-    config_updated: bool = False
-    backend_connected: bool = False
-    settings_updated: bool = False
-    model_version: str = ""
-
-    @property
-    def changed(self) -> bool:
-        return self.created or self.config_updated or self.backend_connected or self.settings_updated
+def create_project(client: LabelStudio, schema_name: str, title: str, label_config: str, min_annotations_to_train: int) -> int:
+    """Create the project of a schema (its description carries the schema marker); return its id."""
+    with _errors(f"creating the project of schema {schema_name}", _base_url(client)):
+        created = client.projects.create(
+            title=title,
+            description=f"{PROJECT_MARKER}{schema_name}",
+            label_config=label_config,
+            min_annotations_to_start_training=min_annotations_to_train,
+        )
+    return int(created.id)
 
 
-def _find_project(client: LabelStudio, schema: Schema, db, cache: list[Any] | None) -> Any | None:
-    """The existing project of a schema: by the stored id, else by the description marker."""
-    row = store.get_project_by_name(db, schema.name)
-    if row:
-        project = get_project(client, row["id"])
-        if project is not None and _schema_name_of(project) in (schema.name, None):
-            return project
-        store.forget_project(db, row["id"])
-    for p in cache if cache is not None else list_projects(client):
-        if _schema_name_of(p) == schema.name:
-            return get_project(client, p.id)
-    return None
-
-
-def ensure_project(client: LabelStudio, schema: Schema, settings: Settings, db, cache: list[Any] | None = None) -> tuple[Any, ProjectSync]:
-    """Create the schema's project, or update its labeling config when the schema changed (idempotent)."""
-    project = _find_project(client, schema, db, cache)
-    url = _base_url(client)
-    if project is None:
-        try:
-            with _errors(f"creating the project of schema {schema.name}", url):
-                project = client.projects.create(
-                    title=schema.title,
-                    description=f"{PROJECT_MARKER}{schema.name}",
-                    label_config=schema.xml,
-                    min_annotations_to_start_training=settings.min_annotations_to_train,
-                )
-        except LabelStudioError as exc:
-            raise ConfigError(f"Label Studio rejects schema {schema.path}: {str(exc).split(': ', 1)[-1]}; fix the file") from None
-        project = get_project(client, project.id)
-        sync = ProjectSync(schema.name, project.id, project.title, created=True)
-    else:
-        sync = ProjectSync(schema.name, project.id, project.title)
-        row = store.get_project_by_name(db, schema.name)
-        from ml_backend.schema import config_hash
-
-        current = config_hash(project.label_config or "")
-        # the schema file changed since the last sync (or was never synced here): push it to Label Studio;
-        # an unchanged schema leaves edits made in Label Studio's UI alone
-        schema_changed = row.get("config_hash") != schema.config_hash if row else True
-        if schema_changed and current != schema.config_hash:
-            try:
-                with _errors(f"updating the labeling config of project {project.id}", url):
-                    client.projects.update(id=project.id, label_config=schema.xml)
-            except LabelStudioError as exc:
-                raise ConfigError(f"Label Studio rejects schema {schema.path} for project {project.id}: {str(exc).split(': ', 1)[-1]}") from None
-            sync.config_updated = True
-        changes: dict[str, Any] = {}
-        if project.title != schema.title:
-            changes["title"] = schema.title
-        if project.min_annotations_to_start_training != settings.min_annotations_to_train:
-            changes["min_annotations_to_start_training"] = settings.min_annotations_to_train
-        if changes:
-            with _errors(f"updating project {project.id}", url):
-                client.projects.update(id=project.id, **changes)
-            sync.settings_updated = True
-            sync.title = changes.get("title", sync.title)
-    store.upsert_project(
-        db, id=project.id, schema_name=schema.name, title=sync.title, config_hash=schema.config_hash, text_field=schema.text_field,
-        mask_pii=schema.name in settings.mask_pii_schemas,
-    )  # fmt: skip
-    return project, sync
+def update_project(client: LabelStudio, project_id: int, **changes: Any) -> None:
+    """Change a project's fields (title, label_config, min_annotations_to_start_training, ...)."""
+    what = f"updating the labeling config of project {project_id}" if "label_config" in changes else f"updating project {project_id}"
+    with _errors(what, _base_url(client)):
+        client.projects.update(id=int(project_id), **changes)
 
 
 # --- ML backend ----------------------------------------------------------------------------------
+
+
+def ml_backend_ids(client: LabelStudio, project_id: int) -> list[int]:
+    """The ids of the ML backends connected to a project."""
+    with _errors(f"listing ML backends of project {project_id}", _base_url(client)):
+        return [b.id for b in client.ml.list(project=int(project_id))]
 
 
 def ensure_ml_backend(client: LabelStudio, project_id: int, backend_url: str, settings: Settings) -> tuple[int, bool]:
@@ -367,46 +242,10 @@ def use_uncertainty_sampling(client: LabelStudio, project_id: int) -> None:
         client.projects.update(id=int(project_id), sampling="Uncertainty sampling")
 
 
-def sync_projects(
-    client: LabelStudio, settings: Settings, db, backend_url: str, schemas: Iterable[Schema] | None = None, echo: Echo | None = None
-) -> list[ProjectSync]:
-    """One project per schema, with the backend connected and the backend's model version set (idempotent)."""
-    results = []
-    cache = list_projects(client)
-    for schema in schemas if schemas is not None else load_schemas():
-        project, sync = ensure_project(client, schema, settings, db, cache)
-        ml_id, sync.backend_connected = ensure_ml_backend(client, project.id, backend_url, settings)
-        version = backend_model_version(client, ml_id)
-        before = get_project(client, project.id)
-        if before is not None and before.model_version != version and adopt_model_version(client, project.id, version):
-            sync.settings_updated = True
-        after = get_project(client, project.id)
-        sync.model_version = (after.model_version if after is not None else "") or version
-        store.upsert_project(db, id=project.id, model_version=sync.model_version, ml_backend_id=ml_id)
-        if echo:
-            what = "created" if sync.created else ("updated" if sync.changed else "unchanged")
-            echo(f"  project {project.id:>3}  {schema.name:<18} {what:<9} model {sync.model_version}")
-        results.append(sync)
-    return results
-
-
-def project_summaries(client: LabelStudio, db=None) -> list[dict[str, Any]]:
-    """Each project: id, schema name, title, task / annotation / prediction counts, model version."""
-    out = []
-    for p in list_projects(client):
-        row = store.get_project(db, p.id) if db is not None else None
-        out.append(
-            {
-                "id": p.id,
-                "schema": _schema_name_of(p) or (row or {}).get("schema_name"),
-                "title": p.title,
-                "tasks": p.task_number or 0,
-                "annotations": p.total_annotations_number or 0,
-                "predictions": p.total_predictions_number or 0,
-                "model_version": p.model_version or "",
-            }
-        )
-    return out
+def train(client: LabelStudio, ml_backend_id: int) -> None:
+    """Ask Label Studio to send START_TRAINING to the backend."""
+    with _errors(f"starting training on ML backend {ml_backend_id}", _base_url(client)):
+        client.ml.train(id=int(ml_backend_id))
 
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -528,6 +367,13 @@ def create_predictions(client: LabelStudio, items: Iterable[dict[str, Any]]) -> 
     return ids
 
 
+def delete_predictions(client: LabelStudio, prediction_ids: Iterable[int]) -> None:
+    """Delete predictions by id."""
+    for pred_id in prediction_ids:
+        with _errors(f"deleting prediction {pred_id}", _base_url(client)):
+            client.predictions.delete(id=int(pred_id))
+
+
 def prediction_batches(tasks: list[tuple[int, int]], max_chars: int, max_tasks: int) -> list[list[int]]:
     """Group (task id, text length) pairs into batches under max_chars characters and max_tasks tasks."""
     batches: list[list[int]] = []
@@ -601,117 +447,6 @@ def export_tasks(client: LabelStudio, project_id: int, export_type: str = "JSON"
     """Label Studio's own export of a project (JSON, JSON_MIN, CSV, TSV, CONLL2003) as bytes."""
     with _errors(f"exporting project {project_id} as {export_type}", _base_url(client)):
         return b"".join(client.projects.exports.download_sync(int(project_id), export_type=export_type, download_all_tasks=all_tasks))
-
-
-def train(client: LabelStudio, ml_backend_id: int) -> None:
-    """Ask Label Studio to send START_TRAINING to the backend."""
-    with _errors(f"starting training on ML backend {ml_backend_id}", _base_url(client)):
-        client.ml.train(id=int(ml_backend_id))
-
-
-# --- the import pipeline -------------------------------------------------------------------------
-
-
-@dataclass
-class ImportOutcome:
-    """What one import did: the report of the cleaning, the new task ids, the predictions attached."""
-
-    project_id: int
-    schema_name: str
-    task_ids: list[int]
-    report: Any
-    pre_annotated: int = 0
-    import_id: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def summary_lines(self) -> list[str]:
-        """Human lines for the CLI."""
-        lines = list(self.report.summary_lines()) if hasattr(self.report, "summary_lines") else []
-        lines.append(f"imported {len(self.task_ids)} new task(s) into project {self.project_id} ({self.schema_name})")
-        if self.task_ids:
-            lines.append(f"pre-annotated: {self.pre_annotated} prediction(s) from the ML backend")
-        lines.extend(f"warning: {w}" for w in self.warnings)
-        return lines
-
-
-def import_files(
-    client: LabelStudio,
-    settings: Settings,
-    db,
-    ref: str | int,
-    paths: list[Path | str],
-    *,
-    min_chars: int | None = None,
-    mask_pii: bool | None = None,
-    text_column: str | None = None,
-    pre_annotate: bool = True,
-    progress: bool = True,
-) -> ImportOutcome:
-    """Read, clean and deduplicate documents, import them into a project in batches, then pre-annotate them."""
-    from . import ingest
-
-    project = resolve_project(client, ref, db)
-    text_field = text_field_of(project.label_config)
-    row = store.get_project(db, project.id) or {}
-    schema_name = _schema_name_of(project) or row.get("schema_name") or str(project.id)
-    if mask_pii is None:
-        mask_pii = schema_name in settings.mask_pii_schemas
-
-    docs = ingest.read_documents([Path(p) for p in paths], text_column=text_column or text_field)
-    options: dict[str, Any] = {"mask_pii": mask_pii, "text_field": text_field}
-    if min_chars is not None:
-        options["min_chars"] = min_chars
-    existing = list(task_texts(client, project.id, text_field))
-    tasks, report = ingest.clean_documents(docs, ingest.CleanOptions(**options), existing_texts=existing)
-    report_dict = report.to_dict() if hasattr(report, "to_dict") else {}
-
-    try:
-        ids = import_tasks(client, project.id, tasks, settings.import_batch_size, progress)
-    except (LabelStudioError, StackError) as exc:
-        went_in = getattr(exc, "task_ids", [])
-        store.record_import(
-            db, project_id=project.id, schema_name=schema_name, paths=[str(p) for p in paths],
-            status="partial" if went_in else "failed", task_ids=went_in, report=report_dict, error=str(exc),
-        )  # fmt: skip
-        raise
-    outcome = ImportOutcome(project.id, schema_name, ids, report)
-    outcome.import_id = store.record_import(
-        db, project_id=project.id, schema_name=schema_name, paths=[str(p) for p in paths], status="ok", task_ids=ids, report=report_dict
-    )
-    if ids and pre_annotate:
-        lengths = {}
-        for tid, task in zip(ids, tasks):
-            lengths[tid] = len(str((task.get("data") or {}).get(text_field, "")))
-        if not _has_ml_backend(client, project.id):
-            outcome.warnings.append(f"project {project.id} has no ML backend connected; run goldloop up to connect it")
-        else:
-            try:
-                outcome.pre_annotated = retrieve_predictions(client, project.id, list(lengths.items()), settings, progress)
-                if outcome.pre_annotated < len(ids):
-                    outcome.warnings.append(
-                        f"only {outcome.pre_annotated} of {len(ids)} new task(s) got a prediction; "
-                        "check the ML backend log (goldloop status shows where it is)"
-                    )
-                # the new predictions carry the backend's current version: let the project serve it
-                ml_id = _ml_backend_ids(client, project.id)[0]
-                version = backend_model_version(client, ml_id)
-                if adopt_model_version(client, project.id, version):
-                    store.upsert_project(db, id=project.id, model_version=version)
-            except (LabelStudioError, StackError) as exc:
-                outcome.warnings.append(f"pre-annotation stopped: {exc}")
-            store.update_import(db, outcome.import_id, pre_annotated=outcome.pre_annotated)
-    return outcome
-
-
-def _ml_backend_ids(client: LabelStudio, project_id: int) -> list[int]:
-    """The ids of the ML backends connected to a project."""
-    with _errors(f"listing ML backends of project {project_id}", _base_url(client)):
-        return [b.id for b in client.ml.list(project=int(project_id))]
-
-
-def _has_ml_backend(client: LabelStudio, project_id: int) -> bool:
-    """True when at least one ML backend is connected to the project."""
-    return bool(_ml_backend_ids(client, project_id))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.2) -> bool:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -17,20 +16,9 @@ from typing import Callable
 import requests
 
 from . import store
-from .config import (
-    ENV_HOME,
-    ENV_LS_API_KEY,
-    ENV_LS_URL,
-    LOGS_DIRNAME,
-    LS_DATA_DIRNAME,
-    LS_TOKEN_FILENAME,
-    Settings,
-)
+from .config import ENV_HOME, ENV_LS_API_KEY, ENV_LS_URL, LOCAL_HOST, Settings, local_url
 from .errors import StackError
-
-LABEL_STUDIO = "label_studio"
-BACKEND = "backend"
-HOST = "127.0.0.1"
+from .procs import pid_alive
 
 Progress = Callable[[str], None]
 _START_MARK = "--- goldloop: starting "
@@ -52,68 +40,7 @@ class StackInfo:
     started: bool  # False when it was already running
 
 
-# --- paths and files -----------------------------------------------------------------------------
-
-
-def token_path(settings: Settings) -> Path:
-    """The file holding Label Studio's admin API token (mode 0600)."""
-    return Path(settings.home) / LS_TOKEN_FILENAME
-
-
-def ls_data_dir(settings: Settings) -> Path:
-    """Label Studio's own data dir (LABEL_STUDIO_BASE_DATA_DIR), inside goldloop's."""
-    return Path(settings.home) / LS_DATA_DIRNAME
-
-
-def log_path(settings: Settings, name: str) -> Path:
-    """The log file of one child process."""
-    return Path(settings.home) / LOGS_DIRNAME / f"{name}.log"
-
-
-def url_for(port: int) -> str:
-    """The local URL of a port."""
-    return f"http://{HOST}:{port}"
-
-
-def ensure_data_dir(home: Path) -> Path:
-    """Create the data dir and check it is writable; StackError says what to do when it is not."""
-    home = Path(home)
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        (home / LOGS_DIRNAME).mkdir(exist_ok=True)
-        probe = home / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise StackError(f"data dir {home} is not writable ({reason}); pass --data-dir DIR with a writable directory") from None
-    if not os.access(home, os.W_OK | os.X_OK):
-        raise StackError(f"data dir {home} is not writable; pass --data-dir DIR with a writable directory")
-    return home
-
-
-def read_or_create_token(settings: Settings) -> str:
-    """The admin API token: generated once (40 hex chars), kept in the data dir with mode 0600."""
-    path = token_path(settings)
-    if path.exists():
-        token = path.read_text().strip()
-        if len(token) == 40 and all(c in "0123456789abcdef" for c in token):
-            return token
-        raise StackError(f"token file {path} is corrupt (expected 40 hex characters); delete it together with {ls_data_dir(settings)}")
-    token = secrets.token_hex(20)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    return token
-
-
-def read_token(settings: Settings) -> str:
-    """The stored admin API token; StackError when the stack was never started here."""
-    path = token_path(settings)
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        raise StackError(f"no Label Studio token in {path}; start the stack with: goldloop up --data-dir {settings.home}") from None
+# --- logs ----------------------------------------------------------------------------------------
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
@@ -131,7 +58,7 @@ def log_tail(path: Path, lines: int = 15) -> str:
 # --- ports and processes -------------------------------------------------------------------------
 
 
-def port_in_use(port: int, host: str = HOST) -> bool:
+def port_in_use(port: int, host: str = LOCAL_HOST) -> bool:
     """True when something already listens on host:port (or the port cannot be bound)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # servers set SO_REUSEADDR too: a port in TIME_WAIT is free for them
@@ -146,7 +73,7 @@ def port_in_use(port: int, host: str = HOST) -> bool:
 def free_port() -> int:
     """A port nothing listens on right now (bind to port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
+        sock.bind((LOCAL_HOST, 0))
         return sock.getsockname()[1]
 
 
@@ -157,23 +84,6 @@ def check_ports(settings: Settings) -> None:
     for port, what, flag in ((settings.ls_port, "Label Studio", "--ls-port"), (settings.backend_port, "the ML backend", "--backend-port")):
         if port_in_use(port):
             raise StackError(f"port {port} for {what} is already in use; stop what listens there or pass {flag} PORT")
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True when the process exists and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _reap(pid: int) -> None:
@@ -219,14 +129,14 @@ def label_studio_executable() -> str:
 
 def label_studio_command(settings: Settings) -> list[str]:
     """The command line that starts Label Studio on 127.0.0.1:ls_port."""
-    return [label_studio_executable(), "start", "--no-browser", "--internal-host", HOST, "-p", str(settings.ls_port)]
+    return [label_studio_executable(), "start", "--no-browser", "--internal-host", LOCAL_HOST, "-p", str(settings.ls_port)]
 
 
 def backend_command(settings: Settings) -> list[str]:
     """The command line that starts the goldloop ML backend on 127.0.0.1:backend_port."""
     return [
         sys.executable, "-m", "server.cli", "backend",
-        "--data-dir", str(settings.home), "--host", HOST, "--port", str(settings.backend_port),
+        "--data-dir", str(settings.home), "--host", LOCAL_HOST, "--port", str(settings.backend_port),
     ]  # fmt: skip
 
 
@@ -235,7 +145,7 @@ def label_studio_env(settings: Settings, token: str, base: dict[str, str] | None
     env = dict(os.environ if base is None else base)
     env.update(
         {
-            "LABEL_STUDIO_BASE_DATA_DIR": str(ls_data_dir(settings)),
+            "LABEL_STUDIO_BASE_DATA_DIR": str(settings.data_dir.ls_data),
             "LABEL_STUDIO_USERNAME": settings.admin_email,
             "LABEL_STUDIO_PASSWORD": settings.admin_password,
             "LABEL_STUDIO_USER_TOKEN": token,
@@ -258,7 +168,7 @@ def backend_env(settings: Settings, token: str, base: dict[str, str] | None = No
     env.update(
         {
             ENV_HOME: str(settings.home),
-            ENV_LS_URL: url_for(settings.ls_port),
+            ENV_LS_URL: local_url(settings.ls_port),
             ENV_LS_API_KEY: token,
             "PYTHONUNBUFFERED": "1",
         }
@@ -336,12 +246,12 @@ def _recorded(db, name: str) -> dict | None:
 
 def running_stack(settings: Settings, db) -> StackInfo | None:
     """The stack recorded in db when both processes are alive and Label Studio answers, else None."""
-    ls, be = _recorded(db, LABEL_STUDIO), _recorded(db, BACKEND)
+    ls, be = _recorded(db, store.LABEL_STUDIO), _recorded(db, store.BACKEND)
     if not (ls and be) or not http_ok(f"{ls['url']}/health", timeout=3):
         return None
     return StackInfo(
-        data_dir=Path(settings.home), ls_url=ls["url"], backend_url=be["url"], ls_pid=ls["pid"], backend_pid=be["pid"],
-        token_path=token_path(settings), ls_log=Path(ls["log_path"]), backend_log=Path(be["log_path"]), started=False,
+        data_dir=settings.data_dir.home, ls_url=ls["url"], backend_url=be["url"], ls_pid=ls["pid"], backend_pid=be["pid"],
+        token_path=settings.data_dir.token_path, ls_log=Path(ls["log_path"]), backend_log=Path(be["log_path"]), started=False,
     )  # fmt: skip
 
 
@@ -352,18 +262,19 @@ def start_stack(settings: Settings, db, progress: Progress | None = None) -> Sta
         return running
     stop_stack(settings, db)  # a half-dead stack: stop what is left before starting again
     check_ports(settings)
-    token = read_or_create_token(settings)
-    ls_data_dir(settings).mkdir(parents=True, exist_ok=True)
-    home = Path(settings.home)
-    ls_log, be_log = log_path(settings, LABEL_STUDIO), log_path(settings, BACKEND)
-    ls_url, be_url = url_for(settings.ls_port), url_for(settings.backend_port)
+    data_dir = settings.data_dir
+    token = data_dir.read_or_create_token()
+    data_dir.ls_data.mkdir(parents=True, exist_ok=True)
+    home = data_dir.home
+    ls_log, be_log = data_dir.log(store.LABEL_STUDIO), data_dir.log(store.BACKEND)
+    ls_url, be_url = local_url(settings.ls_port), local_url(settings.backend_port)
 
     ls_cmd, be_cmd = label_studio_command(settings), backend_command(settings)
     ls_proc = spawn(ls_cmd, label_studio_env(settings, token), ls_log, cwd=home)
-    store.record_process(db, LABEL_STUDIO, ls_proc.pid, settings.ls_port, ls_url, str(ls_log), " ".join(ls_cmd))
+    store.record_process(db, store.LABEL_STUDIO, ls_proc.pid, settings.ls_port, ls_url, str(ls_log), " ".join(ls_cmd))
     try:
         be_proc = spawn(be_cmd, backend_env(settings, token), be_log, cwd=home)
-        store.record_process(db, BACKEND, be_proc.pid, settings.backend_port, be_url, str(be_log), " ".join(be_cmd))
+        store.record_process(db, store.BACKEND, be_proc.pid, settings.backend_port, be_url, str(be_log), " ".join(be_cmd))
         wait_healthy("Label Studio", f"{ls_url}/health", ls_proc.pid, settings.ls_start_timeout, ls_log, progress)
         check_token(ls_url, token)
         wait_healthy("the ML backend", f"{be_url}/health", be_proc.pid, settings.backend_start_timeout, be_log, progress)
@@ -372,14 +283,14 @@ def start_stack(settings: Settings, db, progress: Progress | None = None) -> Sta
         raise
     return StackInfo(
         data_dir=home, ls_url=ls_url, backend_url=be_url, ls_pid=ls_proc.pid, backend_pid=be_proc.pid,
-        token_path=token_path(settings), ls_log=ls_log, backend_log=be_log, started=True,
+        token_path=data_dir.token_path, ls_log=ls_log, backend_log=be_log, started=True,
     )  # fmt: skip
 
 
 def stop_stack(settings: Settings, db) -> list[dict]:
     """Stop the recorded processes (backend first); return what was stopped, each verified by pid."""
     stopped = []
-    for name in (BACKEND, LABEL_STUDIO):
+    for name in (store.BACKEND, store.LABEL_STUDIO):
         row = store.get_process(db, name)
         if not row:
             continue
@@ -413,7 +324,7 @@ def supervise(settings: Settings, db, info: StackInfo, poll: float = 1.0) -> str
     previous = {sig: signal.signal(sig, _on_term) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while True:
-            for name, pid, log in ((LABEL_STUDIO, info.ls_pid, info.ls_log), (BACKEND, info.backend_pid, info.backend_log)):
+            for name, pid, log in ((store.LABEL_STUDIO, info.ls_pid, info.ls_log), (store.BACKEND, info.backend_pid, info.backend_log)):
                 if not pid_alive(pid):
                     _reap(pid)
                     time.sleep(1.0)  # `goldloop down` forgets a process right after stopping it
@@ -430,57 +341,3 @@ def supervise(settings: Settings, db, info: StackInfo, poll: float = 1.0) -> str
             signal.signal(sig, handler)
         stop_stack(settings, db)
     return reason
-
-
-# --- goldloop up ---------------------------------------------------------------------------------
-
-
-def samples_dir() -> Path:
-    """The sample documents shipped with the package: samples/<schema name>/docs.jsonl."""
-    return Path(__file__).resolve().parent / "samples"
-
-
-@dataclass
-class UpResult:
-    """What `goldloop up` did: where the stack is, the projects synced, the sample imports."""
-
-    info: StackInfo
-    projects: list  # ls_client.ProjectSync
-    imports: list  # ls_client.ImportOutcome
-
-
-def bring_up(
-    settings: Settings, db, *, samples: bool = True, progress: Progress | None = None, echo: Callable[[str], None] | None = None,
-    show_bars: bool = True,
-) -> UpResult:
-    """Start the stack (or find it running), sync one project per schema, import the samples (idempotent)."""
-    from . import ls_client  # ls_client reads the token and URL from here
-
-    ensure_data_dir(Path(settings.home))
-    info = start_stack(settings, db, progress)
-    try:
-        sync_settings = settings.with_overrides(ls_url=info.ls_url, ls_api_key=read_token(settings))
-        client = ls_client.connect(sync_settings, db)
-        if echo:
-            echo("projects:")
-        synced = ls_client.sync_projects(client, sync_settings, db, info.backend_url, echo=echo)
-        imports = []
-        if samples:
-            for sync in synced:
-                path = samples_dir() / sync.schema / "docs.jsonl"
-                if not path.exists():
-                    continue
-                outcome = ls_client.import_files(client, sync_settings, db, sync.project_id, [path], progress=show_bars)
-                imports.append(outcome)
-                if echo:
-                    added = f"+{len(outcome.task_ids)} task(s), {outcome.pre_annotated} pre-annotated" if outcome.task_ids else "already imported"
-                    echo(f"  samples  {sync.schema:<18} {added}")
-                for warning in outcome.warnings:
-                    if echo:
-                        echo(f"  warning: {warning}")
-    except BaseException:
-        if info.started:
-            stop_stack(settings, db)
-        raise
-    return UpResult(info, synced, imports)
-

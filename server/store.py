@@ -11,11 +11,19 @@ import sqlite_utils
 PROCESSES = "processes"
 PROJECTS = "projects"
 IMPORTS = "imports"
+# the processes of the local stack, by their row name in PROCESSES
+LABEL_STUDIO = "label_studio"
+BACKEND = "backend"
 
 
 def _now() -> float:
     """Seconds since the epoch (the timestamp format of every table)."""
     return time.time()
+
+
+def _first(db: sqlite_utils.Database, table: str, where: str, args: list[Any]) -> dict[str, Any] | None:
+    """The first row of table matching where, or None."""
+    return next(iter(db[table].rows_where(where, args, limit=1)), None)
 
 
 def open_db(path: Path | str) -> sqlite_utils.Database:
@@ -83,8 +91,7 @@ def record_process(db: sqlite_utils.Database, name: str, pid: int, port: int, ur
 
 def get_process(db: sqlite_utils.Database, name: str) -> dict[str, Any] | None:
     """The recorded process called name, or None."""
-    rows = list(db[PROCESSES].rows_where("name = ?", [name]))
-    return rows[0] if rows else None
+    return _first(db, PROCESSES, "name = ?", [name])
 
 
 def list_processes(db: sqlite_utils.Database) -> list[dict[str, Any]]:
@@ -114,14 +121,12 @@ def upsert_project(db: sqlite_utils.Database, **row: Any) -> dict[str, Any]:
 
 def get_project(db: sqlite_utils.Database, project_id: int) -> dict[str, Any] | None:
     """The project row of a Label Studio id, or None."""
-    rows = list(db[PROJECTS].rows_where("id = ?", [int(project_id)]))
-    return rows[0] if rows else None
+    return _first(db, PROJECTS, "id = ?", [int(project_id)])
 
 
 def get_project_by_name(db: sqlite_utils.Database, schema_name: str) -> dict[str, Any] | None:
     """The project row of a schema name, or None."""
-    rows = list(db[PROJECTS].rows_where("schema_name = ?", [schema_name]))
-    return rows[0] if rows else None
+    return _first(db, PROJECTS, "schema_name = ?", [schema_name])
 
 
 def list_projects(db: sqlite_utils.Database) -> list[dict[str, Any]]:

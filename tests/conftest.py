@@ -7,5 +7,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 pytest_plugins = [
     "tests.plugins.backend",
+    "tests.plugins.export",
     "tests.plugins.label_studio",
 ]

@@ -14,8 +14,9 @@ import pytest
 import requests
 
 from ml_backend.splits import split_of
-from server import ls_client, stack, store
-from server.config import Settings
+from server import ls_client, procs, stack, store
+from server.config import Settings, local_url
+from server.datadir import DataDir
 from tests.plugins.backend import DATA, read_jsonl
 from tests.plugins.label_studio import copy_home, free_port, goldloop
 
@@ -34,13 +35,13 @@ def stack_up(ls_template, tmp_path_factory):
     goldloop("up", "--detach", "--no-samples", "--ls-port", str(ls_port), "--backend-port", str(be_port), home=home, env=env)
     db = store.open_db(home / "goldloop.db")
     pids = [p["pid"] for p in store.list_processes(db)]
-    settings = Settings(home=home, ls_url=stack.url_for(ls_port), ls_api_key=stack.read_token(Settings(home=home)))
+    settings = Settings(home=home, ls_url=local_url(ls_port), ls_api_key=DataDir(home).read_token())
     try:
         yield {"home": home, "settings": settings, "client": ls_client.connect(settings), "be": f"http://127.0.0.1:{be_port}", "env": env}
     finally:
         goldloop("down", home=home, check=False)
         for pid in pids:
-            if stack.pid_alive(pid):
+            if procs.pid_alive(pid):
                 stack.stop_pid(pid)
 
 
@@ -177,3 +178,78 @@ def test_gold_export_of_a_real_project(stack_up, tmp_path):
     again = goldloop("export", "medical_records", "--out", str(tmp_path / "exports"), home=home, env=env)
     assert "no change" in again.stdout.lower()
     assert len([p for p in version_dir.parent.iterdir() if not p.name.startswith(".")]) == 1
+
+
+ZH_CONFIG = '<View><Labels name="label" toName="text">{}</Labels><Text name="text" value="$text"/></View>'
+
+
+def _ui_project(client, title: str, docs: list[dict]) -> int:
+    """A project made the way the Label Studio UI makes one: its own span config, tasks imported, nothing from goldloop."""
+    labels = sorted({s["label"] for d in docs for s in d["spans"]})
+    project = client.projects.create(title=title, label_config=ZH_CONFIG.format("".join(f'<Label value="{lbl}"/>' for lbl in labels)))
+    client.projects.import_tasks(id=project.id, request=[{"text": d["text"]} for d in docs])
+    return int(project.id)
+
+
+def test_round_with_every_task_labeled(stack_up, tmp_path):
+    """Nothing left to pre-annotate: the round still trains, promotes, serves and names its version in Label Studio."""
+    home, client, settings = stack_up["home"], stack_up["client"], stack_up["settings"]
+    env = {**stack_up["env"], "LABEL_STUDIO_URL": settings.ls_url, "LABEL_STUDIO_API_KEY": settings.ls_api_key}
+    docs = read_jsonl(DATA / "zh_cmedqaner" / "test.jsonl")
+    labeled, later = docs[:36], docs[36:]
+    pid = _ui_project(client, "Chinese clinical notes", labeled)
+    client.ml.create(url=stack_up["be"], project=pid, title="goldloop", is_interactive=True)
+    gold = {d["text"]: d["spans"] for d in labeled}
+    tasks = list(ls_client.iter_tasks(client, pid))
+    for t in tasks:
+        text = t["data"]["text"]
+        ls_client.create_annotation(client, t["id"], [
+            {"from_name": "label", "to_name": "text", "type": "labels",
+             "value": {"start": s["start"], "end": s["end"], "text": text[s["start"]:s["end"]], "labels": [s["label"]]}} for s in gold[text]])
+
+    out = goldloop("train", str(pid), home=home, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    db = store.open_db(home / "goldloop.db")
+    [rec] = store.list_versions(db, pid)
+    assert rec["status"] == "promoted", rec
+    assert rec["pool_docs"] == 0 and rec["predicted_labeled_docs"] == len(tasks)
+    version = rec["version"]
+    assert version in goldloop("versions", str(pid), home=home, env=env).stdout
+    # Label Studio names the version, every labeled task carries its prediction, the backend serves it
+    project = ls_client.get_project(client, pid)
+    assert project.model_version == version
+    for t in ls_client.iter_tasks(client, pid):
+        assert [p["model_version"] for p in t.get("predictions") or []] == [version]
+    pred = requests.post(stack_up["be"] + "/predict", json={"project": f"{pid}.1", "label_config": project.label_config,
+                                                           "tasks": [{"id": tasks[0]["id"], "data": tasks[0]["data"]}]}, timeout=30)
+    assert pred.status_code == 200 and pred.json()["results"][0]["model_version"] == version
+
+    # the next import is pre-annotated by the promoted version
+    path = tmp_path / "later.jsonl"
+    path.write_text("".join(json.dumps({"text": d["text"]}, ensure_ascii=False) + "\n" for d in later))
+    goldloop("import", str(pid), str(path), home=home, env=env)
+    new = [t for t in ls_client.iter_tasks(client, pid) if not t.get("annotations")]
+    assert len(new) == len(later)
+    assert all([p["model_version"] for p in t.get("predictions") or []] == [version] for t in new)
+
+
+def test_refused_version_is_not_promoted(stack_up, monkeypatch):
+    """Label Studio refusing the new version leaves the old one serving everywhere and records why."""
+    from server.loop import run_round
+
+    home, client, settings = stack_up["home"], stack_up["client"], stack_up["settings"]
+    pid = next(int(p.id) for p in ls_client.list_projects(client) if p.title == "Chinese clinical notes")
+    db = store.open_db(home / "goldloop.db")
+    [old] = [v["version"] for v in store.list_versions(db, pid) if v["status"] == "promoted"]
+    before = {t["id"]: len(t.get("predictions") or []) for t in ls_client.iter_tasks(client, pid)}
+    monkeypatch.setattr(ls_client, "adopt_model_version", lambda *a, **k: False)
+    rec = run_round(settings.with_overrides(cold_start_labels=500), pid, progress=False)
+    assert rec["status"] == "failed" and "refused" in rec["decision"], rec
+    assert rec["version"] != old
+    project = ls_client.get_project(client, pid)
+    assert project.model_version == old
+    setup = requests.post(stack_up["be"] + "/setup", json={"project": f"{pid}.1", "schema": project.label_config}, timeout=5)
+    assert setup.json()["model_version"] == old
+    after = list(ls_client.iter_tasks(client, pid))
+    assert {t["id"]: len(t.get("predictions") or []) for t in after} == before  # the refused version's predictions are gone
+    assert not any(p["model_version"] == rec["version"] for t in after for p in t.get("predictions") or [])

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from server import ls_client, stack, store
-from server.config import Settings
+from server import ls_client, procs, stack, store
+from server.config import Settings, local_url
+from server.datadir import DataDir
+from server.up import project_summaries
 from tests.plugins.label_studio import copy_home, free_port, goldloop
 
 pytestmark = pytest.mark.e2e
@@ -35,20 +37,20 @@ def up(ls_template, tmp_path_factory):
     t0 = time.monotonic()
     result = goldloop("up", "--detach", "--ls-port", str(ls_port), "--backend-port", str(be_port), home=home)
     elapsed = time.monotonic() - t0
-    db = store.open_db(home / "goldloop.db")
+    db = store.open_db(DataDir(home).db_path)
     pids = [p["pid"] for p in store.list_processes(db)]
     try:
         yield {"home": home, "stdout": result.stdout, "ls_port": ls_port, "be_port": be_port, "elapsed": elapsed, "pids": pids}
     finally:
         goldloop("down", home=home, check=False)
         for pid in pids:  # never leave a server behind, even when down failed
-            if stack.pid_alive(pid):
+            if procs.pid_alive(pid):
                 stack.stop_pid(pid)
 
 
 @pytest.fixture(scope="module")
 def client(up):
-    settings = Settings(home=up["home"], ls_url=stack.url_for(up["ls_port"]), ls_api_key=stack.read_token(Settings(home=up["home"])))
+    settings = Settings(home=up["home"], ls_url=local_url(up["ls_port"]), ls_api_key=DataDir(up["home"]).read_token())
     return ls_client.connect(settings)
 
 
@@ -58,25 +60,25 @@ def status_json(home: Path) -> dict:
 
 def projects_by_schema(home: Path) -> dict[str, dict]:
     """Project summaries by schema name (in-process: the CLI's own output is tested in test_status_*)."""
-    db = store.open_db(home / "goldloop.db")
+    db = store.open_db(DataDir(home).db_path)
     client = ls_client.connect(Settings(home=home), db)
-    return {p["schema"]: p for p in ls_client.project_summaries(client, db)}
+    return {p["schema"]: p for p in project_summaries(client, db)}
 
 
 def test_up_prints_url_login_and_where_things_are(up):
     out = up["stdout"]
     assert f"http://127.0.0.1:{up['ls_port']}" in out
     assert "admin@goldloop.local" in out
-    assert str(up["home"] / "label_studio_token") in out
+    assert str(DataDir(up["home"]).token_path) in out
     assert "running in the background" in out
-    token = (up["home"] / "label_studio_token").read_text().strip()
+    token = DataDir(up["home"]).read_token()
     assert token not in out
 
 
 def test_three_projects_with_the_backend_connected(up, client):
     projects = projects_by_schema(up["home"])
     assert set(projects) == set(SCHEMAS)
-    backend_url = stack.url_for(up["be_port"])
+    backend_url = local_url(up["be_port"])
     for name, p in projects.items():
         backends = client.ml.list(project=p["id"])
         assert [b.url.rstrip("/") for b in backends] == [backend_url]
@@ -131,7 +133,7 @@ def _metric(url: str, name: str, labels: str) -> float:
 
 
 def test_annotation_reaches_the_backend_webhook(up, client):
-    backend = stack.url_for(up["be_port"])
+    backend = local_url(up["be_port"])
     metric, labels = "goldloop_webhook_events_total", 'action="ANNOTATION_CREATED"'
     before = _metric(backend, metric, labels)
     pid = projects_by_schema(up["home"])["medical_records"]["id"]
@@ -166,11 +168,11 @@ def test_status_shows_processes_and_projects(up):
 
 def test_down_leaves_no_process_behind(up):
     pids = up["pids"]
-    assert len(pids) == 2 and all(stack.pid_alive(p) for p in pids)
+    assert len(pids) == 2 and all(procs.pid_alive(p) for p in pids)
     result = goldloop("down", home=up["home"])
     assert result.stdout.count("stopped") == 2
     for pid in pids:
-        assert not stack.pid_alive(pid)
+        assert not procs.pid_alive(pid)
     assert not stack.port_in_use(up["ls_port"]) and not stack.port_in_use(up["be_port"])
     assert "nothing running" in goldloop("status", home=up["home"]).stdout
 
@@ -188,8 +190,8 @@ def test_foreground_up_stops_both_on_ctrl_c(up, tmp_path):
         while "press Ctrl-C" not in out.read_text() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert "press Ctrl-C" in out.read_text(), out.read_text()[-3000:]
-        pids = [p["pid"] for p in store.list_processes(store.open_db(home / "goldloop.db"))]
-        assert len(pids) == 2 and all(stack.pid_alive(p) for p in pids)
+        pids = [p["pid"] for p in store.list_processes(store.open_db(DataDir(home).db_path))]
+        assert len(pids) == 2 and all(procs.pid_alive(p) for p in pids)
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(timeout=60)
@@ -199,7 +201,7 @@ def test_foreground_up_stops_both_on_ctrl_c(up, tmp_path):
             pytest.fail("goldloop up did not stop within 60 s of Ctrl-C; its output and stacks:\n" + out.read_text()[-6000:])
         assert code == 0, out.read_text()[-3000:]
         for pid in pids:
-            assert not stack.pid_alive(pid)
+            assert not procs.pid_alive(pid)
         assert not stack.port_in_use(up["ls_port"]) and not stack.port_in_use(up["be_port"])
     finally:
         if proc.poll() is None:

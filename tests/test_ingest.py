@@ -137,15 +137,23 @@ def test_json_list_and_single_object(tmp_path):
     ]
 
 
-def test_json_not_list_or_object_raises(tmp_path):
-    path = write(tmp_path / "n.json", "42")
-    with pytest.raises(IngestError, match=r"n\.json: expected a JSON list of objects or one object, got int"):
-        read_documents([path])
-
-
-def test_json_invalid_raises_with_position(tmp_path):
-    path = write(tmp_path / "bad.json", '[{"text": "a"},\n oops]')
-    with pytest.raises(IngestError, match=r"bad\.json: not valid JSON .*line 2"):
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("n.json", "42", r"n\.json: expected a JSON list of objects or one object, got int"),
+        ("bad.json", '[{"text": "a"},\n oops]', r"bad\.json: not valid JSON .*line 2"),
+        ("d.csv", "id,body,label\n1,x,y\n", r"no 'text' column \(columns found: id, body, label\)"),
+        ("empty.csv", "", "empty CSV file"),
+        ("doc.pdf", "text", r"doc\.pdf: unsupported file type '\.pdf'; use one of"),
+        ("image.txt", b"GIF89a\x01\x00\x00\x00", r"image\.txt: binary file \(NUL byte at offset 7\)"),
+        ("old.txt", "Caf\u00e9 au lait".encode("latin-1"), r"old\.txt: not UTF-8 \(byte 0xe9 at offset 3\); re-save it as UTF-8"),
+    ],
+    ids=["json_not_list_or_object", "json_invalid_with_position", "csv_without_text_column", "csv_empty_file",
+         "unsupported_extension", "binary_file", "latin1_file"],
+)
+def test_unreadable_file_raises_naming_the_file(tmp_path, name, content, message):
+    path = write(tmp_path / name, content)
+    with pytest.raises(IngestError, match=message):
         read_documents([path])
 
 
@@ -173,18 +181,6 @@ def test_csv_custom_text_column(tmp_path):
     [d] = read_documents([path], text_column="body")
     assert d.text == "The long body"
     assert d.data == {"headline": "Short"}
-
-
-def test_csv_without_text_column_names_columns_found(tmp_path):
-    path = write(tmp_path / "d.csv", "id,body,label\n1,x,y\n")
-    with pytest.raises(IngestError, match=r"no 'text' column \(columns found: id, body, label\)"):
-        read_documents([path])
-
-
-def test_csv_empty_file_raises(tmp_path):
-    path = write(tmp_path / "empty.csv", "")
-    with pytest.raises(IngestError, match="empty CSV file"):
-        read_documents([path])
 
 
 def test_csv_row_with_wrong_field_count_is_a_bad_line(tmp_path):
@@ -215,24 +211,6 @@ def test_directory_without_documents_raises(tmp_path):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(IngestError, match=r"nope\.jsonl: no such file or directory; check the path"):
         read_documents([tmp_path / "nope.jsonl"])
-
-
-def test_unsupported_extension_raises(tmp_path):
-    path = write(tmp_path / "doc.pdf", "text")
-    with pytest.raises(IngestError, match=r"doc\.pdf: unsupported file type '\.pdf'; use one of"):
-        read_documents([path])
-
-
-def test_binary_file_names_file_and_offset(tmp_path):
-    path = write(tmp_path / "image.txt", b"GIF89a\x01\x00\x00\x00")
-    with pytest.raises(IngestError, match=r"image\.txt: binary file \(NUL byte at offset 7\)"):
-        read_documents([path])
-
-
-def test_latin1_file_names_file_and_offset(tmp_path):
-    path = write(tmp_path / "old.txt", "Caf\u00e9 au lait".encode("latin-1"))
-    with pytest.raises(IngestError, match=r"old\.txt: not UTF-8 \(byte 0xe9 at offset 3\); re-save it as UTF-8"):
-        read_documents([path])
 
 
 def test_unreadable_file_raises(tmp_path, monkeypatch):

@@ -230,5 +230,19 @@ def test_promotion_prebuilds_the_int8_graph_the_backend_then_loads(tiny_settings
     (graph,) = (vdir / "ents" / "onnx").glob("model-int8-*.onnx")
     stamp = graph.stat().st_mtime_ns
     pm = Registry(settings).get("5", spec)  # a fresh backend process loading the promoted version
-    assert pm.version == "v-int8" and isinstance(pm.models["ents"]._serving, OrtModel)
+    assert pm.version == "v-int8" and isinstance(pm.models["ents"].serving, OrtModel)
     assert graph.stat().st_mtime_ns == stamp  # loaded from the prebuilt graph, not rebuilt
+
+
+def test_flask_stays_in_the_http_modules():
+    """Only the app factory, the Blueprint and the error mapping import Flask: the model core loads without it."""
+    import subprocess
+    import sys
+
+    core = ["ml_backend.settings", "ml_backend.errors", "ml_backend.schema", "ml_backend.alignment", "ml_backend.results",
+            "ml_backend.models", "ml_backend.models.finetune", "ml_backend.models.onnx_int8", "ml_backend.training",
+            "ml_backend.mlm", "ml_backend.sampling", "ml_backend.evaluation", "ml_backend.registry", "ml_backend.state",
+            "ml_backend.cache", "ml_backend.splits"]
+    code = f"import sys, {', '.join(core)}; bad = sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug')); print(bad); sys.exit(bool(bad))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,10 +1,9 @@
-"""server.stack and the stack commands, without a real Label Studio: ports, data dir, token, processes."""
+"""server.stack and the stack commands, without a real Label Studio: ports, data dir, children, processes."""
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -13,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from server import ls_client, stack, store
+from server import procs, stack, store
 from server.cli import main
 from server.config import Settings
 from server.errors import StackError
-from tests.plugins.label_studio import stack_settings
+from tests.plugins.label_studio import one_line_error, stack_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,45 +36,7 @@ def run_cli(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def one_line_error(result) -> str:
-    """The CLI's error line; asserts it is one line, non-zero, without a traceback."""
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
-# --- token and data dir --------------------------------------------------------------------------
-
-
-def test_token_created_once_with_mode_0600(tmp_path):
-    settings = Settings(home=tmp_path)
-    token = stack.read_or_create_token(settings)
-    path = stack.token_path(settings)
-    assert len(token) == 40 and int(token, 16) >= 0
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stack.read_or_create_token(settings) == token
-    assert stack.read_token(settings) == token
-
-
-def test_corrupt_token_file_is_reported(tmp_path):
-    settings = Settings(home=tmp_path)
-    stack.token_path(settings).write_text("not-a-token")
-    with pytest.raises(StackError, match="corrupt"):
-        stack.read_or_create_token(settings)
-
-
-def test_missing_token_says_run_up(tmp_path):
-    with pytest.raises(StackError, match="goldloop up"):
-        stack.read_token(Settings(home=tmp_path))
-
-
-def test_data_dir_not_writable(tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("x")
-    with pytest.raises(StackError, match="not writable.*--data-dir"):
-        stack.ensure_data_dir(blocker / "home")
+# --- data dir ------------------------------------------------------------------------------------
 
 
 def test_up_with_unwritable_data_dir_is_one_line(tmp_path):
@@ -147,7 +108,7 @@ def test_up_with_a_taken_port_starts_nothing(tmp_path, listening, which):
     home = tmp_path / "home"
     line = one_line_error(run_cli("up", "--data-dir", str(home), which, str(listening), other, str(stack.free_port())))
     assert f"port {listening}" in line and which in line
-    assert store.list_processes(store.open_db(home / "goldloop.db")) == []
+    assert store.list_processes(store.open_db(Settings(home=home).data_dir.db_path)) == []
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -157,31 +118,33 @@ def _spawn_python(code: str, log: Path) -> subprocess.Popen:
     return stack.spawn([sys.executable, "-c", code], dict(os.environ), log, cwd=log.parent)
 
 
+def _spawn_until(code: str, log: Path, mark: str) -> subprocess.Popen:
+    """Spawn code and wait (up to 5 s) until its log shows mark."""
+    proc = _spawn_python(code, log)
+    for _ in range(50):
+        if mark in log.read_text():
+            break
+        time.sleep(0.1)
+    return proc
+
+
 def test_stop_pid_terminates_the_process_group(tmp_path):
     # the child starts a grandchild: stopping the group stops both
     code = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); print('up', flush=True); time.sleep(60)"
-    proc = _spawn_python(code, tmp_path / "p.log")
-    for _ in range(50):
-        if "up" in (tmp_path / "p.log").read_text():
-            break
-        time.sleep(0.1)
+    proc = _spawn_until(code, tmp_path / "p.log", "up")
     children = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
     stack.stop_pid(proc.pid, timeout=5)
-    assert not stack.pid_alive(proc.pid)
+    assert not procs.pid_alive(proc.pid)
     for pid in children:
-        assert not stack.pid_alive(int(pid))
+        assert not procs.pid_alive(int(pid))
 
 
 def test_stop_pid_kills_what_ignores_sigterm(tmp_path):
     code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
-    proc = _spawn_python(code, tmp_path / "p.log")
-    for _ in range(50):
-        if "ready" in (tmp_path / "p.log").read_text():
-            break
-        time.sleep(0.1)
+    proc = _spawn_until(code, tmp_path / "p.log", "ready")
     t0 = time.monotonic()
     stack.stop_pid(proc.pid, timeout=0.5)
-    assert not stack.pid_alive(proc.pid)
+    assert not procs.pid_alive(proc.pid)
     assert time.monotonic() - t0 < 5
 
 
@@ -212,18 +175,18 @@ def test_up_when_label_studio_fails_to_start(tmp_path, monkeypatch):
         run_cli("up", "--data-dir", str(home), "--ls-port", str(stack.free_port()), "--backend-port", str(stack.free_port()))
     )
     assert "Label Studio exited during start-up" in line and "could not start" in line
-    db = store.open_db(home / "goldloop.db")
+    db = store.open_db(Settings(home=home).data_dir.db_path)
     assert store.list_processes(db) == []
 
 
 def _recorded_stack(tmp_path: Path, ls_seconds: float, backend_seconds: float):
     """Two sleeping children recorded as Label Studio and the backend: (settings, db, ls proc, backend proc)."""
     settings = Settings(home=tmp_path)
-    db = store.open_db(settings.db_path)
+    db = store.open_db(settings.data_dir.db_path)
     ls = _spawn_python(f"import time; time.sleep({ls_seconds})", tmp_path / "a.log")
     be = _spawn_python(f"import time; time.sleep({backend_seconds})", tmp_path / "b.log")
-    store.record_process(db, stack.LABEL_STUDIO, ls.pid, 1, "http://127.0.0.1:1", str(tmp_path / "a.log"), "x")
-    store.record_process(db, stack.BACKEND, be.pid, 2, "http://127.0.0.1:2", str(tmp_path / "b.log"), "y")
+    store.record_process(db, store.LABEL_STUDIO, ls.pid, 1, "http://127.0.0.1:1", str(tmp_path / "a.log"), "x")
+    store.record_process(db, store.BACKEND, be.pid, 2, "http://127.0.0.1:2", str(tmp_path / "b.log"), "y")
     return settings, db, ls, be
 
 
@@ -235,7 +198,7 @@ def test_supervise_stops_everything_when_a_child_dies(tmp_path):
     settings, db, short, long = _recorded_stack(tmp_path, 0.5, 60)
     reason = stack.supervise(settings, db, _stack_info(tmp_path, short.pid, long.pid), poll=0.1)
     assert "label_studio" in reason and "exited" in reason
-    assert not stack.pid_alive(long.pid)
+    assert not procs.pid_alive(long.pid)
     assert store.list_processes(db) == []
 
 
@@ -246,7 +209,7 @@ def test_supervise_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_pat
         "from pathlib import Path; from server import stack, store; from server.config import Settings; "
         "from tests.test_stack import _stack_info; "
         f"home = Path({str(tmp_path)!r}); s = Settings(home=home); info = _stack_info(home, {a.pid}, {b.pid}); "
-        "print('supervising', flush=True); print(stack.supervise(s, store.open_db(s.db_path), info, poll=0.1), flush=True)"
+        "print('supervising', flush=True); print(stack.supervise(s, store.open_db(s.data_dir.db_path), info, poll=0.1), flush=True)"
     )
     sup = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as `&` in a script does
@@ -259,7 +222,7 @@ def test_supervise_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_pat
         if sup.poll() is None:
             sup.kill()
     assert sup.returncode == 0 and out.strip() == "interrupted"
-    assert not stack.pid_alive(a.pid) and not stack.pid_alive(b.pid)
+    assert not procs.pid_alive(a.pid) and not procs.pid_alive(b.pid)
     assert store.list_processes(db) == []
 
 
@@ -274,68 +237,14 @@ def test_down_and_status_with_nothing_running(tmp_path):
 
 def test_down_stops_recorded_processes_and_verifies_by_pid(tmp_path):
     settings = Settings(home=tmp_path)
-    db = store.open_db(settings.db_path)
-    procs = [_spawn_python("import time; time.sleep(60)", tmp_path / f"{n}.log") for n in ("a", "b")]
-    store.record_process(db, stack.LABEL_STUDIO, procs[0].pid, 1, "http://127.0.0.1:1", "a.log", "x")
-    store.record_process(db, stack.BACKEND, procs[1].pid, 2, "http://127.0.0.1:2", "b.log", "y")
+    db = store.open_db(settings.data_dir.db_path)
+    children = [_spawn_python("import time; time.sleep(60)", tmp_path / f"{n}.log") for n in ("a", "b")]
+    store.record_process(db, store.LABEL_STUDIO, children[0].pid, 1, "http://127.0.0.1:1", "a.log", "x")
+    store.record_process(db, store.BACKEND, children[1].pid, 2, "http://127.0.0.1:2", "b.log", "y")
     result = run_cli("down", "--data-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "stopped" in result.output
-    for p in procs:
+    for p in children:
         p.wait(timeout=5)
-        assert not stack.pid_alive(p.pid)
+        assert not procs.pid_alive(p.pid)
     assert store.list_processes(db) == []
-
-
-# --- schemas and batching ------------------------------------------------------------------------
-
-
-def test_repo_schemas_load_with_titles():
-    schemas = {s.name: s for s in ls_client.load_schemas()}
-    assert set(schemas) >= {"contracts", "financial_news", "medical_records"}
-    assert schemas["medical_records"].title == "Medical records — clinical entities"
-    assert all(s.text_field == "text" and len(s.title) <= 50 for s in schemas.values())
-
-
-def test_schema_without_title_uses_its_name(tmp_path):
-    path = tmp_path / "tiny.xml"
-    path.write_text('<View><Labels name="l" toName="t"><Label value="A"/></Labels><Text name="t" value="$body"/></View>')
-    schema = ls_client.load_schema(path)
-    assert (schema.name, schema.title, schema.text_field) == ("tiny", "tiny", "body")
-
-
-def test_unusable_schema_file_is_a_config_error(tmp_path):
-    from server.errors import ConfigError
-
-    path = tmp_path / "broken.xml"
-    path.write_text("<View><Text name='t' value='$text'/>")
-    with pytest.raises(ConfigError, match="broken.xml"):
-        ls_client.load_schema(path)
-
-
-def test_pii_masking_is_a_per_schema_setting(monkeypatch):
-    assert Settings.from_env({}).mask_pii_schemas == ("medical_records",)
-    assert Settings.from_env({"GOLDLOOP_MASK_PII_SCHEMAS": "contracts, medical_records"}).mask_pii_schemas == ("contracts", "medical_records")
-    assert Settings.from_env({"GOLDLOOP_MASK_PII_SCHEMAS": ""}).mask_pii_schemas == ()
-
-
-def test_prediction_batches_are_sized_by_characters_and_count():
-    tasks = [(1, 100), (2, 100), (3, 900), (4, 50), (5, 5000), (6, 10), (7, 10), (8, 10)]
-    batches = ls_client.prediction_batches(tasks, max_chars=1000, max_tasks=3)
-    assert [t for b in batches for t in b] == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert batches == [[1, 2], [3, 4], [5], [6, 7, 8]]
-    for b in batches:
-        chars = sum(dict(tasks)[t] for t in b)
-        assert len(b) <= 3 and (chars <= 1000 or len(b) == 1)
-
-
-def test_store_round_trip(tmp_path):
-    db = store.open_db(tmp_path / "g.db")
-    store.upsert_project(db, id=4, schema_name="contracts", title="C", config_hash="h", text_field="text", mask_pii=False)
-    store.upsert_project(db, id=7, schema_name="contracts", title="C", config_hash="h2", text_field="text", mask_pii=True)
-    assert [p["id"] for p in store.list_projects(db)] == [7]  # one project per schema name
-    assert store.get_project_by_name(db, "contracts")["mask_pii"] == 1
-    iid = store.record_import(db, project_id=7, schema_name="contracts", paths=["a.jsonl"], status="ok", task_ids=[1, 2], report={"read": 2})
-    store.update_import(db, iid, pre_annotated=2)
-    (row,) = store.list_imports(db, 7)
-    assert row["task_ids"] == [1, 2] and row["report"] == {"read": 2} and row["pre_annotated"] == 2

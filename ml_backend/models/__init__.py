@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import Examples, Model, TextPrediction
-from .hf import SequenceClassifier, TokenClassifier
+from .hf import Encoder, SequenceClassifier, TokenClassifier
 from .prototype import PrototypeClassifier
 from .sklearn_models import SpanMatcher, TfidfClassifier
 
@@ -28,4 +28,4 @@ def load_model(path: Path, **options: Any) -> Model:
 
 
 __all__ = ["Examples", "Model", "TextPrediction", "MODEL_KINDS", "model_class", "load_model",
-           "TokenClassifier", "SequenceClassifier", "TfidfClassifier", "SpanMatcher", "PrototypeClassifier"]
+           "TokenClassifier", "SequenceClassifier", "TfidfClassifier", "SpanMatcher", "PrototypeClassifier", "Encoder"]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
+import numpy as np
+
 from ..alignment import Span
 
 META_FILE = "goldloop_model.json"
@@ -34,6 +36,29 @@ class Examples:
             raise ValueError(f"got {len(self.texts)} texts but {len(self.targets)} targets")
         if self.weights is not None and len(self.weights) != len(self.texts):
             raise ValueError(f"got {len(self.texts)} texts but {len(self.weights)} weights")
+
+
+def choice_predictions(labels: Sequence[str], probs: np.ndarray, independent: bool) -> list[TextPrediction]:
+    """One TextPrediction per row of label probabilities [n, k].
+
+    ``independent``: each label has its own yes/no probability (multi-label sigmoid outputs); the text's
+    confidence is then the mean certainty of those decisions. Otherwise a row is one distribution and the
+    confidence is its top probability.
+    """
+    out = []
+    for row in probs:
+        conf = float(np.mean(np.maximum(row, 1 - row))) if independent else float(row.max())
+        out.append(TextPrediction(probs=dict(zip(labels, map(float, row))), confidence=conf))
+    return out
+
+
+def chosen_labels(probs: dict[str, float] | None, multi: bool) -> list[str]:
+    """The labels a choice prediction picks: every label at 0.5 or more (multi), else the most probable one."""
+    if not probs:
+        return []
+    if multi:
+        return [lbl for lbl, p in probs.items() if p >= 0.5]
+    return [max(probs, key=probs.get)]
 
 
 class Model(ABC):

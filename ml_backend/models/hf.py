@@ -1,62 +1,25 @@
-"""Hugging Face encoder models: token classification (BIO spans) and sequence classification (Choices).
+"""Hugging Face models: token classification (BIO spans), sequence classification (Choices) and a bare
+encoder (text and token embeddings).
 
 Fast path: every text is tokenised once (fast tokenizer, offsets kept), split into overlapping windows
 no longer than the model's window, all windows of a request are sorted by length and run in token-budget
-batches with dynamic padding under ``torch.inference_mode``; optional int8 dynamic quantization of the
-linear layers for serving.
+batches with dynamic padding under ``torch.inference_mode``. Serving precision (``QUANTIZE_MODES``): fp32,
+int8 through ONNX Runtime (``onnx_int8.py``), PyTorch dynamic int8, or bf16. Fine-tuning is in ``finetune.py``.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..alignment import SERVE_OVERLAP, bio_labels, decode_spans, encode_spans, merge_windows, windows
-from .base import Examples, Model, TextPrediction
+from .base import Examples, Model, TextPrediction, choice_predictions
+from .finetune import fit_sequence_classifier, fit_token_classifier
+from .torch_utils import LOAD_LOCK, length_batches, pad_batch, pooled_output, set_torch_threads, sigmoid, softmax, transformers_module
 
 log = logging.getLogger(__name__)
-
-_THREADS_SET = False
-# transformers resolves its attributes lazily and that is not thread-safe: two threads loading models at
-# once (the backend warms several projects in parallel) can see "no attribute 'AutoTokenizer'". Every
-# access to it goes through this lock.
-_LOAD_LOCK = threading.RLock()
-
-
-def _transformers():
-    """The transformers module, quiet, with the classes goldloop uses resolved under the load lock."""
-    with _LOAD_LOCK:
-        import transformers
-
-        for name in ("AutoTokenizer", "AutoModel", "AutoModelForTokenClassification", "AutoModelForSequenceClassification"):
-            getattr(transformers, name)
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        return transformers
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
-
-
-def set_torch_threads(threads: int = 0) -> int:
-    """Set torch's intra-op threads from the machine (once per process unless a number is given)."""
-    global _THREADS_SET
-    import torch
-
-    n = threads or available_cores()
-    if threads or not _THREADS_SET:
-        torch.set_num_threads(n)
-        _THREADS_SET = True
-    return torch.get_num_threads()
 
 
 def quantize_int8_torch(model):
@@ -102,26 +65,22 @@ def serving_model(model, quantize: str, threads: int = 0, cache_dir: Path | None
     return model
 
 
-def _onnx_cache_dir(saved_dir: Path) -> Path:
+def onnx_cache_dir(saved_dir: Path) -> Path:
     """Where a saved model keeps its int8 ONNX graphs (built by prepare_serving or on the first int8 load)."""
     return saved_dir / "onnx"
 
 
-class HFModel(Model):
-    """Shared tokenisation, windowing, batching and persistence for encoder models."""
-
-    auto_class: str = ""
+class HFModel:
+    """A Hugging Face model with its fast tokenizer: tokenisation, overlapping windows, token-budget batches."""
 
     def __init__(
         self,
-        labels: Sequence[str],
-        multi: bool = False,
         *,
         model_name: str,
         max_length: int | None = None,
         stride: int = SERVE_OVERLAP,
         train_length: int = 128,
-        batch_size: int = 16,
+        batch_size: int | None = 16,
         token_budget: int = 8192,
         quantize: str = "none",
         threads: int = 0,
@@ -129,30 +88,29 @@ class HFModel(Model):
         _model=None,
         _tokenizer=None,
     ):
-        super().__init__(labels, multi)
-        transformers = _transformers()
+        transformers = transformers_module()
         self.model_name = model_name
         self.batch_size = batch_size
         self.token_budget = token_budget
         self.quantize = quantize
         self.max_windows = max_windows
         set_torch_threads(threads)
-        with _LOAD_LOCK:
+        with LOAD_LOCK:
             self.tokenizer = _tokenizer or transformers.AutoTokenizer.from_pretrained(model_name)
             if not getattr(self.tokenizer, "is_fast", False):
                 raise ValueError(f"{model_name}: a fast tokenizer (with offset mapping) is required")
             self.model = _model or self._new_model(transformers)
         self.model.eval()
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
+        self.position_limit = limit
         # training window and serving window; they stay equal unless max_length is given (see default_serve_length)
         self.train_length = min(train_length, limit)
         self.max_length = min(max_length or self.default_serve_length(limit), limit)
         self.stride = stride
         self.threads = threads
         saved = Path(model_name)
-        onnx_cache = _onnx_cache_dir(saved) if (saved / "goldloop_model.json").is_file() else None  # a saved goldloop model
-        self._serving = serving_model(self.model, quantize, threads, onnx_cache)
-        self.revision = 0
+        onnx_cache = onnx_cache_dir(saved) if (saved / "goldloop_model.json").is_file() else None  # a saved goldloop model
+        self.serving = serving_model(self.model, quantize, threads, onnx_cache)  # what inference runs on
 
     def _new_model(self, transformers):
         raise NotImplementedError
@@ -162,9 +120,6 @@ class HFModel(Model):
         # 128-token training windows) 512-token serving windows dropped entity F1 from 0.54 to 0.44
         return self.train_length
 
-    def cache_key(self) -> str:
-        return f"{self.kind}:{id(self)}:{self.revision}:{self.quantize}"
-
     # tokenisation and batching -----------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
         """Token ids (no special tokens) and character offsets for each text, in one tokenizer call."""
@@ -173,46 +128,131 @@ class HFModel(Model):
         )
         return enc["input_ids"], [[tuple(o) for o in offs] for offs in enc["offset_mapping"]]
 
-    def _windows_for(self, n_tokens: int) -> list[tuple[int, int]]:
+    def windows_for(self, n_tokens: int) -> list[tuple[int, int]]:
+        """The serving windows of a text of ``n_tokens`` tokens: the first ``max_windows`` when that is set."""
         spans = windows(n_tokens, self.max_length - 2, self.stride)
         if self.max_windows:
             spans = spans[: self.max_windows]
         return spans
 
-    def _wrap(self, ids: Sequence[int]) -> list[int]:
+    def wrap(self, ids: Sequence[int]) -> list[int]:
+        """A window's token ids between the model's special tokens."""
         return [self.tokenizer.cls_token_id, *ids, self.tokenizer.sep_token_id]
 
-    def forward(self, seqs: Sequence[Sequence[int]], model=None) -> list[np.ndarray]:
-        """Run sequences through the model, sorted by length in token-budget batches; logits per sequence."""
+    def window_inputs(
+        self, ids: Sequence[Sequence[int]], spans_of: Callable[[int], list[tuple[int, int]]]
+    ) -> tuple[list[list[tuple[int, int]]], list[list[int]], list[int]]:
+        """Every text's windows as model inputs: (plan, seqs, owners).
+
+        ``plan[d]`` lists text d's [start, end) token windows (``spans_of(n_tokens)``), ``seqs`` every
+        window wrapped in special tokens, ``owners[j]`` the text window j belongs to.
+        """
+        plan, seqs, owners = [], [], []
+        for d, doc_ids in enumerate(ids):
+            spans = spans_of(len(doc_ids))
+            plan.append(spans)
+            for a, b in spans:
+                seqs.append(self.wrap(doc_ids[a:b]))
+                owners.append(d)
+        return plan, seqs, owners
+
+    def outputs(self, result):
+        """What ``forward`` keeps of a model call: the logits (``Encoder``: the last hidden states)."""
+        return result.logits
+
+    def forward(self, seqs: Sequence[Sequence[int]], model=None, *, token_budget: int | None = None, progress: bool = False,
+                desc: str = "forward") -> list[np.ndarray]:
+        """Run sequences through the model, sorted by length in token-budget batches; outputs per sequence.
+
+        Per-token outputs come back cut to the sequence's length ([len, d]); per-sequence ones as a vector.
+        """
         import torch
+        from tqdm.auto import tqdm
 
-        model = model or self._serving
+        model = model if model is not None else self.serving
         out: list[np.ndarray | None] = [None] * len(seqs)
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         pad = self.tokenizer.pad_token_id or 0
-        batch: list[int] = []
-
-        def run(batch: list[int]) -> None:
-            width = max(len(seqs[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
-                mask[row, : len(seqs[i])] = 1
-            logits = model(input_ids=ids, attention_mask=mask).logits.float().numpy()
-            for row, i in enumerate(batch):
-                out[i] = logits[row, : len(seqs[i])] if logits.ndim == 3 else logits[row]
-
+        batches = length_batches([len(s) for s in seqs], self.batch_size, token_budget or self.token_budget)
         with torch.inference_mode():
-            for i in order:
-                width = len(seqs[i])  # sorted ascending: the newcomer is the widest
-                if batch and (len(batch) >= self.batch_size or width * (len(batch) + 1) > self.token_budget):
-                    run(batch)
-                    batch = []
-                batch.append(i)
-            if batch:
-                run(batch)
+            for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+                ids, mask = pad_batch([seqs[i] for i in batch], pad)
+                values = self.outputs(model(input_ids=ids, attention_mask=mask)).float().numpy()
+                for row, i in enumerate(batch):
+                    out[i] = values[row, : len(seqs[i])] if values.ndim == 3 else values[row]
         return out  # type: ignore[return-value]
+
+
+def merge_text_windows(n_tokens: Sequence[int], plan: Sequence[Sequence[tuple[int, int]]], owners: Sequence[int],
+                       values: Sequence[np.ndarray], width: int) -> list[np.ndarray]:
+    """Per text, its windows' per-token values merged into one [T, width] array (``alignment.merge_windows``).
+
+    ``values[j]`` belongs to window j of text ``owners[j]`` (special tokens cut off); an empty text gets [0, width].
+    """
+    per_text: list[list[np.ndarray]] = [[] for _ in n_tokens]
+    for d, v in zip(owners, values):
+        per_text[d].append(v)
+    return [merge_windows(n, list(plan[d]), per_text[d]) if n else np.zeros((0, width), dtype=np.float32)
+            for d, n in enumerate(n_tokens)]
+
+
+class Encoder(HFModel):
+    """A bare encoder (``AutoModel``, no head): mean-pooled text embeddings and contextual token embeddings."""
+
+    def __init__(self, model_name: str, *, threads: int = 0, _model=None, _tokenizer=None):
+        # no count limit per batch: the token budget alone sizes them
+        super().__init__(model_name=model_name, batch_size=None, threads=threads, _model=_model, _tokenizer=_tokenizer)
+
+    def _new_model(self, transformers):
+        return transformers.AutoModel.from_pretrained(self.model_name)
+
+    def outputs(self, result):
+        return result.last_hidden_state
+
+    @property
+    def dim(self) -> int:
+        """The embedding size (the encoder's hidden size)."""
+        return int(self.model.config.hidden_size)
+
+    def embed(self, texts: Sequence[str], max_length: int = 256, token_budget: int = 8192, progress: bool = True) -> np.ndarray:
+        """L2-normalised float32 text embeddings [n, d]: the mean over every token of the text truncated to
+        ``max_length`` tokens, special tokens included (as sentence-transformers pools)."""
+        if not len(texts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        enc = self.tokenizer(list(texts), truncation=True, max_length=max_length, verbose=False)
+        hidden = self.forward(enc["input_ids"], token_budget=token_budget, progress=progress, desc="embed")
+        emb = np.stack([h.mean(axis=0) for h in hidden]).astype(np.float32)
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+    def token_embeddings(self, texts: Sequence[str], max_length: int = 512, stride: int = 64, token_budget: int = 8192,
+                         progress: bool = True) -> tuple[list[list[tuple[int, int]]], list[np.ndarray]]:
+        """Character offsets and contextual embeddings [T, d] of every token (no special tokens) per text.
+
+        Long texts run in windows of ``max_length`` tokens (at most the model's) overlapping by ``stride``;
+        each token takes its vector from the window where it is most central.
+        """
+        size = min(max_length, self.position_limit) - 2
+        ids, offsets = self.tokenize(texts)
+        plan, seqs, owners = self.window_inputs(ids, lambda n: windows(n, size, stride))
+        hidden = self.forward(seqs, token_budget=token_budget, progress=progress, desc="embed tokens")
+        embs = merge_text_windows([len(x) for x in ids], plan, owners, [h[1:-1] for h in hidden], self.dim)
+        return offsets, embs
+
+
+class HFTaskModel(HFModel, Model):
+    """An HF model serving one control: its labels, and ``save``/``load`` of the weights + goldloop_model.json."""
+
+    def __init__(self, labels: Sequence[str], multi: bool = False, **kw: Any):
+        Model.__init__(self, labels, multi)  # first: building the model reads the labels
+        HFModel.__init__(self, **kw)
+        self.revision = 0
+
+    def cache_key(self) -> str:
+        return f"{self.kind}:{id(self)}:{self.revision}:{self.quantize}"
+
+    def _after_fit(self) -> None:
+        self.model.eval()
+        self.serving = serving_model(self.model, self.quantize, self.threads)  # new weights: not the saved model's
+        self.revision += 1
 
     # persistence -------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -232,10 +272,10 @@ class HFModel(Model):
         if quantize == "int8":
             from .onnx_int8 import cached_int8_path
 
-            cached_int8_path(self.model, _onnx_cache_dir(Path(saved_dir)))
+            cached_int8_path(self.model, onnx_cache_dir(Path(saved_dir)))
 
     @classmethod
-    def load(cls, path: Path, **options: Any) -> "HFModel":
+    def load(cls, path: Path, **options: Any) -> "HFTaskModel":
         meta = cls.read_meta(path)
         opts = {k: meta[k] for k in ("max_length", "train_length", "stride", "max_windows") if meta.get(k) is not None}
         opts.update(options)
@@ -278,24 +318,8 @@ def use_mean_pooling(model) -> bool:
     return True
 
 
-def pooled_output(model, input_ids, attention_mask):
-    """The vector a mean-pooling classification head sees: the masked mean of the last hidden states."""
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 
-
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-class TokenClassifier(HFModel):
+class TokenClassifier(HFTaskModel):
     """BIO token classification on a Hugging Face encoder → character spans with scores."""
 
     kind = "token_classifier"
@@ -315,25 +339,11 @@ class TokenClassifier(HFModel):
     def token_probs(self, texts: Sequence[str]) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
         """Per text: token offsets and merged BIO probabilities [T, 1+2L] over all its windows."""
         ids, offsets = self.tokenize(texts)
-        seqs, owners = [], []
-        plan: list[list[tuple[int, int]]] = []
-        for d, doc_ids in enumerate(ids):
-            spans = windows(len(doc_ids), self.max_length - 2, self.stride) if doc_ids else []
-            plan.append(spans)
-            for a, b in spans:
-                seqs.append(self._wrap(doc_ids[a:b]))
-                owners.append(d)
+        # every window of the text, whatever max_windows says: spans are wanted all through a document
+        plan, seqs, owners = self.window_inputs(ids, lambda n: windows(n, self.max_length - 2, self.stride) if n else [])
         logits = self.forward(seqs) if seqs else []
-        per_doc: list[list[np.ndarray]] = [[] for _ in texts]
-        for d, lg in zip(owners, logits):
-            per_doc[d].append(_softmax(lg[1:-1]))
-        out = []
-        for d in range(len(texts)):
-            if not plan[d]:
-                out.append((offsets[d], np.zeros((0, len(self.tags)), dtype=np.float32)))
-            else:
-                out.append((offsets[d], merge_windows(len(ids[d]), plan[d], per_doc[d])))
-        return out
+        probs = merge_text_windows([len(x) for x in ids], plan, owners, [softmax(lg[1:-1]) for lg in logits], len(self.tags))
+        return list(zip(offsets, probs))
 
     def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
         preds = []
@@ -355,23 +365,16 @@ class TokenClassifier(HFModel):
                 continue
             labels = encode_spans(offs, spans, self.labels)
             for a, b in windows(len(doc_ids), self.train_length - 2, self.train_length // 4):
-                out.append((self._wrap(doc_ids[a:b]), [-100, *labels[a:b], -100]))
+                out.append((self.wrap(doc_ids[a:b]), [-100, *labels[a:b], -100]))
         return out
 
     def fit(self, examples: Examples, **options: Any) -> dict:
-        from ..training import fit_token_classifier
-
         result = fit_token_classifier(self, examples, **options)
         self._after_fit()
         return result
 
-    def _after_fit(self) -> None:
-        self.model.eval()
-        self._serving = serving_model(self.model, self.quantize, self.threads)  # new weights: not the saved model's
-        self.revision += 1
 
-
-class SequenceClassifier(HFModel):
+class SequenceClassifier(HFTaskModel):
     """Document classification (single- or multi-label Choices) on a Hugging Face encoder."""
 
     kind = "sequence_classifier"
@@ -401,7 +404,7 @@ class SequenceClassifier(HFModel):
         return {**super()._saved_options(), "pooling": self.pooling}
 
     @classmethod
-    def load(cls, path: Path, **options: Any) -> "HFModel":
+    def load(cls, path: Path, **options: Any) -> "HFTaskModel":
         # models saved before mean pooling existed used the architecture's own ([CLS]) pooling
         options.setdefault("pooling", cls.read_meta(path).get("pooling") or "model")
         return super().load(path, **options)
@@ -409,11 +412,7 @@ class SequenceClassifier(HFModel):
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """[n, k] label probabilities; a long document's windows (up to max_windows) are averaged in logit space."""
         ids, _ = self.tokenize(texts)
-        seqs, owners = [], []
-        for d, doc_ids in enumerate(ids):
-            for a, b in self._windows_for(len(doc_ids)) if doc_ids else [(0, 0)]:
-                seqs.append(self._wrap(doc_ids[a:b]))
-                owners.append(d)
+        _, seqs, owners = self.window_inputs(ids, self.windows_for)
         logits = self.forward(seqs)
         sums = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
         counts = np.zeros(len(texts))
@@ -421,15 +420,10 @@ class SequenceClassifier(HFModel):
             sums[d] += lg
             counts[d] += 1
         mean = sums / counts[:, None]
-        return _sigmoid(mean) if self.multi else _softmax(mean)
+        return sigmoid(mean) if self.multi else softmax(mean)
 
     def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
-        probs = self.probabilities(texts)
-        out = []
-        for row in probs:
-            conf = float(np.mean(np.maximum(row, 1 - row))) if self.multi else float(row.max())
-            out.append(TextPrediction(probs=dict(zip(self.labels, map(float, row))), confidence=conf))
-        return out
+        return choice_predictions(self.labels, self.probabilities(texts), independent=self.multi)
 
     def features(self, texts: Sequence[str], targets: Sequence[Sequence[str]]):
         """Training inputs: the first window of each text with its label id (or multi-hot vector)."""
@@ -447,16 +441,10 @@ class SequenceClassifier(HFModel):
                 if len(labels) != 1:
                     raise ValueError(f"single-choice control needs exactly one label per text, got {labels}")
                 y = index[labels[0]]
-            out.append((self._wrap(doc_ids[a:b]), y))
+            out.append((self.wrap(doc_ids[a:b]), y))
         return out
 
     def fit(self, examples: Examples, **options: Any) -> dict:
-        from ..training import fit_sequence_classifier
-
         result = fit_sequence_classifier(self, examples, **options)
-        TokenClassifier._after_fit(self)  # same post-fit swap
+        self._after_fit()
         return result
-
-
-def write_json(path: Path, obj: Any) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2))

@@ -13,8 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import Examples, TextPrediction
-from .hf import HFModel, _softmax
+from .base import Examples, TextPrediction, choice_predictions
+from .hf import HFTaskModel
+from .torch_utils import mean_pool, softmax
 
 
 class _MeanPool:
@@ -25,16 +26,15 @@ class _MeanPool:
         self.config = encoder.config
 
     def __call__(self, input_ids, attention_mask):
-        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        m = attention_mask.unsqueeze(-1).to(h.dtype)
-        return SimpleNamespace(logits=(h * m).sum(1) / m.sum(1).clamp(min=1))
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return SimpleNamespace(logits=mean_pool(hidden, attention_mask))
 
     def eval(self):
         self.encoder.eval()
         return self
 
 
-class PrototypeClassifier(HFModel):
+class PrototypeClassifier(HFTaskModel):
     """Cosine similarity to label prototypes on mean-pooled frozen encoder embeddings."""
 
     kind = "prototype"
@@ -56,11 +56,7 @@ class PrototypeClassifier(HFModel):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised mean-pooled embeddings, one row per text (long texts: mean of the first windows)."""
         ids, _ = self.tokenize(texts)
-        seqs, owners = [], []
-        for d, doc_ids in enumerate(ids):
-            for a, b in self._windows_for(len(doc_ids)) if doc_ids else [(0, 0)]:
-                seqs.append(self._wrap(doc_ids[a:b]))
-                owners.append(d)
+        _, seqs, owners = self.window_inputs(ids, self.windows_for)
         vecs = self.forward(seqs)
         out = np.zeros((len(texts), vecs[0].shape[0]), dtype=np.float32)
         for d, v in zip(owners, vecs):
@@ -73,11 +69,11 @@ class PrototypeClassifier(HFModel):
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         sims = self.embed(texts) @ self.prototypes().T
-        return _softmax(sims / self.TEMPERATURE)
+        return softmax(sims / self.TEMPERATURE)
 
     def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
-        probs = self.probabilities(texts)
-        return [TextPrediction(probs=dict(zip(self.labels, map(float, row))), confidence=float(row.max())) for row in probs]
+        # one softmax over the prototypes, even for a multi-choice control: the top probability is the confidence
+        return choice_predictions(self.labels, self.probabilities(texts), independent=False)
 
     def fit(self, examples: Examples, **options: Any) -> dict:
         index = {lbl: i for i, lbl in enumerate(self.labels)}

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..alignment import Span
-from .base import Examples, Model, TextPrediction
+from .base import Examples, Model, TextPrediction, choice_predictions
 
 
 class TfidfClassifier(Model):
@@ -90,12 +90,7 @@ class TfidfClassifier(Model):
         return out
 
     def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
-        probs = self.probabilities(texts)
-        out = []
-        for row in probs:
-            conf = float(np.mean(np.maximum(row, 1 - row))) if self.multi else float(row.max())
-            out.append(TextPrediction(probs=dict(zip(self.labels, map(float, row))), confidence=conf))
-        return out
+        return choice_predictions(self.labels, self.probabilities(texts), independent=self.multi)
 
     def save(self, path: Path) -> None:
         import joblib

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ml_backend import create_app
+from ml_backend.settings import BackendSettings
 from server.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +22,7 @@ def settings(tmp_path) -> Settings:
 
 @pytest.fixture
 def app(settings):
-    return create_app(settings)
+    return create_app(settings.backend_settings())
 
 
 @pytest.fixture
@@ -55,9 +56,9 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def tiny_settings(settings, tiny_model_dir) -> Settings:
-    """Settings whose encoder is the tiny BERT (for protocol tests that need no real weights)."""
-    return settings.with_overrides(model_name=tiny_model_dir)
+def tiny_settings(settings, tiny_model_dir) -> BackendSettings:
+    """Backend settings whose encoder is the tiny BERT (for protocol tests that need no real weights)."""
+    return settings.backend_settings().with_overrides(model=tiny_model_dir)
 
 
 @pytest.fixture

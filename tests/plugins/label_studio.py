@@ -6,6 +6,7 @@ and every test or module gets its own copy. Set GOLDLOOP_LS_TEMPLATE=DIR to keep
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from server import stack
-from server.config import LOGS_DIRNAME, Settings
+from server import stack, store
+from server.config import Settings, local_url
+from server.datadir import DB_FILENAME, LOGS_DIRNAME
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_TEMPLATE = "GOLDLOOP_LS_TEMPLATE"
@@ -39,13 +41,14 @@ def stack_settings(home: Path, **kw) -> Settings:
 
 def start_label_studio(settings: Settings) -> subprocess.Popen:
     """Start Label Studio alone (no backend) for a data dir and wait until it answers with the token."""
-    stack.ensure_data_dir(settings.home)
-    token = stack.read_or_create_token(settings)
-    stack.ls_data_dir(settings).mkdir(parents=True, exist_ok=True)
-    log = stack.log_path(settings, stack.LABEL_STUDIO)
-    proc = stack.spawn(stack.label_studio_command(settings), stack.label_studio_env(settings, token), log, cwd=settings.home)
+    data_dir = settings.data_dir
+    data_dir.ensure()
+    token = data_dir.read_or_create_token()
+    data_dir.ls_data.mkdir(parents=True, exist_ok=True)
+    log = data_dir.log(store.LABEL_STUDIO)
+    proc = stack.spawn(stack.label_studio_command(settings), stack.label_studio_env(settings, token), log, cwd=data_dir.home)
     try:
-        url = stack.url_for(settings.ls_port)
+        url = local_url(settings.ls_port)
         stack.wait_healthy("Label Studio", f"{url}/health", proc.pid, settings.ls_start_timeout, log)
         stack.check_token(url, token)
     except BaseException:
@@ -69,7 +72,7 @@ def make_template(home: Path) -> Path:
 
 def copy_home(template: Path, dest: Path) -> Path:
     """A fresh goldloop data dir copied from the migrated template (logs left out)."""
-    shutil.copytree(template, dest, ignore=shutil.ignore_patterns(LOGS_DIRNAME, READY_MARK, "goldloop.db*"))
+    shutil.copytree(template, dest, ignore=shutil.ignore_patterns(LOGS_DIRNAME, READY_MARK, f"{DB_FILENAME}*"))
     return dest
 
 
@@ -96,11 +99,11 @@ class RunningLabelStudio:
 
     @property
     def url(self) -> str:
-        return stack.url_for(self.settings.ls_port)
+        return local_url(self.settings.ls_port)
 
     @property
     def token(self) -> str:
-        return stack.read_token(self.settings)
+        return self.settings.data_dir.read_token()
 
     def client(self):
         from server import ls_client
@@ -110,18 +113,16 @@ class RunningLabelStudio:
 
 def _running(home: Path):
     """Start Label Studio for a data dir, record it in the data dir's db (so the CLI finds it), yield, stop."""
-    from server import store
-
     settings = stack_settings(home)
     proc = start_label_studio(settings)
-    db = store.open_db(settings.db_path)
-    url = stack.url_for(settings.ls_port)
-    store.record_process(db, stack.LABEL_STUDIO, proc.pid, settings.ls_port, url, str(stack.log_path(settings, stack.LABEL_STUDIO)), "label-studio")
+    db = store.open_db(settings.data_dir.db_path)
+    url = local_url(settings.ls_port)
+    store.record_process(db, store.LABEL_STUDIO, proc.pid, settings.ls_port, url, str(settings.data_dir.log(store.LABEL_STUDIO)), "label-studio")
     try:
         yield RunningLabelStudio(settings, proc)
     finally:
         stack.stop_pid(proc.pid)
-        store.forget_process(db, stack.LABEL_STUDIO)
+        store.forget_process(db, store.LABEL_STUDIO)
 
 
 @pytest.fixture
@@ -134,6 +135,42 @@ def label_studio(ls_home):
 def label_studio_module(ls_template, tmp_path_factory):
     """One running Label Studio (no ML backend) shared by a test module."""
     yield from _running(copy_home(ls_template, tmp_path_factory.mktemp("ls-module") / "home"))
+
+
+@pytest.fixture(scope="module")
+def ls_projects(label_studio_module):
+    """The module's Label Studio, with one project per repo schema (no backend connected): (running, settings, db, client)."""
+    from server import ls_client
+    from server.schema_files import load_schemas
+    from server.up import ensure_project
+
+    s = label_studio_module.settings.with_overrides(ls_url=label_studio_module.url, ls_api_key=label_studio_module.token)
+    db = store.open_db(s.data_dir.db_path)
+    client = ls_client.connect(s, db)
+    for schema in load_schemas():
+        ensure_project(client, schema, s, db)
+    return label_studio_module, s, db, client
+
+
+def sample_texts(schema: str, n: int | None = None) -> list[str]:
+    """Texts of the repo's sample documents of a schema."""
+    lines = (ROOT / "server" / "samples" / schema / "docs.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(ln)["text"] for ln in lines if ln.strip()][:n]
+
+
+def write_jsonl(path: Path, records: list[object]) -> Path:
+    """Write records (a str is written as the raw line) as a JSONL file."""
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    return path
+
+
+def one_line_error(result) -> str:
+    """The CLI's error line of a click Result; asserts it is one line, non-zero, without a traceback."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]
 
 
 def goldloop(*args: str, home: Path, timeout: float = 600, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:

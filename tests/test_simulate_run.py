@@ -6,26 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.errors import ConfigError
-from server.simulate import (PSEUDO_DEFAULTS, _labels_to_target, load_corpus, per_repeat_spread, pseudo_defaults, run_simulation,
-                             split_test, summary_table)
+from server.simulate.query_models import PSEUDO_DEFAULTS, pseudo_defaults
+from server.simulate.report import labels_to_target, summary_table
+from server.simulate.run import run_simulation
 
 DATA = Path(__file__).parent / "data" / "simulate"
-
-
-def test_labels_to_target_interpolates():
-    curve = [{"labels": 20, "mean": 0.5}, {"labels": 40, "mean": 0.7}, {"labels": 60, "mean": 0.9}]
-    assert _labels_to_target(curve, 0.8) == pytest.approx(50.0)
-    assert _labels_to_target(curve, 0.4) == 20.0
-    assert _labels_to_target(curve, 0.95) is None
-
-
-def test_per_repeat_spread():
-    assert per_repeat_spread([100.0, 140.0, 300.0]) == "140 (100-300) 3/3"
-    # a repeat that never reached the target counts as infinitely many labels
-    assert per_repeat_spread([100.0, None, 140.0]) == "140 (100-140) 2/3"
-    assert per_repeat_spread([100.0, None, None]) == "- (100-100) 1/3"
-    assert per_repeat_spread([None, None]) == "- 0/2"
 
 
 def test_classification_simulation(tmp_path):
@@ -58,7 +43,7 @@ def test_classification_simulation(tmp_path):
         assert len(res["labels_to_95_runs"]) == 2
         for run, l95 in zip(res["runs"], res["labels_to_95_runs"]):
             own = [{"labels": p["labels"], "mean": p["metric"]} for p in run["points"]]
-            assert l95 == run["labels_to_95"] == _labels_to_target(own, on_disk["target_95"])
+            assert l95 == run["labels_to_95"] == labels_to_target(own, on_disk["target_95"])
     table = summary_table(on_disk)
     assert "per repeat" in table and len(table.splitlines()) == 2 + len(on_disk["strategies"])
     # same seed set for every strategy of a repeat; different seed sets across repeats
@@ -106,22 +91,9 @@ def test_simulation_is_reproducible(tmp_path):
     assert a["strategies"]["entropy"]["runs"][0]["labeled_ids"] == b["strategies"]["entropy"]["runs"][0]["labeled_ids"]
 
 
-def test_test_split_is_fixed_and_stratified():
-    corpus = load_corpus(DATA / "tweets_300.jsonl", DATA / "tweets.xml")
-    pool, test = split_test(corpus, 0.2, 0)
-    pool2, test2 = split_test(corpus, 0.2, 0)
-    assert list(test) == list(test2) and not set(pool) & set(test)
-    y = np.asarray(corpus.targets)
-    assert abs(np.bincount(y[test], minlength=3) / len(test) - np.bincount(y, minlength=3) / len(y)).max() < 0.05
-
-
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match="least_confidence"):
         run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["bald"], out=tmp_path / "x.json")
-    with pytest.raises(ConfigError, match="Labels"):
-        load_corpus(DATA / "ncbi_60.jsonl", DATA / "tweets.xml")
-    with pytest.raises(ConfigError, match="not one of"):
-        load_corpus(DATA / "tweets_300.jsonl", (DATA / "tweets.xml").read_text().replace("Bearish", "Down"))
     with pytest.raises(ValueError, match="encoder_lr"):
         run_simulation(DATA / "ncbi_60.jsonl", DATA / "ncbi.xml", ["margin"], query_model="tfidf_lr",
                        out=tmp_path / "x.json", progress=False)

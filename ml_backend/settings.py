@@ -1,0 +1,25 @@
+"""What the backend reads from the configuration: one dataclass, filled by ``server.config.Settings.backend_settings()``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """The backend's configuration: the encoder, serving precision, limits, where model versions live, auth."""
+
+    model: str  # HF model id or local path of the encoder (cold-start prototypes, fine-tuning base)
+    models_dir: Path  # model versions: <models_dir>/<project>/<version>/<control>/
+    quantize: str = "none"  # one of ml_backend.models.hf.QUANTIZE_MODES
+    threads: int = 0  # torch / ONNX Runtime intra-op threads; 0: one per available core
+    max_length: int = 256  # tokens per window (incl. special tokens)
+    cache_size: int = 50_000  # predictions kept in the LRU cache
+    max_text_chars: int = 500_000  # a longer task text gets an empty prediction
+    basic_auth_user: str | None = None
+    basic_auth_pass: str | None = field(default=None, repr=False)
+
+    def with_overrides(self, **kw) -> "BackendSettings":
+        """A copy with the given fields replaced (unknown names and None values are ignored)."""
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in kw.items() if k in known and v is not None})

@@ -1,0 +1,86 @@
+"""The data dir's layout: every path under goldloop's home, the admin token file, the state database."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StackError
+
+LS_TOKEN_FILENAME = "label_studio_token"  # API token of the admin, mode 0600
+LS_DATA_DIRNAME = "label-studio"  # LABEL_STUDIO_BASE_DATA_DIR
+LOGS_DIRNAME = "logs"
+DB_FILENAME = "goldloop.db"
+MODELS_DIRNAME = "models"
+DATASETS_DIRNAME = "datasets"
+ENCODERS_DIRNAME = "encoders"
+REPORTS_DIRNAME = "reports"
+TOKEN_LENGTH = 40  # hex characters
+
+
+def _under_home(name: str, doc: str) -> property:
+    """A read-only DataDir attribute: the path called name directly under home."""
+    return property(lambda self: self.home / name, doc=doc)
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """One goldloop data dir (``--data-dir``, ``$GOLDLOOP_HOME``): the only code that joins paths under it."""
+
+    home: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home))
+
+    db_path = _under_home(DB_FILENAME, "goldloop's own state (store.open_db): processes, projects, imports, versions.")
+    token_path = _under_home(LS_TOKEN_FILENAME, "The file holding Label Studio's admin API token (mode 0600).")
+    ls_data = _under_home(LS_DATA_DIRNAME, "Label Studio's own data dir (LABEL_STUDIO_BASE_DATA_DIR).")
+    logs = _under_home(LOGS_DIRNAME, "The log files of the child processes and of the training rounds.")
+    models = _under_home(MODELS_DIRNAME, "The model registry: models/<project>/<version>/.")
+    datasets = _under_home(DATASETS_DIRNAME, "The gold exports a round trains on: datasets/<project slug>/<version>/.")
+    encoders = _under_home(ENCODERS_DIRNAME, "Domain-adapted encoders (MLM) reused across rounds.")
+
+    def log(self, name: str) -> Path:
+        """The log file called name (a child process, a project's training rounds)."""
+        return self.logs / f"{name}.log"
+
+    def report_dir(self, project_id: int | str) -> Path:
+        """Where `goldloop report` writes a project's report by default."""
+        return self.home / REPORTS_DIRNAME / str(project_id)
+
+    def ensure(self) -> Path:
+        """Create the data dir and check it is writable; StackError says what to do when it is not."""
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.logs.mkdir(exist_ok=True)
+            probe = self.home / f".write-test-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StackError(f"data dir {self.home} is not writable ({reason}); pass --data-dir DIR with a writable directory") from None
+        if not os.access(self.home, os.W_OK | os.X_OK):
+            raise StackError(f"data dir {self.home} is not writable; pass --data-dir DIR with a writable directory")
+        return self.home
+
+    def read_or_create_token(self) -> str:
+        """The admin API token: generated once (40 hex chars), kept in the data dir with mode 0600."""
+        path = self.token_path
+        if path.exists():
+            token = path.read_text().strip()
+            if len(token) == TOKEN_LENGTH and all(c in "0123456789abcdef" for c in token):
+                return token
+            raise StackError(f"token file {path} is corrupt (expected 40 hex characters); delete it together with {self.ls_data}")
+        token = secrets.token_hex(TOKEN_LENGTH // 2)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return token
+
+    def read_token(self) -> str:
+        """The stored admin API token; StackError when the stack was never started here."""
+        try:
+            return self.token_path.read_text().strip()
+        except FileNotFoundError:
+            raise StackError(f"no Label Studio token in {self.token_path}; start the stack with: goldloop up --data-dir {self.home}") from None

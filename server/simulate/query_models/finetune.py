@@ -1,0 +1,100 @@
+"""The query model ``finetune``: the loop's own model and recipe (``ml_backend.training.train_control``: a
+fine-tuned SequenceClassifier or TokenClassifier, early stopping on the labeled documents that the task-id
+hash puts in the dev split) trained afresh every round. Far slower (minutes per round on 2 cores), but it is
+the model the live loop serves. Diversity uses the frozen encoder's mean-pooled embeddings. Self-training with
+it labels documents only."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ml_backend.evaluation import evaluate_spans
+from ml_backend.sampling import span_uncertainty, uncertainty
+
+from ..corpus import Corpus
+from ..features import encode_texts
+from .base import QueryModel, confident_choices, evaluate_choice_probs
+
+
+class Finetune(QueryModel):
+    """The live loop's model as the query model: ``train_control`` fine-tunes a fresh encoder on each labeled set.
+
+    ``fit`` returns the trained goldloop model; probabilities come from it (document labels: [n, k]; spans: the
+    merged BIO token probabilities per document, which ``span_uncertainty`` scores as in the live loop).
+    """
+
+    name = "finetune"
+    tasks = ("choices", "spans")
+
+    def __init__(self, corpus: Corpus, encoder: str, options=None, progress: bool = True):
+        from ml_backend.splits import split_of
+        from ml_backend.training import TrainOptions
+
+        self.corpus = corpus
+        self.encoder = encoder
+        self.control = corpus.spec
+        self.options = dataclasses.replace(options or TrainOptions(), cold_start_labels=0, model_name=encoder,
+                                           progress=False, self_training=False, mlm_steps=0)
+        self.dev = np.array([split_of(i) == "dev" for i in corpus.ids])
+        self.progress = progress
+        self._embeddings: np.ndarray | None = None
+        self.fits: list[dict] = []
+
+    @classmethod
+    def build(cls, corpus, encoder, *, C=None, progress=True, train_options=None) -> Finetune:
+        return cls(corpus, encoder, train_options, progress)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """Frozen-encoder document embeddings (for diversity), computed on first use."""
+        if self._embeddings is None:
+            self._embeddings = encode_texts(self.corpus.texts, self.encoder, progress=self.progress)
+        return self._embeddings
+
+    def _examples(self, docs, targets=None, weight: float = 1.0):
+        from ml_backend.models import Examples
+
+        labels = self.corpus.labels
+        tg = [self.corpus.targets[d] for d in docs] if targets is None else list(targets)
+        tg = [[labels[t]] for t in tg] if self.corpus.task == "choices" else [list(t) for t in tg]
+        return Examples([self.corpus.texts[d] for d in docs], tg, None if weight == 1.0 else [weight] * len(docs))
+
+    def fit(self, docs, pseudo_docs=None, pseudo_targets=None, pseudo_weight: float = 0.3):
+        from ml_backend.training import merge_examples, train_control
+
+        docs = np.asarray(docs, dtype=np.int64)
+        dev, train = docs[self.dev[docs]], docs[~self.dev[docs]]
+        if len(train) == 0:  # every labeled doc hashed to dev: train on them rather than on nothing
+            dev, train = dev[:0], dev
+        ex = self._examples(train)
+        if pseudo_docs is not None and len(pseudo_docs):
+            ex = merge_examples(ex, self._examples(pseudo_docs, pseudo_targets, pseudo_weight))
+        model, info = train_control(self.control, ex, self._examples(dev), self.options)
+        fit = info.get("fit") or {}
+        self.fits.append({"labels": int(len(docs)), "kind": model.kind, "steps": fit.get("steps"),
+                          "seconds": fit.get("seconds")})
+        return model
+
+    def probs(self, model, docs: np.ndarray):
+        texts = [self.corpus.texts[d] for d in docs]
+        if self.corpus.task == "spans":  # always a TokenClassifier: cold_start_labels is 0
+            return [p for _, p in model.token_probs(texts)]
+        if not texts:
+            return np.zeros((0, len(self.corpus.labels)))
+        return np.array([[p.probs[lbl] for lbl in self.corpus.labels] for p in model.predict(texts)])
+
+    def uncertainty(self, probs, kind: str) -> np.ndarray:
+        return span_uncertainty(probs, kind) if self.corpus.task == "spans" else uncertainty(probs, kind)
+
+    def pseudo(self, probs, threshold: float):
+        if self.corpus.task == "spans":
+            raise ValueError("self-training with the 'finetune' query model labels documents only")
+        return confident_choices(probs, threshold)
+
+    def evaluate(self, model, docs: np.ndarray) -> dict:
+        if self.corpus.task == "spans":
+            texts = [self.corpus.texts[d] for d in docs]
+            pred = [[s.key() for s in p.spans] for p in model.predict(texts)]
+            return evaluate_spans([self.corpus.targets[d] for d in docs], pred, texts)
+        return evaluate_choice_probs(self.corpus, docs, self.probs(model, docs))

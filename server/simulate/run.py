@@ -1,0 +1,226 @@
+"""The simulation's run loop: gold labels play the annotator, query strategies compete.
+
+One run: a fixed held-out test split (stratified for document labels, never queried); per repeat a random
+seed set (the same for every strategy of that repeat); each round the query model is fitted on the labeled
+set, scored on the test split, the pool is scored and the strategy picks ``batch_size`` documents, whose
+gold labels are then revealed. A full-data run (every non-test document) gives the reference metric.
+
+Self-training (``self_training=True``) adds, for every strategy, a ``<strategy>+self_training`` variant:
+each round, pool documents the model is confident about (document confidence ≥ ``self_training_threshold``)
+join training with their predicted labels at sample weight ``self_training_weight``. Left as ``None`` both
+come from the query model (``PSEUDO_DEFAULTS``; ``finetune`` takes the loop's own ``TrainOptions``); for spans
+this is the document-level version (confidence = 1 - span uncertainty, every token of the document takes its
+argmax tag). Pseudo-labels never count as labels on the curve.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ml_backend.evaluation import plot_learning_curves, primary_metric
+from ml_backend.sampling import STRATEGIES, get_strategy
+
+from ..errors import ConfigError
+from .corpus import load_corpus, split_test
+from .query_models import QueryModel, build_query_model, pseudo_defaults, resolve_name
+from .report import SELF_TRAINING_SUFFIX, compare_strategies, strategy_result
+
+
+def _one_run(model: QueryModel, strategy_name: str, self_training: bool, pool: np.ndarray, test: np.ndarray,
+             seed_docs: np.ndarray, rng: np.random.Generator, *, batch_size: int, rounds: int,
+             threshold: float, weight: float, strategy_kw: dict, tick: Callable[[], Any]) -> dict:
+    """One learning curve for one strategy and one seed set."""
+    strategy = get_strategy(strategy_name, **strategy_kw)
+    kind = strategy_name if strategy_name in ("least_confidence", "margin", "entropy") else "margin"
+    labeled = list(seed_docs)
+    in_labeled = np.zeros(len(model.corpus.ids), dtype=bool)
+    in_labeled[seed_docs] = True
+    points, n_pseudo = [], []
+    for rnd in range(rounds + 1):
+        docs = np.asarray(labeled, dtype=np.int64)
+        fitted = model.fit(docs)
+        remaining = pool[~in_labeled[pool]]
+        rem_probs = model.probs(fitted, remaining) if len(remaining) else None
+        if self_training and rem_probs is not None:
+            keep, targets = model.pseudo(rem_probs, threshold)
+            n_pseudo.append(int(len(keep)))
+            if len(keep):
+                fitted = model.fit(docs, remaining[keep], targets, weight)
+                rem_probs = model.probs(fitted, remaining)
+        metrics = model.evaluate(fitted, test)
+        points.append({"labels": len(labeled), "metric": primary_metric(metrics)})
+        tick()
+        if rnd == rounds or len(remaining) == 0:
+            break
+        unc = model.uncertainty(rem_probs, kind) if strategy_name != "random" else None
+        pick = strategy.select(
+            min(batch_size, len(remaining)), probs=None, uncertainty=unc if unc is not None else np.zeros(len(remaining)),
+            embeddings=model.embeddings[remaining] if strategy_name == "diversity" else None, rng=rng,
+        )
+        chosen = remaining[pick]
+        labeled.extend(int(i) for i in chosen)
+        in_labeled[chosen] = True
+    out = {"points": points, "labeled_ids": [model.corpus.ids[i] for i in labeled]}
+    if self_training:
+        out["pseudo_labeled"] = n_pseudo
+    return out
+
+
+def run_simulation(
+    data: Path,
+    schema: Path,
+    strategies: list[str],
+    *,
+    self_training: bool = False,
+    seed_size: int = 20,
+    batch_size: int = 20,
+    rounds: int = 10,
+    repeats: int = 3,
+    query_model: str = "auto",
+    test_fraction: float = 0.2,
+    out: Path,
+    seed: int = 0,
+    encoder: str | None = None,
+    progress: bool = True,
+    control: str | None = None,
+    self_training_threshold: float | None = None,
+    self_training_weight: float | None = None,
+    documents: Sequence[dict] | None = None,
+    backend: QueryModel | None = None,
+    mlm_steps: int = 0,
+    train_options=None,
+) -> dict:
+    """Simulate active learning against gold labels; write JSON to `out` and a PNG curve next to it.
+
+    ``documents`` (records) replaces reading ``data``; ``backend`` reuses a query model (its features) already
+    built by ``build_query_model`` for the same corpus (both for benchmarks that run several configurations).
+    """
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    strategies = list(dict.fromkeys(strategies))
+    if not strategies:
+        raise ValueError(f"give at least one strategy; expected names from {list(STRATEGIES)}")
+    for name in strategies:
+        get_strategy(name)  # ValueError listing the names
+    for name, v in (("seed_size", seed_size), ("batch_size", batch_size), ("repeats", repeats)):
+        if v < 1:
+            raise ValueError(f"{name} must be at least 1, got {v}")
+    if rounds < 0:
+        raise ValueError(f"rounds must be >= 0, got {rounds}")
+    if mlm_steps < 0:
+        raise ValueError(f"mlm_steps must be >= 0, got {mlm_steps}")
+    if self_training_threshold is not None and not 0.0 < self_training_threshold <= 1.0:
+        raise ValueError(f"self_training_threshold must be in (0, 1], got {self_training_threshold}")
+    if self_training_weight is not None and not self_training_weight > 0.0:
+        raise ValueError(f"self_training_weight must be > 0, got {self_training_weight}")
+    corpus = load_corpus(documents if documents is not None else Path(data), schema, control)
+    pool, test = split_test(corpus, test_fraction, seed)
+    if seed_size > len(pool):
+        raise ConfigError(f"seed_size {seed_size} exceeds the {len(pool)} documents outside the test split")
+    t_feat = time.perf_counter()
+    if backend is None:
+        backend, qm, enc = build_query_model(corpus, query_model, encoder, progress=progress, mlm_steps=mlm_steps,
+                                             mlm_texts=[corpus.texts[i] for i in pool], seed=seed,
+                                             train_options=train_options)
+    else:
+        qm, enc = resolve_name(query_model, corpus.task), encoder
+        if backend.corpus.ids != corpus.ids:
+            raise ValueError("the given backend was built for other documents")
+    features_s = time.perf_counter() - t_feat
+    threshold, weight = pseudo_defaults(qm, train_options)
+    threshold = threshold if self_training_threshold is None else self_training_threshold
+    weight = weight if self_training_weight is None else self_training_weight
+
+    # tiny fits: one BLAS/OpenMP thread is faster than two fighting; fine-tuning wants every core
+    limiter = threadpool_limits(1) if qm != "finetune" else None
+    if qm == "finetune" and self_training and corpus.task == "spans":
+        raise ValueError("self-training with the 'finetune' query model labels documents only")
+    try:
+        full_model = backend.fit(pool)
+        full_metrics = backend.evaluate(full_model, test)
+        full = primary_metric(full_metrics)
+        metric_name = "entity_f1" if corpus.task == "spans" else "macro_f1"
+
+        variants = [(s, False) for s in strategies] + ([(s, True) for s in strategies] if self_training else [])
+        seeds = [seed + 1000 * (r + 1) for r in range(repeats)]
+        n_points = min(rounds, int(np.ceil((len(pool) - seed_size) / batch_size))) + 1
+        bar = tqdm(total=len(variants) * repeats * n_points, desc="simulate", disable=not progress)
+        results: dict[str, dict] = {}
+        timing: dict[str, float] = {}
+        for name, st in variants:
+            key = name + (SELF_TRAINING_SUFFIX if st else "")
+            bar.set_postfix_str(key)
+            ts = time.perf_counter()
+            runs = []
+            for r, s in enumerate(seeds):
+                seed_docs = np.random.default_rng(s).choice(pool, size=seed_size, replace=False)
+                run = _one_run(
+                    backend, name, st, pool, test, seed_docs, np.random.default_rng(s + 1),
+                    batch_size=batch_size, rounds=rounds, threshold=threshold,
+                    weight=weight, strategy_kw={}, tick=lambda: bar.update(1),
+                )
+                runs.append({"repeat": r, "seed": s, **run})
+            timing[key] = round(time.perf_counter() - ts, 3)
+            results[key] = strategy_result(name, st, runs, full)
+        bar.close()
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+    compare_strategies(results, strategies, self_training)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_path = out.with_suffix(".png")
+    plot_learning_curves({k: v["curve"] for k, v in results.items()}, plot_path, metric_name, reference=full,
+                         title=f"{Path(str(data)).name if data is not None else 'documents'} · {qm}")
+    report = {
+        "data": str(data) if data is not None else None,
+        "schema": str(schema) if isinstance(schema, Path) or not str(schema).lstrip().startswith("<") else None,
+        "task": corpus.task,
+        "control": corpus.control,
+        "labels": corpus.labels,
+        "metric": metric_name,
+        "query_model": qm,
+        "encoder": enc,
+        "fits": backend.fits,  # finetune: the model kind, steps and seconds of every fit
+        "n_documents": len(corpus.ids),
+        "duplicates_dropped": corpus.duplicates_dropped,
+        "n_pool": int(len(pool)),
+        "n_test": int(len(test)),
+        "test_ids": [corpus.ids[i] for i in test],
+        "seed": seed,
+        "seeds": seeds,
+        "seed_size": seed_size,
+        "batch_size": batch_size,
+        "rounds": rounds,
+        "repeats": repeats,
+        "domain_adaptation": backend.domain_adaptation,
+        "self_training": self_training,
+        "self_training_threshold": threshold if self_training else None,
+        "self_training_weight": weight if self_training else None,
+        "full_data": {"labels": int(len(pool)), "metric": full, "metrics": full_metrics},
+        "target_95": 0.95 * full,
+        "strategies": results,
+        "ratio_to_random": {k: v["ratio_to_random"] for k, v in results.items()},
+        "timing": {"features_s": round(features_s, 3), "strategies_s": timing,
+                   "total_s": round(time.perf_counter() - t0, 3)},
+        "plot": str(plot_path),
+    }
+    out.write_text(json.dumps(report, indent=1, default=_json_default), encoding="utf-8")
+    return report
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

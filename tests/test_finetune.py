@@ -1,0 +1,118 @@
+"""Fine-tuning (models/finetune.py) on real medical documents: the token classifier learns, its spans are
+exact, reduced-precision serving keeps its quality; the linear-probe head start of document classifiers."""
+import numpy as np
+import pytest
+
+from ml_backend.alignment import windows
+from ml_backend.evaluation import evaluate_spans
+from ml_backend.models import Examples, SequenceClassifier, TokenClassifier, load_model
+from ml_backend.models.finetune import linear_probe
+from server.config import default_model
+from tests.plugins.backend import DATA, read_jsonl
+
+LABELS = ["SpecificDisease", "DiseaseClass", "Modifier", "CompositeMention"]
+CHOICE_LABELS = ["positive", "neutral", "negative"]
+CHOICE_EXAMPLES = Examples(
+    ["profits soared to a record", "shares jumped after strong sales", "the company cut its forecast", "losses widened and shares fell",
+     "results were in line with guidance", "the board meets on tuesday"],
+    [["positive"], ["positive"], ["negative"], ["negative"], ["neutral"], ["neutral"]],
+)
+
+
+def ex(docs):
+    return Examples([d["text"] for d in docs], [[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in docs])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    train = read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:240]
+    model = TokenClassifier(LABELS, model_name=default_model(), train_length=128, stride=32)
+    info = model.fit(ex(train), epochs=4, lr=1e-4, batch_size=16, progress=False)
+    path = tmp_path_factory.mktemp("ncbi-model")
+    model.save(path)
+    return model, info, path
+
+
+@pytest.mark.slow
+def test_fine_tuned_token_classifier_finds_diseases_in_held_out_abstracts(trained):
+    model, info, _ = trained
+    assert info["steps"] > 0 and info["history"][-1]["train_loss"] < info["history"][0]["train_loss"] * 1.5
+    test = read_jsonl(DATA / "ncbi_disease" / "test.jsonl")
+    preds = model.predict([d["text"] for d in test])
+    for d, p in zip(test, preds):
+        for s in p.spans:
+            assert 0 <= s.start < s.end <= len(d["text"]) and s.label in LABELS
+    m = evaluate_spans([[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in test], [[s.key() for s in p.spans] for p in preds])
+    assert m["entity_f1"] > 0.3, m
+
+
+@pytest.mark.slow
+def test_small_windows_lose_and_duplicate_nothing_at_boundaries(trained):
+    """48-token windows: entities that straddle a window boundary survive the overlap merge.
+
+    Short windows see less context, so some entities change anyway (inside a window as much as at its edge).
+    What overlap + merging must guarantee: an entity cut by a naive chunk boundary is found about as often
+    as one inside a chunk, far more often than with non-overlapping chunks, and never twice.
+    """
+    model, _, path = trained
+    texts = [d["text"] for d in read_jsonl(DATA / "ncbi_disease" / "test.jsonl")]
+    whole = [{s.key() for s in p.spans} for p in model.predict(texts)]
+    ids, offsets = model.tokenize(texts)
+    overlapped = load_model(path, max_length=48, stride=16).predict(texts)
+    naive = [{s.key() for s in p.spans} for p in load_model(path, max_length=48, stride=0).predict(texts)]
+    found = {"edge": [], "inner": [], "edge_naive": []}
+    for d, (w, p) in enumerate(zip(whole, overlapped)):
+        keys = [s.key() for s in p.spans]
+        assert len(keys) == len(set(keys)), "an entity was reported twice"
+        for a, b in zip(p.spans, p.spans[1:]):
+            assert a.end <= b.start, "overlapping spans after merging windows"
+        for s in p.spans:
+            piece = texts[d][s.start : s.end]
+            assert 0 <= s.start < s.end <= len(texts[d]) and piece == piece.strip()
+        cuts = [a for a, _ in windows(len(ids[d]), 46, 0)][1:]  # where non-overlapping 48-token chunks cut
+        for key in w:
+            toks = [i for i, (a, b) in enumerate(offsets[d]) if a < key[1] and b > key[0]]
+            edge = any(toks[0] < c <= toks[-1] for c in cuts)
+            found["edge" if edge else "inner"].append(key in set(keys))
+            if edge:
+                found["edge_naive"].append(key in naive[d])
+    rate = {k: sum(v) / len(v) for k, v in found.items()}
+    assert len(found["edge"]) >= 15, found  # enough entities sit on a cut for the comparison to mean something
+    assert rate["edge"] >= rate["inner"] - 0.2, rate  # measured 0.71 vs 0.75
+    assert rate["edge"] >= rate["edge_naive"] + 0.3, rate  # non-overlapping chunks split them: measured 0.18
+    assert sum(found["inner"]) / len(found["inner"]) > 0.5, rate
+
+
+@pytest.mark.slow
+def test_reduced_precision_serving_costs_little_entity_f1(trained):
+    _, _, path = trained
+    test = read_jsonl(DATA / "ncbi_disease" / "test.jsonl")
+    gold = [[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in test]
+    texts = [d["text"] for d in test]
+
+    def f1(quantize):
+        return evaluate_spans(gold, [[s.key() for s in p.spans] for p in load_model(path, quantize=quantize).predict(texts)])["entity_f1"]
+
+    fp32, bf16, int8, int8_torch = f1("none"), f1("bf16"), f1("int8"), f1("int8-torch")
+    print(f"entity F1 fp32 {fp32:.4f} bf16 {bf16:.4f} int8 {int8:.4f} int8-torch {int8_torch:.4f}")
+    assert bf16 > fp32 - 0.01, (fp32, bf16)
+    assert int8 > fp32 - 0.015, (fp32, int8)  # ONNX Runtime, per-channel weights
+    assert int8_torch > fp32 - 0.06, (fp32, int8_torch)  # PyTorch dynamic: measured ~3.5 points on this model
+
+
+@pytest.mark.parametrize("present", [["positive", "neutral", "negative"], ["positive", "negative"]])
+def test_linear_probe_sets_the_head_to_the_logistic_regression(present, tiny_model_dir):
+    keep = [i for i, t in enumerate(CHOICE_EXAMPLES.targets) if t[0] in present]
+    texts = [CHOICE_EXAMPLES.texts[i] for i in keep] * 2
+    targets = [CHOICE_EXAMPLES.targets[i] for i in keep] * 2
+    model = SequenceClassifier(CHOICE_LABELS, model_name=tiny_model_dir, max_length=32, stride=8)
+    feats = model.features(texts, targets)
+    info = linear_probe(model, feats, [1.0] * len(feats), balanced=True, C=100.0)
+    model.serving = model.model  # serve the probed head as it is (no fit)
+    probs = model.probabilities(texts)
+    pred = [CHOICE_LABELS[i] for i in probs.argmax(1)]
+    assert info["examples"] == len(texts)
+    assert info["train_accuracy"] == pytest.approx(np.mean([p == t[0] for p, t in zip(pred, targets)]), abs=1e-4)
+    assert info["train_accuracy"] > 0.6  # a near-unregularised LR separates a few distinct texts
+    for absent in set(CHOICE_LABELS) - set(present):
+        assert probs[:, CHOICE_LABELS.index(absent)].max() < 1e-3

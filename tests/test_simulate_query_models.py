@@ -1,0 +1,79 @@
+"""The contract every query model keeps (server/simulate/query_models/), on small real subsets."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml_backend.evaluation import primary_metric
+from server.config import default_model
+from server.simulate.corpus import load_corpus, load_jsonl
+from server.simulate.query_models import (IMPLEMENTATIONS, QUERY_MODELS, Finetune, build_query_model,
+                                          query_model_class, resolve_name)
+
+DATA = Path(__file__).parent / "data" / "simulate"
+# fine-tuning a transformer twice per case is more than a few seconds on a laptop CPU
+CASES = [
+    pytest.param(cls, task, id=f"{cls.__name__}-{task}", marks=[pytest.mark.slow] if cls is Finetune else [])
+    for cls in IMPLEMENTATIONS for task in cls.tasks
+]
+
+
+@pytest.fixture(scope="module")
+def corpora():
+    tweets = load_jsonl(DATA / "tweets_300.jsonl")[:40]
+    ncbi = load_jsonl(DATA / "ncbi_60.jsonl")[:12]
+    return {"choices": load_corpus(tweets, DATA / "tweets.xml"), "spans": load_corpus(ncbi, DATA / "ncbi.xml")}
+
+
+@pytest.mark.parametrize("cls,task", CASES)
+def test_query_model_contract(cls, task, corpora):
+    from ml_backend.training import TrainOptions
+
+    corpus = corpora[task]
+    model = cls.build(corpus, default_model() if cls.uses_encoder else None, progress=False,
+                      train_options=TrainOptions(epochs=1, min_steps=2, batch_size=8))
+    assert query_model_class(cls.name, task) is cls
+    n = len(corpus.ids)
+    assert len(model.embeddings) == n and np.isfinite(model.embeddings).all()
+    labeled, rest = np.arange(0, n, 2), np.arange(1, n, 2)
+    fitted = model.fit(labeled)
+    probs = model.probs(fitted, rest)
+    if task == "choices":
+        assert probs.shape == (len(rest), len(corpus.labels))
+        assert np.allclose(probs.sum(axis=1), 1.0)
+    else:
+        assert len(probs) == len(rest)
+        assert all(p.ndim == 2 and np.allclose(p.sum(axis=1), 1.0) for p in probs)
+    for kind in ("least_confidence", "margin", "entropy"):
+        unc = model.uncertainty(probs, kind)
+        assert unc.shape == (len(rest),) and np.isfinite(unc).all()
+    if cls is Finetune and task == "spans":
+        with pytest.raises(ValueError, match="documents only"):
+            model.pseudo(probs, 0.5)
+    else:
+        keep, targets = model.pseudo(probs, 0.0)  # every prediction passes a threshold of 0
+        assert list(keep) == list(range(len(rest))) and len(targets) == len(rest)
+        assert len(model.pseudo(probs, 1.01)[0]) == 0
+        refitted = model.fit(labeled, rest[keep], targets, 0.3)
+        assert len(model.probs(refitted, rest)) == len(rest)
+    assert 0.0 <= primary_metric(model.evaluate(fitted, rest)) <= 1.0
+
+
+def test_names_resolve_to_classes():
+    assert resolve_name("auto", "spans") == "encoder_lr" and resolve_name("auto", "choices") == "tfidf_lr"
+    assert query_model_class("auto", "choices").name == "tfidf_lr"
+    assert query_model_class("auto", "spans").name == "encoder_lr"
+    assert {cls.name for cls in IMPLEMENTATIONS} | {"auto"} == set(QUERY_MODELS)
+    with pytest.raises(ValueError, match="unknown query model"):
+        query_model_class("bert_lr", "choices")
+    with pytest.raises(ValueError, match="encoder_lr"):
+        query_model_class("tfidf_lr", "spans")
+
+
+def test_build_tfidf_needs_no_encoder(corpora):
+    model, name, encoder = build_query_model(corpora["choices"], "auto", "ignored", progress=False)
+    assert (name, encoder) == ("tfidf_lr", None) and model.domain_adaptation is None and model.fits is None
+    with pytest.raises(ValueError, match="encoder_lr"):
+        build_query_model(corpora["choices"], "auto", None, mlm_steps=4, progress=False)
+    with pytest.raises(ValueError, match="mlm-steps"):
+        build_query_model(corpora["choices"], "finetune", None, mlm_steps=4, progress=False)
