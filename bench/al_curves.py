@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds-scale", type=float, default=1.0, help="multiply every configuration's rounds")
     ap.add_argument("--only", default="", help="comma-separated configuration names: " + ",".join(CONFIGS))
     ap.add_argument("--out", type=Path, default=RESULTS / "al_curves.json")
+    ap.add_argument("--device", default="auto", help="where the encoder runs: auto (CUDA when torch sees one), cpu, cuda or cuda:N")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(CONFIGS)
     combined: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "configs": {}}
@@ -108,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             seed_size=args.seed_size, batch_size=args.batch_size,
             rounds=max(1, int(rounds * args.rounds_scale)), repeats=args.repeats or REPEATS.get(name, 3), seed=0,
             out=args.out.parent / f"al_curves_{name}.json", progress=sys.stderr.isatty(),
-            mlm_steps=MLM_STEPS.get(name, 0),
+            mlm_steps=MLM_STEPS.get(name, 0), device=args.device,
         )
         print(f"\n[{name}] {report['n_documents']} docs ({report['n_pool']} pool / {report['n_test']} test), "
-              f"query model {report['query_model']}, {report['repeats']} repeats, "
+              f"query model {report['query_model']} on {report['device']}, {report['repeats']} repeats, "
               f"{time.perf_counter() - t0:.0f} s")
         print(summary_table(report))
         if report.get("domain_adaptation"):

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
 from server import ls_client, stack, store  # noqa: E402
-from server.config import Settings, local_url  # noqa: E402
+from server.config import ENV_DEVICE, Settings, local_url  # noqa: E402
 from server.datadir import DataDir  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "twitter_financial_news_sentiment" / "train.jsonl"
@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=200)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "loop_timing.json")
     ap.add_argument("--keep", action="store_true", help="keep the data dir (printed) instead of deleting it")
+    ap.add_argument("--device", default="auto", help="the stack's GOLDLOOP_DEVICE: auto (CUDA when torch sees one), cpu, cuda or cuda:N")
     args = ap.parse_args()
 
     rows = [json.loads(x) for x in args.data.read_text(encoding="utf-8").split("\n") if x.strip()]
@@ -67,7 +68,7 @@ def main() -> None:
     while be_port == ls_port:
         be_port = stack.free_port()
     # only the START_TRAINING below starts a round (no automatic trigger every N annotations)
-    env = {"GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN": str(100 * args.labeled)}
+    env = {"GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN": str(100 * args.labeled), ENV_DEVICE: args.device}
     t_up = time.perf_counter()
     print("starting Label Studio + backend (first start migrates Label Studio's database) ...", flush=True)
     goldloop(home, "up", "--detach", "--no-samples", "--ls-port", str(ls_port), "--backend-port", str(be_port), env=env)
@@ -165,10 +166,12 @@ def main() -> None:
                            "during_round_p50": 1000 * statistics.median(during), "during_round_p95": pct(during, 95),
                            "during_requests": len(during), "errors": len(errors), "first_errors": errors[:3]},
             "cpus": os.cpu_count(),
+            "device": requests.get(f"{local_url(be_port)}/health", timeout=10).json().get("device"),
         }
         result["predict_ms"]["p95_ratio"] = result["predict_ms"]["during_round_p95"] / result["predict_ms"]["idle_p95"]
         p = result["predict_ms"]
         print(f"\n{'what':<48}{'value':>14}")
+        print(f"{'backend device':<48}{result['device']:>14}")
         print(f"{'labeled docs / pool docs':<48}{rec['labeled_docs']:>8} / {rec['pool_docs']}")
         print(f"{'round (export→train→eval→gate→promote→pool) s':<48}{t_round:>14.1f}")
         served = f"{served_at[0]:.1f}" if served_at else "never"

@@ -4,9 +4,10 @@ Baseline: a Hugging Face ``pipeline("token-classification", aggregation_strategy
 per task — same weights, same threads. Also: single-document /predict latency over HTTP (waitress),
 model FLOP/s against the machine's measured fp32 matmul peak, and the entity-F1 cost of int8 (ONNX Runtime,
 the default int8 mode, and PyTorch dynamic quantization) and bf16. Paths are timed interleaved, best of
---repeats passes each.
+--repeats passes each. ``--device`` (auto, cpu, cuda, cuda:N) is where the fine-tune and the fp32/bf16 paths run;
+the int8 paths are CPU paths on any device. The device is printed and recorded.
 
-    .venv/bin/python bench/predict_throughput.py [--data DIR] [--docs N] [--model PATH] [--out JSON]
+    .venv/bin/python bench/predict_throughput.py [--data DIR] [--docs N] [--model PATH] [--device auto] [--out JSON]
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ml_backend.models import Examples, TokenClassifier  # noqa: E402
-from ml_backend.models.torch_utils import available_cores, set_torch_threads  # noqa: E402
+from ml_backend.models.torch_utils import available_cores, device_name, set_process_device, set_torch_threads  # noqa: E402
 from server.config import Settings, default_model  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -41,11 +42,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
-def matmul_peak(n: int = 2048, reps: int = 5) -> float:
-    """Measured fp32 matmul GFLOP/s on this machine (best of reps)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, reps: int = 5, device: str = "cpu") -> float:
+    """Measured fp32 matmul GFLOP/s on the device (best of reps)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(reps))
+    sync()
+    best = min(_timed(lambda: (torch.mm(a, b), sync())) for _ in range(reps))
     return 2 * n**3 / best / 1e9
 
 
@@ -78,12 +81,12 @@ def entity_f1(gold: list[list[tuple]], pred: list[list[tuple]]) -> float:
     return 2 * tp / max(1, 2 * tp + fp + fn)
 
 
-def finetune(train: list[dict], out: Path, epochs: int) -> Path:
+def finetune(train: list[dict], out: Path, epochs: int) -> tuple[Path, dict]:
     m = TokenClassifier(NCBI_LABELS, model_name=default_model(), train_length=128)
     info = m.fit(Examples([d["text"] for d in train], [[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in train]), epochs=epochs, lr=1e-4)
     m.save(out)
-    print(f"fine-tuned on {len(train)} docs in {info['seconds']} s ({info['steps']} steps)")
-    return out
+    print(f"fine-tuned on {len(train)} docs in {info['seconds']} s ({info['steps']} steps, {info['device']})")
+    return out, {"docs": len(train), "epochs": epochs, "steps": info["steps"], "seconds": info["seconds"], "device": info["device"]}
 
 
 def free_port() -> int:
@@ -92,7 +95,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_latency(model_dir: Path, texts: list[str], quantize: str, n: int) -> dict:
+def http_latency(model_dir: Path, texts: list[str], quantize: str, n: int, device: str = "auto") -> dict:
     """p50/p95 of single-document /predict over HTTP against a waitress-served backend."""
     import requests
     import waitress
@@ -102,7 +105,8 @@ def http_latency(model_dir: Path, texts: list[str], quantize: str, n: int) -> di
     from ml_backend.registry import ProjectModel
     from ml_backend.schema import parse_label_config
 
-    settings = Settings(home=Path(os.environ.get("TMPDIR", "/tmp")) / f"goldloop-bench-{os.getpid()}", cache_size=0, quantize=quantize)
+    settings = Settings(home=Path(os.environ.get("TMPDIR", "/tmp")) / f"goldloop-bench-{os.getpid()}", cache_size=0, quantize=quantize,
+                        device=device)
     app = create_app(settings.backend_settings())
     spec = parse_label_config(NCBI_CONFIG)
     state = app.extensions["goldloop"]
@@ -135,15 +139,18 @@ def main() -> None:
     ap.add_argument("--train-docs", type=int, default=300)
     ap.add_argument("--http-requests", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per path (interleaved; best counts)")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when torch sees one), cpu, cuda or cuda:N")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "predict_throughput.json")
     args = ap.parse_args()
 
+    device = set_process_device(args.device)  # every model below runs there (the int8 twins on the CPU)
+    print(f"device {device_name(device)}")
     threads = set_torch_threads(0)
     ncbi = args.data / "ncbi_disease"
     train, test = read_jsonl(ncbi / "train.jsonl")[: args.train_docs], read_jsonl(ncbi / "test.jsonl")[: args.docs]
     texts = [d["text"] for d in test]
     gold = [[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in test]
-    model_dir = args.model or finetune(train, ROOT / "bench" / "results" / "ncbi-token-classifier", args.epochs)
+    model_dir, fit = (args.model, None) if args.model else finetune(train, ROOT / "bench" / "results" / "ncbi-token-classifier", args.epochs)
 
     fp32 = TokenClassifier.load(model_dir, batch_size=16)
     served = {  # name in the table -> the model goldloop serves with that --quantize mode
@@ -154,7 +161,7 @@ def main() -> None:
     }
     from transformers import pipeline
 
-    pipe = pipeline("token-classification", model=fp32.model, tokenizer=fp32.tokenizer, aggregation_strategy="simple", device=-1)
+    pipe = pipeline("token-classification", model=fp32.model, tokenizer=fp32.tokenizer, aggregation_strategy="simple", device=fp32.device)
 
     def per_task():
         return [pipe(t) for t in texts]
@@ -167,7 +174,7 @@ def main() -> None:
     best = {k: float("inf") for k in paths}
     peak = 0.0
     for rep in range(args.repeats):  # interleaved, best of repeats: the machine's drift hits every path alike
-        peak = max(peak, matmul_peak())  # the peak too, so the share of peak compares like with like
+        peak = max(peak, matmul_peak(device=str(device)))  # the peak too, so the share of peak compares like with like
         for k, fn in paths.items():
             if rep and "bf16" in k:
                 continue  # ~25x slower than fp32 on CPUs without bf16 units: once is enough to show it
@@ -179,7 +186,7 @@ def main() -> None:
     f1 = {k.replace("goldloop batched ", "").split(" ")[0]: entity_f1(gold, [[sp.key() for sp in p.spans] for p in m.predict(texts)])
           for k, m in served.items()}
     f1_fp32 = f1["fp32"]
-    latency = {q: http_latency(model_dir, texts, q, args.http_requests) for q in ("none", "int8", "int8-torch")}
+    latency = {q: http_latency(model_dir, texts, q, args.http_requests, args.device) for q in ("none", "int8", "int8-torch")}
     latency["fp32"] = latency.pop("none")
 
     # long contract: one CUAD contract (tens of thousands of characters) through the windowed path
@@ -195,7 +202,8 @@ def main() -> None:
                                      ("int8_torch", "goldloop batched int8-torch"))}}
 
     result = {
-        "machine": {"cores": available_cores(), "torch_threads": threads, "torch": torch.__version__},
+        "machine": {"cores": available_cores(), "torch_threads": threads, "torch": torch.__version__, "device": device_name(device)},
+        "finetune": fit,
         "docs": len(texts), "tokens": tokens, "data": str(ncbi),
         "throughput_docs_per_s": {name: len(texts) / s for name, s in rows},
         "speedup_vs_per_task": {name: base_s / s for name, s in rows},
@@ -210,7 +218,7 @@ def main() -> None:
     print(f"\n{'path':<40}{'docs/s':>10}{'speedup':>10}")
     for name, s in rows:
         print(f"{name:<40}{len(texts) / s:>10.1f}{base_s / s:>10.2f}x")
-    print(f"\nfp32 matmul peak {peak:.0f} GFLOP/s; goldloop fp32 path {flops / fp_s / 1e9:.0f} GFLOP/s = {100 * flops / fp_s / 1e9 / peak:.0f}% of peak")
+    print(f"\n{device_name(device)} fp32 matmul peak {peak:.0f} GFLOP/s; goldloop fp32 path {flops / fp_s / 1e9:.0f} GFLOP/s = {100 * flops / fp_s / 1e9 / peak:.0f}% of peak")
     print("entity F1 " + "  ".join(f"{k} {v:.4f}" + ("" if k == "fp32" else f" (loss {100 * (f1_fp32 - v):.2f} points)")
                                    for k, v in f1.items()))
     for k, v in result["http_single_doc"].items():

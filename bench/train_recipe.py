@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-steps", type=int, default=None, help="the current recipe's step floor (default: TrainOptions')")
     ap.add_argument("--mlm-steps", type=int, default=0, help="add the current recipe after N domain-adaptive MLM steps on the pool")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train_recipe.json")
+    ap.add_argument("--device", default="auto", help="where fine-tuning runs: auto (CUDA when torch sees one), cpu, cuda or cuda:N")
     args = ap.parse_args(argv)
     if not args.data.exists():
         print(f"{args.data} not found: pass --data (Financial PhraseBank JSONL: text, label)")
@@ -102,24 +103,24 @@ def main(argv: list[str] | None = None) -> int:
         train, dev = examples(labeled[:k]), examples(labeled[k:])
         pool = [texts[i] for i in np.setdiff1d(rest, labeled)]
         t0 = time.perf_counter()
-        emb = encode_texts([texts[i] for i in np.concatenate([labeled, test])], encoder, progress=False)
+        emb = encode_texts([texts[i] for i in np.concatenate([labeled, test])], encoder, progress=False, device=args.device)
         lr = LogisticRegression(C=10.0, max_iter=1000, class_weight="balanced").fit(emb[: args.labels], y[labeled])
         f = f1_score(y[test], lr.predict(emb[args.labels :]), average="macro")
         results["frozen_lr"].append({"seed": seed, "macro_f1": float(f), "seconds": time.perf_counter() - t0})
         for name, base in recipes.items():
-            opts = dataclasses.replace(base, model_name=encoder, seed=seed, progress=False, cold_start_labels=0)
+            opts = dataclasses.replace(base, model_name=encoder, seed=seed, progress=False, cold_start_labels=0, device=args.device)
             t0 = time.perf_counter()
             model, info = train_control(control, train, dev, opts, pool=pool if opts.self_training or opts.mlm_steps else ())
             seconds = time.perf_counter() - t0
             results[name].append({"seed": seed, "macro_f1": macro_f1(model), "seconds": seconds,
-                                  "steps": info["fit"].get("steps"), "pseudo_labels": info.get("pseudo_labels")})
+                                  "steps": info["fit"].get("steps"), "pseudo_labels": info.get("pseudo_labels"), "device": info["device"]})
             if info.get("domain_adaptation"):
                 da = {k: v for k, v in info["domain_adaptation"].items() if k != "path"}
                 results[name][-1]["domain_adaptation"] = da
                 print(f"  MLM: {da}", flush=True)
             print(f"seed {seed} {name:<24} macro-F1 {results[name][-1]['macro_f1']:.3f}  {seconds:.0f} s", flush=True)
     print(f"\nFinancial PhraseBank, {args.labels} labels ({k} train / {args.labels - k} dev), "
-          f"{args.test} test sentences, {args.seeds} seeds")
+          f"{args.test} test sentences, {args.seeds} seeds, device {results['current'][0]['device']}")
     print(f"{'recipe':<24} {'macro-F1 mean':>13} {'± sd':>6} {'per seed':>24} {'s/fit':>6}")
     for name, runs in results.items():
         f = np.array([r["macro_f1"] for r in runs])
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     work.cleanup()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"data": str(args.data), "labels": args.labels, "test": args.test,
-                                    "min_steps": recipes["current"].min_steps, "mlm_steps": args.mlm_steps, "results": results}, indent=1), encoding="utf-8")
+                                    "min_steps": recipes["current"].min_steps, "mlm_steps": args.mlm_steps, "device": results["current"][0]["device"],
+                                    "results": results}, indent=1), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

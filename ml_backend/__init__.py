@@ -20,7 +20,7 @@ def create_app(settings: BackendSettings, trainer: "Trainer | None" = None, test
     from flask import Flask
 
     from . import http_errors
-    from .routes import bp
+    from .routes import MAX_BODY_BYTES, bp
     from .state import BackendState
 
     if not isinstance(settings, BackendSettings):
@@ -28,7 +28,7 @@ def create_app(settings: BackendSettings, trainer: "Trainer | None" = None, test
     if test_config:
         settings = settings.with_overrides(**test_config)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["goldloop"] = BackendState(settings, trainer)
     http_errors.register(app)
     app.register_blueprint(bp)

@@ -61,6 +61,21 @@ def non_overlapping(spans: Iterable[tuple[int, int, str]]) -> list[tuple[int, in
     return select_non_overlapping(spans)[0]
 
 
+def empty_overlaps(offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Offsets with an empty span for a token that starts where the next one starts and ends inside it.
+
+    SentencePiece tokenizers (XLM-R, e5) emit a bare ``▁`` before a text that starts with a character no
+    ``▁``-piece covers (most Chinese text); its offsets are the next token's first character, so without
+    this both tokens would claim that character and a span could be labelled or decoded twice.
+    """
+    out = [tuple(o) for o in offsets]
+    for t in range(len(out) - 1):
+        (s, e), (ns, ne) = out[t], out[t + 1]
+        if s < e and s == ns and e <= ne:
+            out[t] = (s, s)
+    return out
+
+
 def encode_spans(
     offsets: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int, str]], labels: Sequence[str]
 ) -> list[int]:

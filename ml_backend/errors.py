@@ -36,3 +36,17 @@ class TrainingError(GoldloopError):
     """A training run cannot start or failed (no labels, one class, ...)."""
 
     status = 422
+
+
+class UnsupportedMediaType(BadRequest):
+    """The request body is not sent as application/json."""
+
+    status = 415
+
+
+class UnsafePath(BadRequest):
+    """A name would place a file outside its root directory."""
+
+
+class EncoderError(TrainingError):
+    """An encoder cannot be built or chosen (package missing, unreadable model file)."""

@@ -1,6 +1,7 @@
 """Domain-adaptive masked-language modelling: the encoder keeps training on the project's unlabeled texts
 before fine-tuning starts from it, and an adapted encoder is reused across rounds while the pool it was
-adapted on still covers the current one.
+adapted on still covers the current one. It trains on ``device`` (``torch_utils.resolve_device``; on CUDA under
+bf16/fp16 autocast) and saves CPU tensors, so the adapted encoder loads on any device.
 """
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .models.torch_utils import LOAD_LOCK, transformers_module
+from .models.torch_utils import LOAD_LOCK, autocast, cpu_state_dict, grad_scaler, resolve_device, transformers_module
 
 MLM_REUSE_COVERAGE = 0.9  # reuse an adapted encoder while it was trained on this share of the pool's texts
 
 
 def adapted_encoder(pool: Sequence[str], *, model_name: str, steps: int, work_dir: str | Path, seed: int = 0,
-                    progress: bool = True) -> tuple[str, dict]:
+                    progress: bool = True, device: str | None = None) -> tuple[str, dict]:
     """The encoder after ``steps`` of domain-adaptive MLM of ``model_name`` on the pool.
 
     An earlier one from ``work_dir`` serves when it was adapted from the same model, for as many steps, on
@@ -46,7 +47,7 @@ def adapted_encoder(pool: Sequence[str], *, model_name: str, steps: int, work_di
         return str(best), {"reused": str(best), "coverage": round(best_cov, 4)}
     key = hashlib.sha256("\n".join(digests).encode("utf-8")).hexdigest()[:12]
     adapted = work / f"mlm-{key}-{steps}"
-    record = domain_adapt(model_name, list(pool), adapted, steps=steps, seed=seed, progress=progress)
+    record = domain_adapt(model_name, list(pool), adapted, steps=steps, seed=seed, progress=progress, device=device)
     meta = {"base_model": model_name, "steps": steps, "texts": digests}
     tmp = adapted / "adapted_on.json.tmp"
     tmp.write_text(json.dumps(meta), encoding="utf-8")
@@ -56,14 +57,14 @@ def adapted_encoder(pool: Sequence[str], *, model_name: str, steps: int, work_di
 
 def domain_adapt(model_name: str, texts: Sequence[str], out_dir, *, steps: int = 200, batch_size: int = 16, max_length: int = 128,
                  lr: float = 5e-5, mask_prob: float = 0.15, seed: int = 0, progress: bool = True,
-                 head_warmup: int | None = None, head_lr: float = 1e-3) -> dict:
+                 head_warmup: int | None = None, head_lr: float = 1e-3, device: str | None = None) -> dict:
     """Domain-adaptive masked-language-model training of the encoder on unlabeled texts; saves it to out_dir.
 
     Fine-tuning then starts from `out_dir` instead of the generic encoder. A model without pretrained MLM
     head weights (a sentence encoder such as all-MiniLM-L6-v2) gets a new head. Its random weights would
     send noise into the encoder, so the new head first trains alone, encoder frozen, for ``head_warmup``
     steps (default: ``steps`` when the head is new, else 0) at ``head_lr``; then ``steps`` steps train
-    everything at ``lr``.
+    everything at ``lr``. ``device``: where it trains (``None``: the process's device).
     """
     import torch
     from tqdm.auto import tqdm
@@ -71,6 +72,7 @@ def domain_adapt(model_name: str, texts: Sequence[str], out_dir, *, steps: int =
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise ValueError("domain adaptation needs unlabeled texts; the pool is empty")
+    dev = resolve_device(device)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     with LOAD_LOCK:
@@ -85,19 +87,24 @@ def domain_adapt(model_name: str, texts: Sequence[str], out_dir, *, steps: int =
         head_warmup = steps if new_head else 0
     if head_warmup and not new_head:
         head_warmup = 0  # a pretrained head needs no warm-up
+    model.to(dev)
     trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
     started = time.perf_counter()
 
     def run(params, n_steps, rate, desc):
         opt = torch.optim.AdamW(params, lr=rate, weight_decay=0.01)
+        scaler = grad_scaler(dev)
         out = []
         for _ in tqdm(range(n_steps), desc=desc, disable=not progress, leave=False):
             batch = collator([seqs[rng.randrange(len(seqs))] for _ in range(batch_size)])
-            loss = model(**batch).loss
-            loss.backward()
+            with autocast(dev):
+                loss = model(**{k: v.to(dev) for k, v in batch.items()}).loss
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             opt.zero_grad(set_to_none=True)
             out.append(float(loss.detach()))
         return out
@@ -111,11 +118,12 @@ def domain_adapt(model_name: str, texts: Sequence[str], out_dir, *, steps: int =
         for p in trainable:
             p.requires_grad_(True)
     losses = run(trainable, steps, lr, "domain-adaptive MLM")
-    model.save_pretrained(out_dir)
+    model.save_pretrained(out_dir, state_dict=cpu_state_dict(model))  # CPU tensors: loads on any device
     tok.save_pretrained(out_dir)
     k = max(1, len(losses) // 10)
     info = {"steps": steps, "sequences": len(seqs), "loss_first": float(np.mean(losses[:k])) if losses else None,
-            "loss_last": float(np.mean(losses[-k:])) if losses else None, "head_warmup": head_warmup, "seconds": round(time.perf_counter() - started, 2), "path": str(out_dir)}
+            "loss_last": float(np.mean(losses[-k:])) if losses else None, "head_warmup": head_warmup, "seconds": round(time.perf_counter() - started, 2), "path": str(out_dir),
+            "device": str(dev)}
     if warm:
         kw = max(1, len(warm) // 10)
         info["head_loss_first"], info["head_loss_last"] = float(np.mean(warm[:kw])), float(np.mean(warm[-kw:]))

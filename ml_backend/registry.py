@@ -1,10 +1,13 @@
 """Model versions on disk and in memory: one ProjectModel per (project, version), thread-safe hot swap.
 
-Layout: ``<home>/models/<project>/<version>/<control name>/`` (one saved model per control) +
-``version.json``; ``<home>/models/<project>/serving.json`` names the version being served.
+Layout: ``<home>/models/<project>/<version>/<control dir>/`` (one saved model per control) +
+``version.json``; ``<home>/models/<project>/serving.json`` names the version being served. Every path
+under the root is built by ``Registry.path``, which validates each name and asserts the result stays under
+the root: no request value reaches the file system unchecked.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -15,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import ids
 from .cache import PredictionCache
+from .errors import UnsafePath
 from .models import Examples, Model, PrototypeClassifier, SpanMatcher, TextPrediction, load_model
 from .models.base import chosen_labels
 from .results import choice_item, choices_of, span_item, spans_of
@@ -27,6 +32,13 @@ log = logging.getLogger(__name__)
 
 def cold_start_version(spec: TaskSpec) -> str:
     return f"coldstart-{spec.config_hash[:8]}"
+
+
+def control_dirname(name: str) -> str:
+    """The directory of a control's saved model: its name when that is a safe file name, else a hash of it."""
+    if ids.is_safe_component(name):
+        return name
+    return "control-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def new_version_name() -> str:
@@ -125,12 +137,13 @@ def regions(control: Control, pred: TextPrediction, text: str) -> list[dict]:
     return [choice_item(control, chosen, min(pred.probs[c] for c in chosen))]
 
 
-def cold_start_model(control: Control, settings: BackendSettings) -> Model:
-    """The model a control gets before any training: a string matcher (spans) or label prototypes (choices)."""
+def cold_start_model(control: Control, settings: BackendSettings, model_name: str | None = None) -> Model:
+    """The model a control gets before any training: a string matcher (spans) or label prototypes (choices)
+    on ``model_name`` (the encoder the project's version chose) or the configured encoder."""
     if control.kind == "spans":
         return SpanMatcher(control.labels)
     return PrototypeClassifier(
-        control.labels, control.multi, model_name=settings.model, threads=settings.threads, max_length=min(settings.max_length, 256)
+        control.labels, control.multi, model_name=model_name or settings.model, threads=settings.threads, max_length=min(settings.max_length, 256)
     )
 
 
@@ -145,16 +158,44 @@ class Registry:
         self._guard = threading.Lock()
         self.listeners: list[Callable[[str, str], None]] = []
 
+    def path(self, project: str, version: str | None = None, control: str | None = None, file: str | None = None) -> Path:
+        """``root/project[/version[/control dir]][/file]``: the one place that joins names under the models root.
+
+        Raises UnsafePath for a project key ``ids.project_key`` would not return, a version that is no safe
+        directory name, or a result that leaves the root.
+        """
+        if not ids.is_project_key(project):
+            raise UnsafePath(f"project key {ids.shown(project)} is not a validated project key")
+        parts = [project]
+        if version is not None:
+            if not ids.is_version(version):
+                raise UnsafePath(f"model version {ids.shown(version)} is not a safe directory name")
+            parts.append(version)
+        if control is not None:
+            parts.append(control_dirname(control))
+        if file is not None:
+            parts.append(file)
+        root = Path(os.path.abspath(self.root))
+        out = Path(os.path.normpath(root.joinpath(*parts)))
+        if root not in out.parents:
+            raise UnsafePath(f"{ids.shown(str(out))} is not under the models dir {root}")
+        return out
+
     def _lock(self, project: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(project, threading.Lock())
 
     def pointer(self, project: str) -> dict | None:
-        p = self.root / project / "serving.json"
+        """serving.json of a project, or None when absent, unreadable or naming an unsafe version."""
+        p = self.path(project, file="serving.json")
         try:
-            return json.loads(p.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            ptr = json.loads(p.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+        if not isinstance(ptr, dict) or not ids.is_version(ptr.get("version")):
+            log.warning("project %s: ignoring %s: it names no valid version", project, p)
+            return None
+        return ptr
 
     def current_version(self, project: str, spec: TaskSpec | None = None) -> str:
         """The version that serves (or will serve) a project — cheap: never loads a model."""
@@ -169,7 +210,7 @@ class Registry:
         Reads serving.json only when its mtime changed, and answers the same until the model is reloaded
         (get() asks twice, before and under the lock).
         """
-        p = self.root / project / "serving.json"
+        p = self.path(project, file="serving.json")
         try:
             mtime = p.stat().st_mtime_ns
         except FileNotFoundError:
@@ -225,13 +266,12 @@ class Registry:
         version = cold_start_version(spec)
         meta: dict[str, Any] = {"cold_start": [c.name for c in spec.controls]}
         if ptr:
-            vdir = self.root / project / ptr["version"]
             meta = {"cold_start": []}
             for control in spec.controls:
-                cdir = vdir / control.name
+                cdir = self.path(project, ptr["version"], control.name)
                 try:
                     m = load_model(cdir, quantize=self.settings.quantize, threads=self.settings.threads) if (cdir / "goldloop_model.json").exists() else None
-                except (OSError, ValueError, KeyError) as exc:
+                except (OSError, ValueError, KeyError, TypeError) as exc:  # TypeError: skops refused a type
                     log.warning("project %s: cannot load %s (%s); using the cold-start model", project, cdir, exc)
                     m = None
                 if m is not None and list(m.labels) == list(control.labels):
@@ -239,24 +279,28 @@ class Registry:
                 else:
                     meta["cold_start"].append(control.name)
             version = ptr["version"]
+            recorded = self.path(project, version, file="version.json")
+            if recorded.is_file() and json.loads(recorded.read_text()).get("model_name"):
+                meta["model_name"] = json.loads(recorded.read_text())["model_name"]
         for control in spec.controls:
             if control.name not in models:
-                models[control.name] = cold_start_model(control, self.settings)
+                models[control.name] = cold_start_model(control, self.settings, meta.get("model_name"))
         log.info("project %s: serving %s (cold start for %s)", project, version, meta["cold_start"] or "none")
         return ProjectModel(spec, version, models, meta)
 
     def promote(self, project: str, pm: ProjectModel, info: dict | None = None) -> Path:
         """Save a project's new models as a version, point serving.json at it, swap it in atomically."""
-        vdir = self.root / project / pm.version
+        vdir = self.path(project, pm.version)
         for name, model in pm.models.items():
             if name not in pm.meta.get("cold_start", []):  # cold-start models are rebuilt on load, not saved
-                model.save(vdir / name)
-                self._prepare_serving(model, vdir / name)
+                cdir = self.path(project, pm.version, name)
+                model.save(cdir)
+                self._prepare_serving(model, cdir)
         record = {"version": pm.version, "config_hash": pm.spec.config_hash, "promoted_at": time.time(), **(info or {})}
         (vdir / "version.json").write_text(json.dumps(record, indent=2, default=str))
-        tmp = self.root / project / f".serving-{uuid.uuid4().hex}.json"
+        tmp = self.path(project, file=f".serving-{uuid.uuid4().hex}.json")
         tmp.write_text(json.dumps({"version": pm.version, "config_hash": pm.spec.config_hash}))
-        os.replace(tmp, self.root / project / "serving.json")
+        os.replace(tmp, self.path(project, file="serving.json"))
         self._serve(project, pm)
         return vdir
 
@@ -273,11 +317,14 @@ class Registry:
 
     def versions(self, project: str | None = None) -> list[dict]:
         """Every saved version (newest first), with its record; all projects when none is given."""
-        projects = [project] if project else sorted(p.name for p in self.root.glob("*") if p.is_dir()) if self.root.exists() else []
+        if project:
+            projects = [project]
+        else:
+            projects = sorted(p.name for p in self.root.glob("*") if p.is_dir() and ids.is_project_key(p.name)) if self.root.exists() else []
         out = []
         for proj in projects:
             serving = (self.pointer(proj) or {}).get("version")
-            for vfile in sorted((self.root / proj).glob("*/version.json"), reverse=True):
+            for vfile in sorted(self.path(proj).glob("*/version.json"), reverse=True):
                 try:
                     rec = json.loads(vfile.read_text())
                 except json.JSONDecodeError:

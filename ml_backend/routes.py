@@ -1,18 +1,23 @@
-"""HTTP only: /health /setup /predict /webhook /versions /metrics on the ``goldloop`` Blueprint.
+"""HTTP only: /health /setup /predict /webhook /versions /metrics /openapi.json on the ``goldloop`` Blueprint.
 
-Parsing, auth and metrics; the work happens in the app's BackendState, its registry and models.
+Parsing, auth and metrics; the work happens in the app's BackendState, its registry and models. Every
+identifier from a request goes through ``ids`` first; no request value becomes a metric label, and log
+lines show request values through ``ids.shown`` (ASCII, short).
 """
 from __future__ import annotations
 
 import base64
 import hmac
+import json
 import logging
 import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .errors import BadRequest, Unauthorized
+from . import ids
+from .errors import BadRequest, Unauthorized, UnsupportedMediaType
+from .openapi import openapi_document
 from .schema import TaskSpec, parse_label_config
 from .state import BackendState
 
@@ -25,20 +30,39 @@ def state() -> BackendState:
     return current_app.extensions["goldloop"]
 
 
-def project_key(raw: object) -> str:
-    """Label Studio sends "<project id>.<timestamp>" in /setup and /predict; the id names the project."""
-    if raw is None or raw == "":
-        return "default"
-    return str(raw).split(".")[0]
+# a larger body answers 413: a batch of Label Studio tasks at the text limit fits, a flood does not
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+# the webhook actions Label Studio sends; any other action string is counted as "other" in /metrics
+WEBHOOK_ACTIONS = frozenset({
+    "ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_CREATED",
+    "TASKS_DELETED", "PROJECT_CREATED", "PROJECT_UPDATED", "PROJECT_DELETED", "START_TRAINING", "LABEL_LINK_CREATED",
+    "LABEL_LINK_UPDATED", "LABEL_LINK_DELETED", "REVIEW_CREATED", "REVIEW_UPDATED", "REVIEWS_DELETED",
+})
+ACTION_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 def json_body() -> dict:
-    body = request.get_json(silent=True)
-    if body is None:
-        raise BadRequest("request body must be JSON (Content-Type: application/json), got unparseable or empty content")
+    """The request body as a JSON object; 415 for another content type, 400 for anything unparseable."""
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            f"request body must be sent as Content-Type: application/json, got {ids.shown(request.mimetype or '(none)')}")
+    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: werkzeug raises 413
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
+        raise BadRequest(f"request body must be JSON, got unparseable or empty content ({type(exc).__name__})") from None
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
     return body
+
+
+def query_arg(name: str) -> str | None:
+    """A query string argument; 400 when the query string is not UTF-8 (werkzeug decodes it strictly)."""
+    try:
+        return request.args.get(name)
+    except UnicodeDecodeError:
+        raise BadRequest("the query string must be UTF-8 (percent-encode other bytes)") from None
 
 
 def _check_auth() -> None:
@@ -69,21 +93,27 @@ def _spec_for(project: str, config: object) -> TaskSpec:
     return spec
 
 
-def _task_problem(task: object, spec: TaskSpec, limit: int) -> str | None:
-    """Why a task cannot be predicted (it then gets an empty result), or None."""
+def task_problem(task: object, spec: TaskSpec, limit: int) -> tuple[str, str] | None:
+    """(reason code, message) saying why a task cannot be predicted (it then gets an empty result), or None.
+
+    The reason code is one of a fixed set (it becomes a metric label); the message may quote request values
+    and is ASCII.
+    """
     data = task.get("data") if isinstance(task, dict) else None
     if not isinstance(data, dict):
-        return "task has no 'data' object"
+        return "no_data", "task has no 'data' object"
     for f in spec.value_fields:
         v = data.get(f)
         if v is None:
-            return f"task data has no {f!r} field (the labeling config reads ${f}); fields: {sorted(data)}"
+            return "missing_field", f"task data has no {f!r} field (the labeling config reads ${f}); fields: {ids.shown(sorted(data)[:20], 200)}"
         if not isinstance(v, str):
-            return f"task data {f!r} must be a string, got {type(v).__name__}"
+            return "not_a_string", f"task data {f!r} must be a string, got {type(v).__name__}"
         if not v.strip():
-            return f"task data {f!r} is empty"
+            return "empty", f"task data {f!r} is empty"
         if len(v) > limit:
-            return f"task data {f!r} has {len(v)} characters, over the limit of {limit}"
+            return "too_long", f"task data {f!r} has {len(v)} characters, over the limit of {limit}"
+        if not ids.valid_unicode(v):
+            return "invalid_unicode", f"task data {f!r} is not valid Unicode (it holds a lone surrogate)"
     return None
 
 
@@ -106,13 +136,13 @@ def _after(resp):
 @bp.get("/")
 def health():
     st = state()
-    return jsonify(status="UP", model_class="goldloop", loaded_projects=sorted(p for p, _ in st.registry.serving_items()))
+    return jsonify(status="UP", model_class="goldloop", loaded_projects=sorted(p for p, _ in st.registry.serving_items()), device=st.device)
 
 
 @bp.post("/setup")
 def setup():
     body = json_body()
-    project = project_key(body.get("project"))
+    project = ids.project_key(body.get("project"))
     spec = _spec_for(project, body.get("schema"))
     st = state()
     version = st.registry.current_version(project, spec)
@@ -128,7 +158,7 @@ def predict():
         raise BadRequest("missing 'tasks': expected a list of Label Studio tasks")
     if not isinstance(tasks, list):
         raise BadRequest(f"'tasks' must be a list, got {type(tasks).__name__}")
-    project = project_key(body.get("project"))
+    project = ids.project_key(body.get("project"))
     spec = _spec_for(project, body.get("label_config"))
     st = state()
     pm = st.registry.get(project, spec)
@@ -136,11 +166,11 @@ def predict():
     ok: list[int] = []
     results: list[dict] = [{"result": [], "score": 0.0, "model_version": pm.version} for _ in tasks]
     for i, task in enumerate(tasks):
-        problem = _task_problem(task, spec, st.settings.max_text_chars)
+        problem = task_problem(task, spec, st.settings.max_text_chars)
         if problem:
             tid = task.get("id") if isinstance(task, dict) else None
-            log.warning("project %s task %s: empty prediction: %s", project, tid, problem)
-            st.metrics.task_errors.labels(reason=problem.split(" ")[-1] if "limit" in problem else problem.split(":")[0][:40]).inc()
+            log.warning("project %s task %s: empty prediction: %s", project, ids.shown(tid), problem[1])
+            st.metrics.task_errors.labels(reason=problem[0]).inc()
             continue
         ok.append(i)
         for f in spec.value_fields:
@@ -160,10 +190,12 @@ def webhook():
     action = body.get("action")
     if not isinstance(action, str) or not action:
         raise BadRequest("webhook body needs an 'action' string")
+    if len(action) > 64 or not set(action) <= ACTION_CHARS:
+        raise BadRequest(f"'action' must be a Label Studio webhook action such as ANNOTATION_CREATED, got {ids.shown(action)}")
     proj = body.get("project")
-    project = project_key(proj.get("id") if isinstance(proj, dict) else proj)
+    project = ids.project_key(proj.get("id") if isinstance(proj, dict) else proj)
     st = state()
-    st.record_event(action, project, body)
+    st.record_event(action, project, body, metric_label=action if action in WEBHOOK_ACTIONS else "other")
     answer = {"status": "ok", "action": action}
     if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
         answer["learned"] = _learn_online(st, project, body)
@@ -174,15 +206,20 @@ def webhook():
 
 @bp.get("/versions")
 def versions():
-    project = request.args.get("project")
+    project = query_arg("project")
     st = state()
-    items = st.registry.versions(project_key(project) if project else None)
+    items = st.registry.versions(ids.project_key(project) if project else None)
     return jsonify(versions=[v["version"] for v in items], details=items)
 
 
 @bp.get("/metrics")
 def metrics():
     return Response(generate_latest(state().metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())
 
 
 def _learn_online(st: BackendState, project: str, body: dict) -> bool:
@@ -192,4 +229,9 @@ def _learn_online(st: BackendState, project: str, body: dict) -> bool:
     if pm is None or not isinstance(task, dict) or not isinstance(annotation, dict) or annotation.get("was_cancelled"):
         return False
     data = task.get("data")
-    return pm.learn_annotation(data if isinstance(data, dict) else {}, annotation.get("result") or [])
+    result = annotation.get("result")
+    if not isinstance(data, dict) or not isinstance(result, list):
+        return False
+    # a text that is no valid Unicode cannot be encoded for the models: it teaches nothing
+    texts = {k: v for k, v in data.items() if isinstance(v, str) and ids.valid_unicode(v)}
+    return pm.learn_annotation(texts, result)

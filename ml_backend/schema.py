@@ -1,12 +1,17 @@
 """Labeling config → task spec: which controls, which targets, which value fields, which labels.
 
-Nothing here knows a domain: every name comes from the XML Label Studio sends.
+Nothing here knows a domain: every name comes from the XML Label Studio sends. The XML comes from a request,
+so it is parsed with defusedxml: a DOCTYPE (and with it entity expansion, "billion laughs", external
+entities) is refused as a SchemaError.
 """
 from __future__ import annotations
 
 import hashlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
 
 from .errors import SchemaError
 
@@ -66,9 +71,15 @@ def parse_label_config(xml: object) -> TaskSpec:
     if not isinstance(xml, str) or not xml.strip():
         raise SchemaError(f"label config must be a non-empty XML string, got {type(xml).__name__}")
     try:
-        root = ET.fromstring(xml.strip())
+        xml.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SchemaError("label config is not valid Unicode (it holds a lone surrogate)") from None
+    try:
+        root = safe_fromstring(xml.strip(), forbid_dtd=True)
     except ET.ParseError as exc:
-        raise SchemaError(f"label config is not valid XML: {exc}") from exc
+        raise SchemaError(f"label config is not valid XML: {exc}") from None
+    except DefusedXmlException as exc:
+        raise SchemaError(f"label config must not declare a DOCTYPE or entities: {type(exc).__name__}") from None
 
     objects: dict[str, str] = {}
     for el in root.iter():
@@ -109,6 +120,9 @@ def parse_label_config(xml: object) -> TaskSpec:
             multi = el.get("choice", "single").lower() == "multiple"
             controls.append(Control(name, to_name, "choices", "choices", labels, objects[to_name], multi))
 
+    names = [c.name for c in controls]
+    if len(set(names)) != len(names):
+        raise SchemaError(f"label config repeats a control name: {names}")
     if not controls:
         raise SchemaError(
             "label config has no supported control: expected <Labels> (spans) or <Choices> on a <Text> object"

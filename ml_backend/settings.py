@@ -7,12 +7,13 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """The backend's configuration: the encoder, serving precision, limits, where model versions live, auth."""
+    """The backend's configuration: the encoder, serving precision and device, limits, where model versions live, auth."""
 
     model: str  # HF model id or local path of the encoder (cold-start prototypes, fine-tuning base)
     models_dir: Path  # model versions: <models_dir>/<project>/<version>/<control>/
     quantize: str = "none"  # one of ml_backend.models.hf.QUANTIZE_MODES
     threads: int = 0  # torch / ONNX Runtime intra-op threads; 0: one per available core
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (models.torch_utils.resolve_device); auto: CUDA when torch sees one
     max_length: int = 256  # tokens per window (incl. special tokens)
     cache_size: int = 50_000  # predictions kept in the LRU cache
     max_text_chars: int = 500_000  # a longer task text gets an empty prediction

@@ -40,10 +40,15 @@ class BackendState:
     """Everything one backend app holds."""
 
     def __init__(self, settings: BackendSettings, trainer: Callable[[str, dict], Any] | None = None):
+        from .models.torch_utils import device_name, set_process_device
+
         self.settings = settings
+        # every model this process loads runs here (ValueError naming a bad or absent device, before any load)
+        self.device = device_name(set_process_device(settings.device))
         self.registry = Registry(settings)
         self.cache = PredictionCache(settings.cache_size)
         self.metrics = Metrics()
+        Gauge("goldloop_device_info", "Device the models run on (value 1)", ["device"], registry=self.metrics.registry).labels(device=self.device).set(1)
         self.trainer = trainer
         self.specs: dict[str, TaskSpec] = {}  # last labeling config seen per project
         self.events: collections.deque = collections.deque(maxlen=1000)
@@ -57,9 +62,10 @@ class BackendState:
         for proj, pm in self.registry.serving_items():
             self.metrics.model_version.labels(project=proj, version=pm.version).set(1)
 
-    def record_event(self, action: str, project: str | None, payload: dict) -> None:
+    def record_event(self, action: str, project: str | None, payload: dict, metric_label: str = "other") -> None:
+        """Remember a webhook event; /metrics counts it under `metric_label` (a fixed name, never raw request data)."""
         self.event_counts[action] += 1
-        self.metrics.webhooks.labels(action=action).inc()
+        self.metrics.webhooks.labels(action=metric_label).inc()
         self.events.append({"action": action, "project": project, "received_at": time.time(), "keys": sorted(payload)})
 
     def warm(self, project: str, spec: TaskSpec) -> None:

@@ -63,21 +63,39 @@ def main(ctx, debug):
 @click.option("--quantize", type=click.Choice(["none", "int8", "int8-torch", "bf16"]), default=None,
               help="int8: ONNX Runtime int8 (fastest on CPU); int8-torch: PyTorch dynamic int8; bf16: bfloat16.")
 @click.option("--threads", type=int, default=None, help="WSGI worker threads (default 8).")
-def backend(data_dir, host, port, model_name, quantize, threads):
+@click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
+@click.option("--insecure", is_flag=True, help="Serve on a non-loopback --host without basic auth.")
+def backend(data_dir, host, port, model_name, quantize, threads, device, insecure):
     """Serve the ML backend (Label Studio's ML backend protocol) with waitress."""
     from ml_backend import create_app  # heavy imports only when serving
 
     import waitress
 
-    settings = settings_for(data_dir, model_name=model_name, quantize=quantize, host=host, backend_port=port)
+    settings = settings_for(data_dir, model_name=model_name, quantize=quantize, host=host, backend_port=port, device=device)
+    if not _is_loopback(host) and not settings.basic_auth_user and not insecure:
+        raise click.ClickException(f"--host {host} is reachable from other machines: set GOLDLOOP_BASIC_AUTH_USER and "
+                                   "GOLDLOOP_BASIC_AUTH_PASS, or pass --insecure")
     app = create_app(settings.backend_settings())
     if settings.ls_url and settings.ls_api_key:
         # START_TRAINING runs a full round server-side, promoting into this process's registry
         from .loop import backend_trainer
 
         app.extensions["goldloop"].trainer = backend_trainer(settings)
-    click.echo(f"goldloop backend on http://{host}:{port} (model {settings.model}, quantize {settings.quantize})")
+    click.echo(f"goldloop backend on http://{host}:{port} (model {settings.model}, quantize {settings.quantize}, "
+               f"device {app.extensions['goldloop'].device})")
     waitress.serve(app, host=host, port=port, threads=threads or 8, ident="goldloop")
+
+
+def _is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 _progress_state = {"open": False}
@@ -145,11 +163,9 @@ def up(data_dir, ls_port, backend_port, no_samples, detach):
     finally:
         _end_progress()
     info = result.info
-    default_pw = settings.admin_password == type(settings)().admin_password
-    password = f"password {settings.admin_password} (default; set GOLDLOOP_ADMIN_PASSWORD to change)" if default_pw else "password from $GOLDLOOP_ADMIN_PASSWORD"
     for line in (
         f"Label Studio  {info.ls_url}   (pid {info.ls_pid})",
-        f"  login       {settings.admin_email}, {password}",
+        f"  login       {result.login}",
         f"ML backend    {info.backend_url}   (pid {info.backend_pid})",
         f"data dir      {info.data_dir}",
         f"  API token   {info.token_path}",
@@ -204,7 +220,8 @@ def status(data_dir, as_json):
     click.echo(f"data dir {settings.home}")
     for p in processes:
         state = "healthy" if p["healthy"] else ("alive, not answering" if p["alive"] else "dead")
-        click.echo(f"  {p['name']:<13} pid {p['pid']:<8} port {p['port']:<6} {state:<21} {p['url']}")
+        device = f"  device {p['device']}" if p.get("device") else ""
+        click.echo(f"  {p['name']:<13} pid {p['pid']:<8} port {p['port']:<6} {state:<21} {p['url']}{device}")
     if out["error"]:
         click.echo(f"  projects unavailable: {out['error']}")
     if out["projects"]:
@@ -265,14 +282,23 @@ def _train_options(**kw):
 @click.option("--lora", is_flag=True, default=None, help="Train LoRA adapters (peft) instead of all weights.")
 @click.option("--tolerance", type=float, default=None, help="Promote unless the primary metric drops by more than this.")
 @click.option("--mlm-steps", type=int, default=None, help="Domain-adaptive MLM steps on the unlabeled pool before fine-tuning.")
+@click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
 @click.option("--trigger", default="cli", hidden=True, help="What started the round (recorded with the version).")
-def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lora, tolerance, mlm_steps, trigger):
+def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lora, tolerance, mlm_steps, device, trigger):
     """Run one active-learning round now: export labels, train, evaluate, gate, pre-annotate, reorder."""
+    from .locks import EXIT_ROUND_RUNNING, RoundRunning
+    from ml_backend.models.torch_utils import set_process_device
+
     from .loop import run_round
 
-    settings = settings_for(data_dir)
+    settings = settings_for(data_dir, device=device)
+    set_process_device(settings.device)  # the serving version this round compares with loads there too
     opts = _train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers, lora=lora, tolerance=tolerance, mlm_steps=mlm_steps)
-    rec = run_round(settings, project, options=opts, strategy=strategy, trigger=trigger)
+    try:
+        rec = run_round(settings, project, options=opts, strategy=strategy, trigger=trigger)
+    except RoundRunning as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_ROUND_RUNNING) from None
     click.echo(f"{rec['version']}: {rec['status']} — {rec.get('decision')}")
     if rec["status"] in ("failed", "not started"):
         raise click.exceptions.Exit(1)
@@ -294,10 +320,11 @@ def versions(data_dir, project, as_json):
     stop = stopping_report(rows)
     if _echo_json_or_empty({"versions": rows, "stopping": stop}, as_json, not rows, f"project {pid}: no versions yet (goldloop train {project})"):
         return
-    click.echo(f"{'version':<28}{'status':<12}{'labeled':>8}{'primary':>9}  decision")
+    click.echo(f"{'version':<28}{'status':<12}{'labeled':>8}{'primary':>9}  {'encoder':<30}decision")
     for r in rows:
         primary = "" if r.get("primary") is None else f"{r['primary']:.4f}"
-        click.echo(f"{r['version']:<28}{r.get('status', ''):<12}{r.get('labeled_docs') or '':>8}{primary:>9}  {r.get('decision') or ''}")
+        encoder = Path(r.get("encoder") or "").name[:28]
+        click.echo(f"{r['version']:<28}{r.get('status', ''):<12}{r.get('labeled_docs') or '':>8}{primary:>9}  {encoder:<30}{r.get('decision') or ''}")
     click.echo(f"stopping criterion: {'stop labeling' if stop['stop'] else 'keep labeling'} ({stop['reason']})")
 
 
@@ -322,18 +349,22 @@ def report(data_dir, project, out):
 @main.command()
 @data_dir_option
 @click.argument("project")
-@click.option("--format", "formats", default="jsonl,conll,hf,csv", show_default=True, help="Comma-separated: jsonl, conll, hf, csv.")
+@click.option("--format", "formats", default="jsonl,conll,hf,csv", show_default=True, help="Comma-separated: jsonl, conll, hf, csv, chat, instruction, preference.")
 @click.option("--resolve", type=click.Choice(["majority", "latest", "ground-truth"]), default="majority", show_default=True, help="How conflicting annotations are resolved.")
 @click.option("--only-reviewed", is_flag=True, help="Only tasks with an accepted review or a ground-truth annotation.")
 @click.option("--check-labels", is_flag=True, help="Flag likely mislabeled documents (confident learning).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("exports"), show_default=True, help="Root folder of the versioned exports.")
-def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out):
+@click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="jinja2 instruction template of the LLM formats [default: schemas/<schema>.prompt.md, else the built-in one].")
+@click.option("--max-tokens", type=click.IntRange(min=16), default=2048, show_default=True, help="LLM formats: longer documents are cut at sentence boundaries.")
+@click.option("--tokenizer", default=None, help="LLM formats: Hugging Face tokenizer (id or path, loaded offline) counting tokens [default: the encoder].")
+def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out, template, max_tokens, tokenizer):
     """Export a project's labels as a versioned gold dataset."""
     from ml_backend.schema import parse_label_config
 
     from . import __version__, ls_client, store
-    from .export import ExportOptions, ProjectInfo, export_dataset
+    from .export import ExportOptions, ProjectInfo, export_dataset, find_template
     from .loop import slugify
+    from .schema_files import schemas_dir
 
     settings = settings_for(data_dir)
     db = store.open_db(settings.db_path)
@@ -343,11 +374,28 @@ def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out
     info = ProjectInfo(id=int(proj.id), slug=slugify(row.get("schema_name") or proj.title), title=proj.title, label_config=proj.label_config)
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     options = ExportOptions(out, formats=fmts, resolve=resolve, only_reviewed=only_reviewed, check_labels=check_labels,
-                            goldloop_version=__version__, total=proj.task_number)
+                            goldloop_version=__version__, total=proj.task_number, max_tokens=max_tokens, tokenizer=tokenizer,
+                            template=find_template(row.get("schema_name"), schemas_dir(), template))
     res = export_dataset(ls_client.iter_tasks(client, int(proj.id)), parse_label_config(proj.label_config), info, options)
     click.echo(res.message)
     if res.version_dir:
         click.echo(f"version: {res.version_dir}")
+
+
+@main.command()
+@data_dir_option
+@click.argument("export_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--split", type=click.Choice(["train", "dev", "test"]), default="test", show_default=True, help="Split of the export to score on.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON instead of Markdown.")
+def score(data_dir, export_dir, predictions, split, as_json):
+    """Score an LLM's answers ({"id", "output"} per line) against an export's gold split (reads no data dir)."""
+    import json
+
+    from .score import markdown, score_predictions
+
+    result = score_predictions(export_dir, predictions, split)
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False) if as_json else markdown(result))
 
 
 @main.command()
@@ -369,14 +417,16 @@ def export(data_dir, project, formats, resolve, only_reviewed, check_labels, out
               help="Pseudo-label confidence threshold [default: tfidf_lr 0.7, encoder_lr 0.8, finetune the loop's 0.9].")
 @click.option("--self-training-weight", type=click.FloatRange(0.0, min_open=True), default=None,
               help="Pseudo-labels' sample weight [default: 0.3; finetune the loop's 1.0].")
+@click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
 def simulate(data, schema, strategies, self_training, seed_size, batch_size, rounds, repeats, query_model, out, seed, mlm_steps,
-             self_training_threshold, self_training_weight):
+             self_training_threshold, self_training_weight, device):
     """Simulate active learning offline against gold labels: learning curves and labels-to-95%."""
     from .simulate import run_simulation, summary_table
 
     result = run_simulation(data, schema, list(strategies), self_training=self_training, seed_size=seed_size, batch_size=batch_size,
                             rounds=rounds, repeats=repeats, query_model=query_model, out=out, seed=seed, mlm_steps=mlm_steps,
-                            self_training_threshold=self_training_threshold, self_training_weight=self_training_weight)
+                            self_training_threshold=self_training_threshold, self_training_weight=self_training_weight,
+                            device=settings_for(None, device=device).device)
     click.echo(summary_table(result))
     click.echo(f"wrote {out}")
 

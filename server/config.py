@@ -11,6 +11,7 @@ from .datadir import DataDir
 ENV_HOME = "GOLDLOOP_HOME"
 ENV_MODEL = "GOLDLOOP_MODEL"
 ENV_QUANTIZE = "GOLDLOOP_QUANTIZE"
+ENV_DEVICE = "GOLDLOOP_DEVICE"
 ENV_BASIC_AUTH_USER = "GOLDLOOP_BASIC_AUTH_USER"
 ENV_BASIC_AUTH_PASS = "GOLDLOOP_BASIC_AUTH_PASS"
 ENV_LS_URL = "LABEL_STUDIO_URL"
@@ -51,6 +52,7 @@ class Settings:
     home: Path = DEFAULT_HOME
     model_name: str = ""  # HF model id or local path; "" means default_model()
     quantize: str = "none"  # one of ml_backend.models.hf.QUANTIZE_MODES
+    device: str = "auto"  # auto | cpu | cuda | cuda:N: where models train and serve (auto: CUDA when torch sees one)
     basic_auth_user: str | None = None
     basic_auth_pass: str | None = field(default=None, repr=False)
     ls_url: str | None = None
@@ -67,7 +69,8 @@ class Settings:
     max_length: int = 256  # tokens per window (incl. special tokens)
     cache_size: int = 50_000
     admin_email: str = "admin@goldloop.local"
-    admin_password: str = field(default="goldloop-admin", repr=False)
+    # "" : generated on first start and kept in the data dir (DataDir.read_or_create_admin_password)
+    admin_password: str = field(default="", repr=False)
     testing: bool = False
     # local stack (goldloop up/import): schemas whose imports mask PII, timeouts, batch sizes
     mask_pii_schemas: tuple[str, ...] = ("medical_records",)
@@ -95,12 +98,16 @@ class Settings:
     def db_path(self) -> Path:
         return self.data_dir.db_path
 
+    def ls_admin_password(self) -> str:
+        """The Label Studio admin password: $GOLDLOOP_ADMIN_PASSWORD, else the data dir's generated one."""
+        return self.admin_password or self.data_dir.read_or_create_admin_password()[0]
+
     def backend_settings(self):
         """What the ML backend reads (``ml_backend.settings.BackendSettings``), filled from these settings."""
         from ml_backend.settings import BackendSettings
 
         return BackendSettings(
-            model=self.model, models_dir=self.models_dir, quantize=self.quantize, threads=self.threads,
+            model=self.model, models_dir=self.models_dir, quantize=self.quantize, threads=self.threads, device=self.device,
             max_length=self.max_length, cache_size=self.cache_size, max_text_chars=self.max_text_chars,
             basic_auth_user=self.basic_auth_user, basic_auth_pass=self.basic_auth_pass,
         )
@@ -116,6 +123,7 @@ class Settings:
         s.home = Path(env.get(ENV_HOME) or DEFAULT_HOME).expanduser()
         s.model_name = env.get(ENV_MODEL, "")
         s.quantize = env.get(ENV_QUANTIZE, "none")
+        s.device = env.get(ENV_DEVICE) or "auto"
         s.basic_auth_user = env.get(ENV_BASIC_AUTH_USER) or None
         s.basic_auth_pass = env.get(ENV_BASIC_AUTH_PASS) or None
         s.ls_url = env.get(ENV_LS_URL) or None

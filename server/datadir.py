@@ -1,4 +1,5 @@
-"""The data dir's layout: every path under goldloop's home, the admin token file, the state database."""
+"""The data dir's layout: every path under goldloop's home, the admin token and password files, the state database,
+the round locks."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ from pathlib import Path
 from .errors import StackError
 
 LS_TOKEN_FILENAME = "label_studio_token"  # API token of the admin, mode 0600
+LS_PASSWORD_FILENAME = "label_studio_admin_password"  # generated admin password, mode 0600
 LS_DATA_DIRNAME = "label-studio"  # LABEL_STUDIO_BASE_DATA_DIR
 LOGS_DIRNAME = "logs"
 DB_FILENAME = "goldloop.db"
@@ -16,7 +18,9 @@ MODELS_DIRNAME = "models"
 DATASETS_DIRNAME = "datasets"
 ENCODERS_DIRNAME = "encoders"
 REPORTS_DIRNAME = "reports"
+LOCKS_DIRNAME = "locks"
 TOKEN_LENGTH = 40  # hex characters
+PASSWORD_BYTES = 18  # 24 URL-safe characters
 
 
 def _under_home(name: str, doc: str) -> property:
@@ -40,6 +44,14 @@ class DataDir:
     models = _under_home(MODELS_DIRNAME, "The model registry: models/<project>/<version>/.")
     datasets = _under_home(DATASETS_DIRNAME, "The gold exports a round trains on: datasets/<project slug>/<version>/.")
     encoders = _under_home(ENCODERS_DIRNAME, "Domain-adapted encoders (MLM) reused across rounds.")
+    admin_password_path = _under_home(LS_PASSWORD_FILENAME, "The generated Label Studio admin password (mode 0600).")
+    locks = _under_home(LOCKS_DIRNAME, "The round locks, one file per project (server/locks.py).")
+
+    def round_lock_path(self, project_id: int) -> Path:
+        """The lock file of a project's training rounds; project_id is a Label Studio id (a positive integer)."""
+        if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id <= 0:
+            raise ValueError(f"a round lock needs a Label Studio project id (a positive integer), got {project_id!r}")
+        return self.locks / f"round-{project_id}.lock"
 
     def log(self, name: str) -> Path:
         """The log file called name (a child process, a project's training rounds)."""
@@ -84,3 +96,30 @@ class DataDir:
             return self.token_path.read_text().strip()
         except FileNotFoundError:
             raise StackError(f"no Label Studio token in {self.token_path}; start the stack with: goldloop up --data-dir {self.home}") from None
+
+    def read_or_create_admin_password(self) -> tuple[str, bool]:
+        """The Label Studio admin password and whether this call generated it (then the caller shows it once).
+
+        Generated on first use, kept in the data dir with mode 0600; never a fixed default.
+        """
+        path = self.admin_password_path
+        try:
+            password = path.read_text().strip()
+        except FileNotFoundError:
+            password = ""
+        else:
+            if not password:
+                raise StackError(f"password file {path} is empty; delete it together with {self.ls_data}")
+            return password, False
+        password = secrets.token_urlsafe(PASSWORD_BYTES)
+        tmp = path.with_name(f".{path.name}-{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        try:
+            os.link(tmp, path)  # first writer wins, so two processes never show different passwords
+        except FileExistsError:
+            return self.read_or_create_admin_password()[0], False
+        finally:
+            tmp.unlink()
+        return password, True

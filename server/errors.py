@@ -32,3 +32,7 @@ class ExportError(ServerError):
 
 class LoopError(ServerError):
     """An active-learning round cannot run."""
+
+
+class ScoreError(ServerError):
+    """An export or a predictions file cannot be scored."""

@@ -2,6 +2,7 @@
 pre-annotate the new tasks, and record each import in goldloop's store."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,19 +62,25 @@ def import_files(
     options: dict[str, Any] = {"mask_pii": mask_pii, "text_field": text_field}
     if min_chars is not None:
         options["min_chars"] = min_chars
+    store.settle_killed_imports(db, project.id)
     existing = list(ls_client.task_texts(client, project.id, text_field))
     tasks, report = ingest.clean_documents(docs, ingest.CleanOptions(**options), existing_texts=existing)
     report_dict = report.to_dict() if hasattr(report, "to_dict") else {}
     recorded = {"project_id": project.id, "schema_name": schema_name, "paths": [str(p) for p in paths], "report": report_dict}
 
+    # recorded before the first batch: a killed import stays "running" and the next import of the project marks it
+    # "interrupted"; its batches that Label Studio committed are in existing_texts above, so a re-run skips them
+    import_id = store.record_import(db, **recorded, status="running", task_ids=[])
     try:
         ids = ls_client.import_tasks(client, project.id, tasks, settings.import_batch_size, progress)
     except (LabelStudioError, StackError) as exc:
         went_in = getattr(exc, "task_ids", [])
-        store.record_import(db, **recorded, status="partial" if went_in else "failed", task_ids=went_in, error=str(exc))
+        store.update_import(db, import_id, status="partial" if went_in else "failed", imported=len(went_in),
+                            task_ids=json.dumps(list(went_in)), error=str(exc))
         raise
     outcome = ImportOutcome(project.id, schema_name, ids, report)
-    outcome.import_id = store.record_import(db, **recorded, status="ok", task_ids=ids)
+    outcome.import_id = import_id
+    store.update_import(db, import_id, status="ok", imported=len(ids), task_ids=json.dumps(list(ids)))
     if ids and pre_annotate:
         lengths = {tid: len(str((task.get("data") or {}).get(text_field, ""))) for tid, task in zip(ids, tasks)}
         _pre_annotate(client, settings, db, project.id, lengths, outcome, progress)

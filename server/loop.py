@@ -11,12 +11,13 @@ import logging
 import re
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
+from ml_backend.encoders import choose_encoder
 from ml_backend.registry import ProjectModel, Registry, new_version_name
 from ml_backend.results import result_key
 from ml_backend.schema import TaskSpec, parse_label_config
@@ -24,6 +25,7 @@ from ml_backend.training import TrainOptions, evaluate_models, examples_for, gat
 
 from . import ls_client, store
 from .errors import ExportError, LoopError
+from .locks import EXIT_ROUND_RUNNING, RoundLock
 from .export import ExportOptions, ExportResult, ProjectInfo, export_dataset, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,7 @@ def run_round(
     """Run one round for a Label Studio project; returns (and stores) the version record."""
     opts = options or TrainOptions(cold_start_labels=settings.cold_start_labels)
     opts.model_name = opts.model_name or settings.model
+    opts.device = opts.device or settings.device
     opts.work_dir = opts.work_dir or str(settings.data_dir.encoders)
     opts.progress = progress
     db = store.open_db(settings.data_dir.db_path)
@@ -118,22 +121,53 @@ def run_round(
     spec = parse_label_config(project.label_config)
     registry = registry or Registry(settings.backend_settings())
     version = new_version_name()
-    started = time.time()
-    row: dict[str, Any] = {"project_id": pid, "version": version, "trigger": trigger, "started_at": started, "status": "running",
-                           "hyperparameters": json.dumps({k: v for k, v in asdict(opts).items() if k != "extra"}), "strategy": strategy}
-    store.record_version(db, **row)
+    lock = RoundLock(settings.data_dir.round_lock_path(pid), pid)
+    lock.acquire(trigger, version)  # RoundRunning while another process runs a round of this project
     try:
-        result = _round(settings, client, db, project, spec, registry, version, opts, strategy, progress)
-        row.update(result)
-    except (ExportError, LoopError, ValueError) as exc:
-        row.update(status="not started" if isinstance(exc, ExportError) else "failed", decision=str(exc))
-        log.warning("project %s: round %s did not run: %s", pid, version, exc)
-    except Exception as exc:  # a crashed job must leave the serving version untouched and say why
-        row.update(status="failed", decision=f"{type(exc).__name__}: {exc}")
-        log.error("project %s: round %s failed\n%s", pid, version, traceback.format_exc())
-    row["duration_s"] = round(time.time() - started, 2)
-    store.record_version(db, **row)
-    return store.get_version(db, pid, version)
+        recover_interrupted(db, client, registry, pid)
+        started = time.time()
+        row: dict[str, Any] = {"project_id": pid, "version": version, "trigger": trigger, "started_at": started, "status": "running",
+                               "hyperparameters": json.dumps({k: v for k, v in asdict(opts).items() if k != "extra"}), "strategy": strategy}
+        store.record_version(db, **row)
+        try:
+            result = _round(settings, client, db, project, spec, registry, version, opts, strategy, progress)
+            row.update(result)
+        except (ExportError, LoopError, ValueError) as exc:
+            row.update(status="not started" if isinstance(exc, ExportError) else "failed", decision=str(exc))
+            log.warning("project %s: round %s did not run: %s", pid, version, exc)
+        except Exception as exc:  # a crashed job must leave the serving version untouched and say why
+            row.update(status="failed", decision=f"{type(exc).__name__}: {exc}")
+            log.error("project %s: round %s failed\n%s", pid, version, traceback.format_exc())
+        row["duration_s"] = round(time.time() - started, 2)
+        store.record_version(db, **row)
+        return store.get_version(db, pid, version)
+    finally:
+        lock.release()
+
+
+def recover_interrupted(db, client, registry: Registry, pid: int) -> list[dict]:
+    """Settle the rounds of a project that a killed process left "running"; call it holding the round lock.
+
+    A round killed after serving.json named its version did promote (Label Studio adopted it first); any other is
+    "interrupted": its files were never named by serving.json, so nothing serves or lists them, and Label Studio's
+    project version goes back to the one that serves when the killed round had already switched it.
+    """
+    serving = registry.current_version(str(pid))
+    settled = []
+    for row in store.running_versions(db, pid):
+        if row["version"] == serving:
+            change = {"status": "promoted", "decision": "promoted; the round's process ended before it recorded the result"}
+        else:
+            change = {"status": "interrupted", "decision": "the round's process ended before the round finished (killed?)"}
+        store.record_version(db, project_id=pid, version=row["version"], **change)
+        settled.append({**row, **change})
+        log.warning("project %s: round %s %s", pid, row["version"], change["decision"])
+    interrupted = {r["version"] for r in settled if r["status"] == "interrupted"}
+    if interrupted:
+        current = getattr(ls_client.get_project(client, pid), "model_version", None)
+        if current in interrupted and not serving.startswith("coldstart"):
+            ls_client.adopt_model_version(client, pid, serving)
+    return settled
 
 
 def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, version: str, opts: TrainOptions, strategy: str, progress: bool) -> dict:
@@ -159,6 +193,10 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
 
     serving = registry.get(key, spec)
     all_records = [r for split in data.values() for r in split]
+    # the project's encoder, chosen from its own documents (labeled + pool): one that reads their script
+    docs = [t for r in all_records for f in spec.value_fields if isinstance(t := r.get("text") or (r.get("data") or {}).get(f), str)]
+    chosen, encoder_choice = choose_encoder(docs + [t for f in spec.value_fields for t in pool_texts[f]], opts.model_name, Path(opts.work_dir))
+    opts = replace(opts, model_name=chosen)
     labeled = {c.name for c in spec.controls if has_labels(c, all_records)}
     if not labeled:
         raise LoopError("the exported annotations hold no label of any control in the labeling config")
@@ -175,7 +213,8 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
         model, ci = train_control(control, train, dev, opts, pool_texts[control.value_field], teacher)
         models[control.name] = model
         control_info.append(ci)
-    candidate = ProjectModel(spec, version, models, {"cold_start": carried_cold, "model_name": opts.model_name})
+    candidate = ProjectModel(spec, version, models, {"cold_start": carried_cold, "model_name": opts.model_name,
+                                                        "encoder_choice": encoder_choice})
     new_metrics = evaluate_models(spec, candidate.models, data["test"], labeled)
     old_metrics = evaluate_models(spec, serving.models, data["test"], labeled) if serving.version != version else None
     if serving.meta.get("cold_start") and len(serving.meta["cold_start"]) == len(spec.controls):
@@ -191,11 +230,13 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
         "labeled_docs": n_labeled, "pool_docs": len(pool_ids), "metrics": json.dumps(new_metrics), "serving_metrics": json.dumps(old_metrics),
         "primary": new_metrics.get("primary"), "serving_primary": (old_metrics or {}).get("primary"), "serving_version": serving.version,
         "models": json.dumps(control_info, default=str), "decision": reason, "status": "promoted" if promote else "rejected",
+        "encoder": encoder_choice["chosen"], "encoder_choice": json.dumps(encoder_choice),
     }
     if not promote:
         return out
     out.update(_publish(client, registry, key, pid, candidate, serving, version, pool_ids, pool_texts, data, strategy, opts, progress,
-                        {"metrics": new_metrics, "dataset_version": vdir.name, "decision": reason}))
+                        {"metrics": new_metrics, "dataset_version": vdir.name, "decision": reason,
+                         "model_name": opts.model_name, "encoder_choice": encoder_choice}))
     return out
 
 
@@ -267,13 +308,15 @@ def backend_trainer(settings, registry: Registry | None = None):
 
     The round runs as a `goldloop train` child process at lower CPU priority: /predict keeps answering
     from the serving version, a crashed or killed job cannot touch the server, and the backend picks the
-    promoted version up from serving.json on its next request.
+    promoted version up from serving.json on its next request. When another process (`goldloop train`,
+    another worker) holds the project's round lock, the child exits EXIT_ROUND_RUNNING and the trigger is
+    dropped: the running round already trains on the labels that fired it.
     """
     import os
     import subprocess
     import sys
 
-    from .config import ENV_QUANTIZE
+    from .config import ENV_DEVICE, ENV_QUANTIZE
 
     def trainer(project: str, event: dict) -> None:
         cmd = [sys.executable, "-m", "server.cli", "train", str(project), "--data-dir", str(settings.home),
@@ -281,10 +324,14 @@ def backend_trainer(settings, registry: Registry | None = None):
         log_path = settings.data_dir.log(f"train-{project}")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # the round serves what the backend serves: with int8 it prebuilds the graph before promoting
-        env = {**os.environ, ENV_QUANTIZE: settings.quantize}
+        env = {**os.environ, ENV_QUANTIZE: settings.quantize, ENV_DEVICE: settings.device}
         with open(log_path, "ab") as log_file:
             proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(10),
                                   check=False, env=env)
+        if proc.returncode == EXIT_ROUND_RUNNING:  # another process runs this project's round: this trigger is served by it
+            log.info("project %s: %s skipped, a round of this project already runs in another process (see %s)",
+                     project, event.get("action", "webhook"), log_path)
+            return
         if proc.returncode != 0:
             raise LoopError(f"training round for project {project} exited {proc.returncode}; see {log_path}")
 

@@ -147,7 +147,7 @@ def label_studio_env(settings: Settings, token: str, base: dict[str, str] | None
         {
             "LABEL_STUDIO_BASE_DATA_DIR": str(settings.data_dir.ls_data),
             "LABEL_STUDIO_USERNAME": settings.admin_email,
-            "LABEL_STUDIO_PASSWORD": settings.admin_password,
+            "LABEL_STUDIO_PASSWORD": settings.ls_admin_password(),
             "LABEL_STUDIO_USER_TOKEN": token,
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
             "ML_BLOCK_LOCAL_IP": "false",
@@ -199,6 +199,15 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return requests.get(url, timeout=timeout).ok
     except requests.RequestException:
         return False
+
+
+def health(url: str, timeout: float = 2.0) -> dict:
+    """The JSON a healthy process answers on GET url ({} when it does not answer or answers no JSON object)."""
+    try:
+        body = requests.get(url, timeout=timeout).json()
+    except (requests.RequestException, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def wait_healthy(name: str, url: str, pid: int, timeout: float, log: Path, progress: Progress | None = None) -> float:
@@ -307,8 +316,11 @@ def process_status(db) -> list[dict]:
     for row in store.list_processes(db):
         alive = pid_alive(row["pid"])
         healthy = alive and http_ok(f"{row['url']}/health", timeout=2)
-        out.append({"name": row["name"], "pid": row["pid"], "port": row["port"], "url": row["url"], "alive": alive,
-                    "healthy": healthy, "log": row["log_path"]})  # fmt: skip
+        entry = {"name": row["name"], "pid": row["pid"], "port": row["port"], "url": row["url"], "alive": alive,
+                 "healthy": healthy, "log": row["log_path"]}  # fmt: skip
+        if healthy and row["name"] == store.BACKEND:  # where the backend's models run (cpu, cuda:0)
+            entry["device"] = health(f"{row['url']}/health").get("device")
+        out.append(entry)
     return out
 
 

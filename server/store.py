@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+
+from .procs import pid_alive
 
 PROCESSES = "processes"
 PROJECTS = "projects"
@@ -66,7 +69,8 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
                 "project_id": int,
                 "schema_name": str,
                 "paths": str,  # JSON list
-                "status": str,  # "ok" | "partial" | "failed"
+                "status": str,  # "running" | "ok" | "partial" | "failed" | "interrupted"
+                "pid": int,  # the importing process
                 "imported": int,
                 "task_ids": str,  # JSON list of the Label Studio task ids created
                 "pre_annotated": int,
@@ -154,9 +158,11 @@ def record_import(
     report: dict[str, Any] | None = None,
     error: str = "",
 ) -> int:
-    """Store one import run and its report; return the import's id."""
+    """Store one import run and its report; return the import's id. The row names this process (pid): a row left
+    "running" by a dead process is an import that was killed (settle_killed_imports)."""
     table = db[IMPORTS].insert(
         {
+            "pid": os.getpid(),
             "project_id": int(project_id),
             "schema_name": schema_name,
             "paths": json.dumps([str(p) for p in paths]),
@@ -167,7 +173,8 @@ def record_import(
             "report": json.dumps(report or {}, default=str),
             "error": error,
             "created_at": _now(),
-        }
+        },
+        alter=True,
     )
     return int(table.last_pk)
 
@@ -175,6 +182,17 @@ def record_import(
 def update_import(db: sqlite_utils.Database, import_id: int, **changes: Any) -> None:
     """Update fields of a stored import (e.g. pre_annotated after the predictions ran)."""
     db[IMPORTS].update(import_id, changes)
+
+
+def settle_killed_imports(db: sqlite_utils.Database, project_id: int) -> list[int]:
+    """Mark a project's imports left "running" by a process that no longer exists as "interrupted"; their ids."""
+    if "pid" not in db[IMPORTS].columns_dict:
+        return []
+    killed = [r["id"] for r in db[IMPORTS].rows_where("project_id = ? and status = ?", [int(project_id), "running"])
+              if not pid_alive(r["pid"])]
+    for import_id in killed:
+        db[IMPORTS].update(import_id, {"status": "interrupted", "error": "the import's process ended before it finished (killed?)"})
+    return killed
 
 
 def list_imports(db: sqlite_utils.Database, project_id: int | None = None) -> list[dict[str, Any]]:
@@ -208,3 +226,10 @@ def list_versions(db: sqlite_utils.Database, project_id: int) -> list[dict[str, 
     if VERSIONS not in db.table_names():
         return []
     return list(db[VERSIONS].rows_where("project_id = ?", [project_id], order_by="started_at"))
+
+
+def running_versions(db: sqlite_utils.Database, project_id: int) -> list[dict[str, Any]]:
+    """A project's rounds still marked "running" (under the round lock: rounds whose process was killed)."""
+    if VERSIONS not in db.table_names():
+        return []
+    return list(db[VERSIONS].rows_where("project_id = ? and status = ?", [project_id, "running"], order_by="started_at"))

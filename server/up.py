@@ -126,6 +126,31 @@ class UpResult:
     info: stack.StackInfo
     projects: list[ProjectSync]
     imports: list[importer.ImportOutcome]
+    login: str = ""  # how to log into Label Studio; holds the password only on the start that generated it
+
+
+# a Label Studio user created before goldloop generated passwords keeps its password: Label Studio ignores this one
+LEGACY_PASSWORD_PLACEHOLDER = "unknown-created-before-generated-passwords"
+
+
+def admin_login(settings: Settings) -> tuple[Settings, str]:
+    """The settings that start Label Studio with the admin password, and the login line `goldloop up` prints.
+
+    The generated password is shown once, by the call that generates it; later starts name the file.
+    """
+    from .config import ENV_ADMIN_PASSWORD
+
+    data_dir = settings.data_dir
+    if settings.admin_password:
+        return settings, f"{settings.admin_email}, password from ${ENV_ADMIN_PASSWORD}"
+    if not data_dir.admin_password_path.exists() and any(data_dir.ls_data.glob("*.sqlite3")):
+        return settings.with_overrides(admin_password=LEGACY_PASSWORD_PLACEHOLDER), (
+            f"{settings.admin_email}, the password the admin was created with (this data dir predates generated "
+            "passwords; change it in Label Studio's account settings)")
+    password, created = data_dir.read_or_create_admin_password()
+    if created:
+        return settings, f"{settings.admin_email}, password {password}  (generated; shown once, kept in {data_dir.admin_password_path})"
+    return settings, f"{settings.admin_email}, password in {data_dir.admin_password_path}"
 
 
 def bring_up(
@@ -134,6 +159,7 @@ def bring_up(
 ) -> UpResult:
     """Start the stack (or find it running), sync one project per schema, import the samples (idempotent)."""
     settings.data_dir.ensure()
+    settings, login = admin_login(settings)
     info = stack.start_stack(settings, db, progress)
     try:
         sync_settings = settings.with_overrides(ls_url=info.ls_url, ls_api_key=settings.data_dir.read_token())
@@ -158,7 +184,7 @@ def bring_up(
         if info.started:
             stack.stop_stack(settings, db)
         raise
-    return UpResult(info, synced, imports)
+    return UpResult(info, synced, imports, login)
 
 
 # --- goldloop status -----------------------------------------------------------------------------

@@ -7,18 +7,15 @@ pool pre-annotated → /next serves the least confident task first; then a delib
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from ml_backend.splits import split_of
-from server import ls_client, procs, stack, store
-from server.config import Settings, local_url
-from server.datadir import DataDir
+from server import ls_client, store
 from tests.plugins.backend import DATA, read_jsonl
-from tests.plugins.label_studio import copy_home, free_port, goldloop
+from tests.plugins.label_studio import goldloop, goldloop_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 MAP = {"Bullish": "positive", "Bearish": "negative", "Neutral": "neutral"}
@@ -27,32 +24,9 @@ FLIP = {"positive": "negative", "negative": "positive", "neutral": "positive"}
 
 @pytest.fixture(scope="module")
 def stack_up(ls_template, tmp_path_factory):
-    home = copy_home(ls_template, tmp_path_factory.mktemp("e2e-loop") / "home")
-    ls_port, be_port = free_port(), free_port()
-    while be_port == ls_port:
-        be_port = free_port()
     env = {"GOLDLOOP_COLD_START_LABELS": "500", "GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN": "1000"}
-    goldloop("up", "--detach", "--no-samples", "--ls-port", str(ls_port), "--backend-port", str(be_port), home=home, env=env)
-    db = store.open_db(home / "goldloop.db")
-    pids = [p["pid"] for p in store.list_processes(db)]
-    settings = Settings(home=home, ls_url=local_url(ls_port), ls_api_key=DataDir(home).read_token())
-    try:
-        yield {"home": home, "settings": settings, "client": ls_client.connect(settings), "be": f"http://127.0.0.1:{be_port}", "env": env}
-    finally:
-        goldloop("down", home=home, check=False)
-        for pid in pids:
-            if procs.pid_alive(pid):
-                stack.stop_pid(pid)
-
-
-def wait_for(predicate, timeout=240.0, interval=1.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out")
+    with goldloop_stack(ls_template, tmp_path_factory.mktemp("e2e-loop"), env) as up:
+        yield {**up, "env": env}
 
 
 def test_two_rounds(stack_up, tmp_path):
@@ -117,7 +91,7 @@ def test_two_rounds(stack_up, tmp_path):
     assert setup.json()["model_version"] == version and ls_client.get_project(client, pid).model_version == version
     listing = goldloop("versions", "financial_news", home=home, env={"LABEL_STUDIO_URL": settings.ls_url, "LABEL_STUDIO_API_KEY": settings.ls_api_key})
     assert version in listing.stdout and "rejected" in listing.stdout
-    rep = goldloop("report", "financial_news", "--out", str(tmp_path / "report"), home=home, env={"LABEL_STUDIO_URL": settings.ls_url, "LABEL_STUDIO_API_KEY": settings.ls_api_key})
+    goldloop("report", "financial_news", "--out", str(tmp_path / "report"), home=home, env={"LABEL_STUDIO_URL": settings.ls_url, "LABEL_STUDIO_API_KEY": settings.ls_api_key})
     assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "report" / "confusion_sentiment.png").stat().st_size > 1000
 
 

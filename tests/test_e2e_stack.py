@@ -162,6 +162,8 @@ def test_up_again_changes_nothing(up):
 def test_status_shows_processes_and_projects(up):
     result = goldloop("status", home=up["home"])
     assert "label_studio" in result.stdout and "backend" in result.stdout and "healthy" in result.stdout
+    backend_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("backend"))
+    assert backend_line.rstrip().endswith("device cpu")  # --device auto on a machine without CUDA
     for name in SCHEMAS:
         assert name in result.stdout
 

@@ -16,3 +16,43 @@ def test_stopping_criterion():
     rows[-1]["primary"] = 0.80
     assert not stopping_report(rows)["stop"]
     assert not stopping_report(rows[:1])["stop"]
+
+
+def test_a_burst_of_start_training_runs_one_round_and_queues_at_most_one(settings):
+    """100 START_TRAINING webhooks at once: one job runs, one waits, the other 98 fold into the waiting one."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ml_backend import create_app
+
+    release, lock = threading.Event(), threading.Lock()
+    calls, running, most = [], [0], [0]
+
+    def trainer(project, event):  # the injected callback; a real round would run `goldloop train` here
+        with lock:
+            calls.append(project)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(30)
+        with lock:
+            running[0] -= 1
+
+    app = create_app(settings.backend_settings(), trainer=trainer)
+
+    def post(_):
+        r = app.test_client().post("/webhook", json={"action": "START_TRAINING", "project": {"id": 5}})
+        return r.status_code, r.get_json()["training"]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, range(100)))
+    assert {code for code, _ in answers} == {201}
+    said = [a for _, a in answers]
+    assert said.count("started") == 1 and said.count("queued after the running job") == 99
+    release.set()
+    state = app.extensions["goldloop"]
+    deadline = time.time() + 30
+    while time.time() < deadline and state.training_running("5"):
+        time.sleep(0.05)
+    assert not state.training_running("5")
+    assert calls == ["5", "5"] and most[0] == 1, (calls, most)

@@ -246,3 +246,127 @@ def test_flask_stays_in_the_http_modules():
     code = f"import sys, {', '.join(core)}; bad = sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug')); print(bad); sys.exit(bool(bad))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+TRAVERSALS = ["/tmp/x", "../x", "1/../../x", "a\0b", "..", "/", "1/..", "\ud800"]
+
+
+def files_under(path):
+    import os
+
+    out = {}
+    for root, _, names in os.walk(path):
+        for n in names:
+            p = os.path.join(root, n)
+            out[p] = os.stat(p).st_mtime_ns
+    return out
+
+
+@pytest.mark.parametrize("project", TRAVERSALS)
+def test_a_project_that_is_no_id_or_name_answers_400_and_touches_no_file(tiny_settings, tmp_path, project):
+    """A project value never becomes a path: absolute dirs, ../ chains, NUL bytes are 400 on every route."""
+    from pathlib import Path
+
+    sentinel = tmp_path / "sentinel"  # looks like a models dir: what a traversal would read or write
+    (sentinel / "v1" / "s").mkdir(parents=True)
+    (sentinel / "serving.json").write_text(json.dumps({"version": "v1"}))
+    client = create_app(tiny_settings, trainer=lambda p, e: (tmp_path / "trained").write_text(p)).test_client()
+    xml = schema_xml("financial_news")
+    before = files_under(tmp_path)
+    tmp_x = Path("/tmp/x").exists()
+    for value in (project, str(sentinel), f"../../{sentinel.name}"):
+        answers = [
+            client.post("/setup", json={"project": value, "schema": xml}),
+            client.post("/predict", json={"project": value, "label_config": xml, "tasks": [{"data": {"text": "Stocks fell."}}]}),
+            client.post("/webhook", json={"action": "START_TRAINING", "project": value}),
+            client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": value}}),
+            client.get("/versions", query_string={"project": value.encode("utf-8", "surrogatepass")}),
+        ]
+        for resp in answers:
+            assert resp.status_code == 400 and resp.is_json, (value, resp.status_code, resp.get_data(as_text=True))
+            assert "'project" in resp.json["message"]
+    assert files_under(tmp_path) == before and Path("/tmp/x").exists() == tmp_x
+    assert client.get("/metrics").status_code == 200
+
+
+def test_a_body_over_the_limit_answers_413_json(tiny_client):
+    resp = tiny_client.post("/predict", data=b'{"tasks": ["' + b"x" * (10 * 1024 * 1024) + b'"]}', content_type="application/json")
+    assert resp.status_code == 413 and resp.is_json and resp.json["error"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
+def test_a_body_that_is_not_json_answers_415_json(tiny_client, content_type):
+    resp = tiny_client.post("/setup", data=b'{"project": "1.1"}', content_type=content_type)
+    assert resp.status_code == 415 and resp.is_json and "application/json" in resp.json["message"]
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"project": 1' + b"0" * 5000 + b"}", b"\xff\xfe\x00", b""])
+def test_deep_nesting_huge_numbers_and_bad_bytes_answer_400(tiny_client, body):
+    resp = tiny_client.post("/predict", data=body, content_type="application/json")
+    assert resp.status_code == 400 and resp.is_json
+
+
+BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+                  + "".join(f'<!ENTITY lol{i} "{("&lol%s;" % (i - 1 if i > 1 else "")) * 10}">' for i in range(1, 10))
+                  + ']><View><Text name="text" value="$text"/><Choices name="c" toName="text"><Choice value="&lol9;"/></Choices></View>')
+
+
+@pytest.mark.parametrize("config, needle", [
+    (BILLION_LAUGHS, "DOCTYPE"),
+    ('<!DOCTYPE v [<!ENTITY x SYSTEM "file:///etc/passwd">]><View><Text name="t" value="&x;"/></View>', "DOCTYPE"),
+    ('<View><Choices name="c" toName="text"><Choice value="a"/></Choices></View>', "not a Text object"),
+    ('<View><Unknown/><Text name="t" value="$text"/></View>', "no supported control"),
+    ('<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices>'
+     '<Choices name="c" toName="t"><Choice value="b"/></Choices></View>', "repeats a control name"),
+    ('<View><Text name="t" value="$text\ud800"/></View>', "lone surrogate"),
+])
+def test_strange_labeling_configs_answer_a_clear_400(tiny_client, config, needle):
+    resp = tiny_client.post("/setup", json={"project": "2.1", "schema": config})
+    assert resp.status_code == 400 and needle in resp.json["message"]
+
+
+def test_two_texts_and_unknown_tags_are_served(tiny_client):
+    xml = ('<View><Header value="x"/><Text name="a" value="$title"/><Text name="b" value="$body"/><Foo bar="1"/>'
+           '<Choices name="c1" toName="a"><Choice value="x"/><Choice value="y"/></Choices>'
+           '<Choices name="c2" toName="b"><Choice value="x"/><Choice value="y"/></Choices></View>')
+    resp = _predict(tiny_client, xml, [{"id": 1, "data": {"title": "Up", "body": "Shares rose."}}])
+    assert resp.status_code == 200 and {r["from_name"] for r in resp.json["results"][0]["result"]} == {"c1", "c2"}
+
+
+def test_lone_surrogates_never_reach_metrics_or_break_a_route(tiny_client):
+    """One request with a lone surrogate must not take /metrics down for every later scrape."""
+    xml = schema_xml("financial_news")
+    raw = b'{"project": "3.1", "label_config": %s, "tasks": [{"id": "\\ud800", "data": {"text": "up\\udfff"}}, {"data": {"text": "Stocks fell."}}]}'
+    resp = tiny_client.post("/predict", data=raw % json.dumps(xml).encode(), content_type="application/json")
+    assert resp.status_code == 200 and resp.json["results"][0]["result"] == [] and resp.json["results"][1]["result"]
+    hook = tiny_client.post("/webhook", data=b'{"action": "X\\ud800", "project": 3}', content_type="application/json")
+    assert hook.status_code == 400
+    learn = b'{"action": "ANNOTATION_CREATED", "project": 3, "task": {"data": {"text": "\\ud800"}}, "annotation": {"result": [{"from_name": "sentiment", "value": {"choices": ["positive"]}}]}}'
+    assert tiny_client.post("/webhook", data=learn, content_type="application/json").status_code == 200
+    assert tiny_client.post("/webhook", json={"action": "SOMETHING_NEW", "project": 3}).status_code == 200
+    metrics = tiny_client.get("/metrics")
+    text = metrics.get_data(as_text=True)
+    assert metrics.status_code == 200 and 'goldloop_task_errors_total{reason="invalid_unicode"} 1.0' in text
+    assert 'goldloop_webhook_events_total{action="other"} 1.0' in text and "SOMETHING_NEW" not in text
+
+
+def test_openapi_document_describes_every_route(tiny_client):
+    doc = tiny_client.get("/openapi.json").json
+    routes = {r.rule for r in tiny_client.application.url_map.iter_rules() if r.endpoint != "static"}
+    assert doc["openapi"].startswith("3.") and set(doc["paths"]) == routes
+    for rule in tiny_client.application.url_map.iter_rules():
+        if rule.endpoint != "static":
+            assert {m.lower() for m in rule.methods - {"HEAD", "OPTIONS"}} == set(doc["paths"][rule.rule])
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "example.org"])
+def test_backend_off_loopback_refuses_to_start_without_basic_auth(tmp_path, host):
+    from click.testing import CliRunner
+
+    from server.cli import main
+
+    env = {"GOLDLOOP_BASIC_AUTH_USER": "", "GOLDLOOP_BASIC_AUTH_PASS": ""}
+    result = CliRunner().invoke(main, ["backend", "--data-dir", str(tmp_path), "--host", host, "--port", "1"], env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--insecure" in lines[0] and "GOLDLOOP_BASIC_AUTH_USER" in lines[0]

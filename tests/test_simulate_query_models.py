@@ -31,7 +31,7 @@ def test_query_model_contract(cls, task, corpora):
 
     corpus = corpora[task]
     model = cls.build(corpus, default_model() if cls.uses_encoder else None, progress=False,
-                      train_options=TrainOptions(epochs=1, min_steps=2, batch_size=8))
+                      train_options=TrainOptions(epochs=1, min_steps=2, span_min_steps=2, batch_size=8))
     assert query_model_class(cls.name, task) is cls
     n = len(corpus.ids)
     assert len(model.embeddings) == n and np.isfinite(model.embeddings).all()

@@ -14,3 +14,19 @@ def test_store_round_trip(tmp_path):
     store.update_import(db, iid, pre_annotated=2)
     (row,) = store.list_imports(db, 7)
     assert row["task_ids"] == [1, 2] and row["report"] == {"read": 2} and row["pre_annotated"] == 2
+
+
+def test_an_import_left_running_by_a_dead_process_is_settled_as_interrupted(tmp_path):
+    import subprocess
+    import sys
+
+    db = store.open_db(tmp_path / "g.db")
+    mine = store.record_import(db, project_id=3, schema_name="contracts", paths=["a.jsonl"], status="running", task_ids=[])
+    dead = store.record_import(db, project_id=3, schema_name="contracts", paths=["b.jsonl"], status="running", task_ids=[])
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    store.update_import(db, dead, pid=child.pid)  # as if that process had recorded it and was then killed
+    assert store.settle_killed_imports(db, 3) == [dead]
+    by_id = {r["id"]: r for r in store.list_imports(db, 3)}
+    assert by_id[dead]["status"] == "interrupted" and by_id[mine]["status"] == "running"  # this process lives
+    assert store.settle_killed_imports(db, 4) == []

@@ -4,7 +4,8 @@ import pytest
 
 from ml_backend.models import Examples
 from ml_backend.schema import parse_label_config
-from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, merge_examples, train_control
+from ml_backend.training import (SPAN_RECIPES, TrainOptions, evaluate_models, examples_for, gate, has_labels, merge_examples, span_recipe,
+                                 train_control)
 from tests.plugins.backend import DATA, read_jsonl
 
 
@@ -17,7 +18,7 @@ def test_a_seed_gives_the_same_model_whatever_ran_before(tiny_model_dir):
       <Text name="text" value="$text"/></View>""")
     control = spec.controls[0]
     recs = [{"id": d["id"], "text": d["text"], "spans": d["spans"]} for d in read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:6]]
-    opts = TrainOptions(cold_start_labels=2, model_name=tiny_model_dir, min_steps=2, epochs=1, train_length=32, progress=False)
+    opts = TrainOptions(cold_start_labels=2, model_name=tiny_model_dir, span_min_steps=2, epochs=1, train_length=32, progress=False)
 
     def weights():
         model, info = train_control(control, examples_for(control, recs[:4]), examples_for(control, recs[4:]), opts)
@@ -108,9 +109,28 @@ def test_domain_adaptation_hands_the_adapted_encoder_to_fine_tuning(tiny_model_d
       <Text name="text" value="$text"/></View>""")
     control = spec.controls[0]
     recs = [{"id": d["id"], "text": d["text"], "spans": d["spans"]} for d in read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:4]]
-    opts = TrainOptions(cold_start_labels=2, model_name="base-encoder", mlm_steps=7, work_dir=str(tmp_path), min_steps=2, epochs=1,
+    opts = TrainOptions(cold_start_labels=2, model_name="base-encoder", mlm_steps=7, work_dir=str(tmp_path), span_min_steps=2, epochs=1,
                         train_length=32, progress=False)
     model, info = train_control(control, examples_for(control, recs), examples_for(control, []), opts, ["an unlabeled text"])
-    assert calls == [(["an unlabeled text"], {"model_name": "base-encoder", "steps": 7, "work_dir": str(tmp_path), "seed": 0, "progress": False})]
+    assert calls == [(["an unlabeled text"], {"model_name": "base-encoder", "steps": 7, "work_dir": str(tmp_path), "seed": 0, "progress": False,
+                                                  "device": None})]
     assert info["domain_adaptation"]["reused"] == tiny_model_dir and model.model_name == tiny_model_dir
     assert opts.model_name == "base-encoder" and opts.mlm_steps == 7
+
+
+def test_span_recipe_options_reach_the_token_classifier_fit_and_the_old_recipe_stays_reachable():
+    kw = TrainOptions(lr=2e-4, head_lr=1e-3, span_min_steps=321, span_warmup=0.2, span_val_fraction=0.0, span_early_stopping=False,
+                      span_o_weight=0.5, min_steps=7, doc_lr=1e-5).fit_kwargs("spans")
+    assert (kw["lr"], kw["head_lr"], kw["min_steps"], kw["warmup_ratio"], kw["val_fraction"], kw["early_stopping"], kw["o_weight"]) == \
+        (2e-4, 1e-3, 321, 0.2, 0.0, False, 0.5)
+    doc = TrainOptions(lr=2e-4, span_min_steps=321, min_steps=7, doc_lr=1e-5).fit_kwargs("choices")
+    assert (doc["lr"], doc["min_steps"]) == (1e-5, 7) and "o_weight" not in doc and "head_lr" not in doc
+    assert TrainOptions(head_lr=0.0).fit_kwargs()["head_lr"] is None  # 0: the head learns at the encoder's rate
+    old = span_recipe("old", seed=3)
+    assert (old.lr, old.span_min_steps, old.span_val_fraction, old.span_early_stopping, old.seed) == (8e-5, 100, 0.1, True, 3)
+    new = span_recipe("new").fit_kwargs()
+    assert (new["lr"], new["head_lr"], new["min_steps"], new["val_fraction"], new["early_stopping"]) == (2e-4, 2e-3, 300, 0.0, False)
+    assert set(SPAN_RECIPES["old"]) == set(SPAN_RECIPES["new"])
+    assert any(all(getattr(TrainOptions(), k) == v for k, v in r.items()) for r in SPAN_RECIPES.values())  # the defaults are a named recipe
+    with pytest.raises(ValueError, match="unknown span recipe"):
+        span_recipe("newest")

@@ -48,3 +48,65 @@ def test_schema_that_label_studio_rejects(ls_projects, tmp_path):
     with pytest.raises(ConfigError, match=r"Label Studio rejects schema .*clash.xml.*non-unique names"):
         ensure_project(client, load_schema(path), s, db)
     assert store.get_project_by_name(db, "clash") is None
+
+
+# --- the Label Studio admin password ------------------------------------------------------------
+
+
+def test_admin_password_is_generated_once_private_and_shown_once(tmp_path):
+    import stat
+
+    from server.config import Settings
+    from server.up import admin_login
+
+    settings = Settings(home=tmp_path / "home")
+    settings.data_dir.ensure()
+    _, first = admin_login(settings)
+    path = settings.data_dir.admin_password_path
+    password = path.read_text().strip()
+    assert len(password) >= 20 and password != "goldloop-admin"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert password in first and "shown once" in first
+    _, again = admin_login(settings)
+    assert password not in again and str(path) in again
+    assert settings.ls_admin_password() == password
+    other = Settings(home=tmp_path / "other")
+    other.data_dir.ensure()
+    assert other.ls_admin_password() != password  # one per data dir, never a shared default
+
+
+def test_admin_password_from_the_environment_wins_and_is_never_printed(tmp_path):
+    from server.config import ENV_ADMIN_PASSWORD, ENV_HOME, Settings
+    from server.up import admin_login
+
+    settings = Settings.from_env({ENV_HOME: str(tmp_path / "home"), ENV_ADMIN_PASSWORD: "s3cret-from-env"})
+    used, line = admin_login(settings)
+    assert used.ls_admin_password() == "s3cret-from-env" and "s3cret-from-env" not in line and ENV_ADMIN_PASSWORD in line
+    assert not settings.data_dir.admin_password_path.exists()
+
+
+def test_data_dir_from_before_generated_passwords_gets_no_made_up_password(tmp_path):
+    from server.config import Settings
+    from server.up import admin_login
+
+    settings = Settings(home=tmp_path / "home")
+    settings.data_dir.ls_data.mkdir(parents=True)
+    (settings.data_dir.ls_data / "label_studio.sqlite3").write_bytes(b"")  # a Label Studio that created its admin already
+    used, line = admin_login(settings)
+    assert not settings.data_dir.admin_password_path.exists() and "created with" in line
+    assert used.ls_admin_password() != "goldloop-admin"
+
+
+def test_label_studio_starts_with_the_generated_password(label_studio):
+    """The template's Label Studio admin logs in with the data dir's password, not with a default."""
+    import requests
+
+    s = label_studio.settings
+    password = s.data_dir.admin_password_path.read_text().strip()
+    session = requests.Session()
+    page = session.get(f"{label_studio.url}/user/login/", timeout=30)
+    csrf = session.cookies.get("csrftoken")
+    for pw, ok in (("goldloop-admin", False), (password, True)):
+        r = session.post(f"{label_studio.url}/user/login/", data={"email": s.admin_email, "password": pw, "csrfmiddlewaretoken": csrf},
+                         headers={"Referer": page.url}, allow_redirects=False, timeout=30)
+        assert (r.status_code == 302) is ok, (pw == password, r.status_code)

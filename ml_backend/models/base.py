@@ -83,7 +83,8 @@ class Model(ABC):
 
     @abstractmethod
     def save(self, path: Path) -> None:
-        """Write everything needed to load the model again under `path`."""
+        """Write everything needed to load the model again under `path`, in formats whose loading runs no code
+        (safetensors, numpy arrays, JSON, skops): a model file is data, never a pickle."""
 
     @classmethod
     @abstractmethod

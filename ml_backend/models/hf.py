@@ -5,6 +5,11 @@ Fast path: every text is tokenised once (fast tokenizer, offsets kept), split in
 no longer than the model's window, all windows of a request are sorted by length and run in token-budget
 batches with dynamic padding under ``torch.inference_mode``. Serving precision (``QUANTIZE_MODES``): fp32,
 int8 through ONNX Runtime (``onnx_int8.py``), PyTorch dynamic int8, or bf16. Fine-tuning is in ``finetune.py``.
+
+Device: a model runs on ``device`` (``torch_utils.resolve_device``; ``None`` is the process's device). On CUDA
+inference runs under bf16/fp16 autocast, in batches sized by the free GPU memory; the int8 modes are CPU
+kernels, so their serving twin stays on the CPU whatever the device (the model itself may train on CUDA).
+Saved weights are CPU tensors: a model trained on one device loads on any.
 """
 from __future__ import annotations
 
@@ -14,10 +19,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..alignment import SERVE_OVERLAP, bio_labels, decode_spans, encode_spans, merge_windows, windows
+from ..alignment import SERVE_OVERLAP, bio_labels, decode_spans, empty_overlaps, encode_spans, merge_windows, windows
 from .base import Examples, Model, TextPrediction, choice_predictions
 from .finetune import fit_sequence_classifier, fit_token_classifier
-from .torch_utils import LOAD_LOCK, length_batches, pad_batch, pooled_output, set_torch_threads, sigmoid, softmax, transformers_module
+from .torch_utils import (LOAD_LOCK, autocast, cpu_state_dict, device_token_budget, length_batches, pad_batch, pooled_output,
+                          resolve_device, set_torch_threads, sigmoid, softmax, transformers_module)
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +33,27 @@ def quantize_int8_torch(model):
 
     The task head (classifier) stays fp32: it is tiny, and quantizing it costs the most accuracy.
     """
+    import copy
     import warnings
 
     import torch
     from torch.ao.quantization import quantize_dynamic
 
     targets = {name for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear) and ".encoder." in f".{name}"}
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_dynamic(model, targets, dtype=torch.qint8)  # inplace=False: a quantized copy
+        if on_cpu:
+            return quantize_dynamic(model, targets, dtype=torch.qint8)  # inplace=False: a quantized copy
+        # int8 kernels are CPU kernels: quantize a CPU copy of a CUDA model, in place
+        return quantize_dynamic(copy.deepcopy(model).cpu(), targets, dtype=torch.qint8, inplace=True)
 
 
 # none: fp32 as trained; int8: ONNX Runtime int8 (per-channel weights; the fast one); int8-torch: PyTorch
 # dynamic int8 (no extra build step, less accurate, slower); bf16: a bfloat16 copy (pays off only on CPUs
 # with AVX-512-BF16/AMX)
 QUANTIZE_MODES = ("none", "int8", "int8-torch", "bf16")
+CPU_QUANTIZE = ("int8", "int8-torch")  # CPU kernels: their serving twin runs on the CPU on any device
 
 
 def serving_model(model, quantize: str, threads: int = 0, cache_dir: Path | None = None):
@@ -85,10 +97,12 @@ class HFModel:
         quantize: str = "none",
         threads: int = 0,
         max_windows: int | None = None,
+        device: str | None = None,
         _model=None,
         _tokenizer=None,
     ):
         transformers = transformers_module()
+        self.device = resolve_device(device)  # first: a bad device fails before a model loads
         self.model_name = model_name
         self.batch_size = batch_size
         self.token_budget = token_budget
@@ -100,7 +114,11 @@ class HFModel:
             if not getattr(self.tokenizer, "is_fast", False):
                 raise ValueError(f"{model_name}: a fast tokenizer (with offset mapping) is required")
             self.model = _model or self._new_model(transformers)
+        self.model.to(self.device)
         self.model.eval()
+        if self.device.type == "cuda":  # the token budget alone sizes GPU batches, from the free memory
+            self.batch_size = None
+            self.token_budget = device_token_budget(self.device, self.model.config, token_budget)
         limit = getattr(self.model.config, "max_position_embeddings", 512) or 512
         self.position_limit = limit
         # training window and serving window; they stay equal unless max_length is given (see default_serve_length)
@@ -126,7 +144,7 @@ class HFModel:
         enc = self.tokenizer(
             list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
         )
-        return enc["input_ids"], [[tuple(o) for o in offs] for offs in enc["offset_mapping"]]
+        return enc["input_ids"], [empty_overlaps(offs) for offs in enc["offset_mapping"]]
 
     def windows_for(self, n_tokens: int) -> list[tuple[int, int]]:
         """The serving windows of a text of ``n_tokens`` tokens: the first ``max_windows`` when that is set."""
@@ -156,6 +174,13 @@ class HFModel:
                 owners.append(d)
         return plan, seqs, owners
 
+    @property
+    def serving_device(self):
+        """Where inference runs: the model's device, or the CPU for the int8 modes."""
+        import torch
+
+        return torch.device("cpu") if self.quantize in CPU_QUANTIZE else self.device
+
     def outputs(self, result):
         """What ``forward`` keeps of a model call: the logits (``Encoder``: the last hidden states)."""
         return result.logits
@@ -170,13 +195,17 @@ class HFModel:
         from tqdm.auto import tqdm
 
         model = model if model is not None else self.serving
+        device = self.serving_device if model is self.serving else self.device
         out: list[np.ndarray | None] = [None] * len(seqs)
         pad = self.tokenizer.pad_token_id or 0
         batches = length_batches([len(s) for s in seqs], self.batch_size, token_budget or self.token_budget)
-        with torch.inference_mode():
+        # CUDA fp32 weights run under bf16/fp16 autocast; the CPU and the bf16/int8 twins run as they are
+        amp = autocast(device) if self.quantize == "none" else autocast("cpu")
+        with torch.inference_mode(), amp:
             for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
                 ids, mask = pad_batch([seqs[i] for i in batch], pad)
-                values = self.outputs(model(input_ids=ids, attention_mask=mask)).float().numpy()
+                result = model(input_ids=ids.to(device), attention_mask=mask.to(device))
+                values = self.outputs(result).float().cpu().numpy()
                 for row, i in enumerate(batch):
                     out[i] = values[row, : len(seqs[i])] if values.ndim == 3 else values[row]
         return out  # type: ignore[return-value]
@@ -198,9 +227,9 @@ def merge_text_windows(n_tokens: Sequence[int], plan: Sequence[Sequence[tuple[in
 class Encoder(HFModel):
     """A bare encoder (``AutoModel``, no head): mean-pooled text embeddings and contextual token embeddings."""
 
-    def __init__(self, model_name: str, *, threads: int = 0, _model=None, _tokenizer=None):
+    def __init__(self, model_name: str, *, threads: int = 0, device: str | None = None, _model=None, _tokenizer=None):
         # no count limit per batch: the token budget alone sizes them
-        super().__init__(model_name=model_name, batch_size=None, threads=threads, _model=_model, _tokenizer=_tokenizer)
+        super().__init__(model_name=model_name, batch_size=None, threads=threads, device=device, _model=_model, _tokenizer=_tokenizer)
 
     def _new_model(self, transformers):
         return transformers.AutoModel.from_pretrained(self.model_name)
@@ -213,9 +242,10 @@ class Encoder(HFModel):
         """The embedding size (the encoder's hidden size)."""
         return int(self.model.config.hidden_size)
 
-    def embed(self, texts: Sequence[str], max_length: int = 256, token_budget: int = 8192, progress: bool = True) -> np.ndarray:
+    def embed(self, texts: Sequence[str], max_length: int = 256, token_budget: int | None = None, progress: bool = True) -> np.ndarray:
         """L2-normalised float32 text embeddings [n, d]: the mean over every token of the text truncated to
-        ``max_length`` tokens, special tokens included (as sentence-transformers pools)."""
+        ``max_length`` tokens, special tokens included (as sentence-transformers pools); ``token_budget``: padded
+        tokens per batch (default the model's: 8192 on the CPU, sized by the free memory on CUDA)."""
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
         enc = self.tokenizer(list(texts), truncation=True, max_length=max_length, verbose=False)
@@ -223,7 +253,7 @@ class Encoder(HFModel):
         emb = np.stack([h.mean(axis=0) for h in hidden]).astype(np.float32)
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
-    def token_embeddings(self, texts: Sequence[str], max_length: int = 512, stride: int = 64, token_budget: int = 8192,
+    def token_embeddings(self, texts: Sequence[str], max_length: int = 512, stride: int = 64, token_budget: int | None = None,
                          progress: bool = True) -> tuple[list[list[tuple[int, int]]], list[np.ndarray]]:
         """Character offsets and contextual embeddings [T, d] of every token (no special tokens) per text.
 
@@ -258,7 +288,8 @@ class HFTaskModel(HFModel, Model):
     def save(self, path: Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
+        # CPU tensors: a model trained on a GPU loads on a machine without one (and back)
+        self.model.save_pretrained(path, state_dict=cpu_state_dict(self.model))
         self.tokenizer.save_pretrained(path)
         self._write_meta(path, **self._saved_options())
 

@@ -3,6 +3,11 @@
 quantized (int8 weights per output channel, activations quantized on the fly per batch), run by ORT's CPU
 kernels. Embeddings and the task head stay fp32 (no compute to save there, and the most sensitive layers).
 
+This is the CPU serving path on every machine: the graph is traced from a CPU copy of the model and runs on
+ORT's CPU execution provider, also when the model trained on CUDA (``--device``); on a GPU, serve with
+``quantize none`` (fp16/bf16 autocast) or ``bf16`` instead. ORT's CUDA execution provider is not used: it has
+not been measured against those.
+
 Measured against PyTorch's ``quantize_dynamic`` on the same fine-tuned NCBI model (bench/predict_throughput.py):
 faster (fused attention, int8 attention projections), and per-channel weights keep entity F1 within half a
 point of fp32 where per-tensor weights lost several points.
@@ -53,7 +58,7 @@ def export_onnx(model, path: Path) -> None:
 
     import torch
 
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(model).cpu().eval()  # traced on the CPU, whatever device the model trains on
     try:
         model.set_attn_implementation("eager")
     except (AttributeError, ValueError) as exc:  # an architecture without the switch: trace it as it is

@@ -2,7 +2,8 @@
 
 Before any label exists a label's prototype is the embedding of its name; every labeled document moves
 it (prototype = normalised mean of the name embedding and the label's document embeddings). Cheap to fit
-(one forward pass per new document), so it serves Choices from the first minute of a project.
+(one forward pass per new document), so it serves Choices from the first minute of a project. The encoder
+runs on the model's device (``HFModel``); the prototypes are numpy arrays, saved and loaded on any device.
 """
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ class _MeanPool:
 
     def eval(self):
         self.encoder.eval()
+        return self
+
+    def to(self, device):
+        self.encoder.to(device)
         return self
 
 

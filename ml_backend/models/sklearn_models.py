@@ -13,6 +13,10 @@ from ..alignment import Span
 from .base import Examples, Model, TextPrediction, choice_predictions
 
 
+SKOPS_FILE = "tfidf_lr.skops"
+LEGACY_JOBLIB_FILE = "tfidf_lr.joblib"  # read only: the format before skops
+
+
 class TfidfClassifier(Model):
     """TF-IDF (word 1–2-grams + character 2–5-grams, so Chinese works) + logistic regression."""
 
@@ -93,18 +97,39 @@ class TfidfClassifier(Model):
         return choice_predictions(self.labels, self.probabilities(texts), independent=self.multi)
 
     def save(self, path: Path) -> None:
-        import joblib
+        """skops for the fitted pipeline (loading it runs no code), JSON for the multi-label columns."""
+        import json
 
-        self._write_meta(Path(path))
-        joblib.dump({"pipeline": self.pipeline, "cols": getattr(self, "_multi_cols", None), "const": getattr(self, "_multi_const", None)}, Path(path) / "tfidf_lr.joblib")
+        import skops.io as sio
+
+        path = Path(path)
+        self._write_meta(path)
+        sio.dump(self.pipeline, path / SKOPS_FILE)
+        cols, const = getattr(self, "_multi_cols", None), getattr(self, "_multi_const", None)
+        (path / "tfidf_lr.json").write_text(json.dumps({"cols": cols, "const": {str(k): v for k, v in (const or {}).items()} if const is not None else None}))
 
     @classmethod
     def load(cls, path: Path, **options: Any) -> "TfidfClassifier":
-        import joblib
+        """Load a saved pipeline. The skops file is loaded with no type trusted beyond skops' defaults (scikit-learn
+        and numpy types): a file naming any other type raises skops' UntrustedTypesFoundException (a TypeError).
+        A model saved before the skops format (``tfidf_lr.joblib``) still loads; joblib unpickles, so that path is
+        only for models dirs goldloop itself wrote."""
+        import json
 
+        path = Path(path)
         meta = cls.read_meta(path)
         m = cls(meta["labels"], meta.get("multi", False))
-        state = joblib.load(Path(path) / "tfidf_lr.joblib")
+        if (path / SKOPS_FILE).exists():
+            import skops.io as sio
+
+            m.pipeline = sio.load(path / SKOPS_FILE, trusted=[])
+            extra = json.loads((path / "tfidf_lr.json").read_text())
+            m._multi_cols = extra["cols"]
+            m._multi_const = {int(k): v for k, v in extra["const"].items()} if extra["const"] is not None else None
+            return m
+        import joblib
+
+        state = joblib.load(path / LEGACY_JOBLIB_FILE)
         m.pipeline, m._multi_cols, m._multi_const = state["pipeline"], state["cols"], state["const"]
         return m
 

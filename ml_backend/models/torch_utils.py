@@ -1,12 +1,14 @@
 """Low-level torch / transformers helpers shared by the model classes, fine-tuning and MLM.
 
-Nothing here knows a model kind: the lazy transformers import and its lock, torch's thread count,
+Nothing here knows a model kind: the lazy transformers import and its lock, torch's thread count, the
+device (``resolve_device``, the process's device, mixed precision on CUDA, CPU state dicts for saving),
 padding, length-sorted token-budget batches, softmax/sigmoid and masked mean pooling.
 """
 from __future__ import annotations
 
 import os
 import threading
+from contextlib import nullcontext
 from typing import Sequence
 
 import numpy as np
@@ -48,6 +50,105 @@ def set_torch_threads(threads: int = 0) -> int:
         torch.set_num_threads(n)
         _threads_set = True
     return torch.get_num_threads()
+
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+# the device a model built without an explicit one runs on; a process serves or trains on one device, set
+# once where it starts (the backend's app, `goldloop train`), like torch's thread count
+_process_device = "auto"
+
+
+def resolve_device(spec: str | None = None):
+    """``auto | cpu | cuda | cuda:N`` → a ``torch.device``; ``None``: the process's device (``set_process_device``).
+
+    ``auto`` is the current CUDA device when torch sees one, else the CPU. A spec that is none of these, or a
+    CUDA device torch does not see, raises ValueError naming the value.
+    """
+    import torch
+
+    raw = _process_device if spec is None else spec
+    value = str(raw).strip().lower()
+    if value == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if value == "cpu":
+        return torch.device("cpu")
+    head, sep, index = value.partition(":")
+    if head != "cuda" or (sep and not index.isdigit()):
+        raise ValueError(f"device must be {DEVICE_CHOICES}, got {raw!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {raw!r} asked for, but torch sees no CUDA device (torch {torch.__version__}); use auto or cpu")
+    n = int(index) if sep else torch.cuda.current_device()
+    if n >= torch.cuda.device_count():
+        raise ValueError(f"device {raw!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device("cuda", n)
+
+
+def set_process_device(spec: str):
+    """Make ``spec`` the device of every model built without an explicit one; returns it resolved (validates first)."""
+    global _process_device
+    device = resolve_device(spec)
+    _process_device = str(spec)
+    return device
+
+
+def device_name(device) -> str:
+    """How the device is reported: ``cpu``, or ``cuda:N (GPU name)``."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def amp_dtype(device):
+    """The mixed-precision dtype on a device: bf16 where the GPU supports it, else fp16; None on the CPU (fp32)."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device):
+    """Autocast to ``amp_dtype`` on CUDA; on the CPU a no-op context (fp32 as always)."""
+    import torch
+
+    dtype = amp_dtype(device)
+    return torch.autocast(device_type="cuda", dtype=dtype) if dtype is not None else nullcontext()
+
+
+def grad_scaler(device):
+    """A GradScaler, enabled only for fp16 autocast (bf16 and fp32 need none; disabled it passes calls through)."""
+    import torch
+
+    return torch.amp.GradScaler("cuda", enabled=amp_dtype(device) == torch.float16)
+
+
+def cpu_state_dict(model) -> dict:
+    """The model's state dict with every tensor on the CPU: what is saved, so a model trained anywhere loads anywhere."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def device_token_budget(device, config, default: int) -> int:
+    """Padded tokens per inference batch: ``default`` on the CPU; on CUDA what a quarter of the free memory holds.
+
+    The estimate per token is the widest activations of one layer in half precision (hidden states, the
+    feed-forward block and one row of attention scores per head, at the model's window), times two for the
+    allocator; clamped to [default, 64 × default].
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return default
+    free, _ = torch.cuda.mem_get_info(device)
+    hidden = getattr(config, "hidden_size", 768)
+    inner = getattr(config, "intermediate_size", 4 * hidden)
+    heads = getattr(config, "num_attention_heads", 12)
+    window = min(getattr(config, "max_position_embeddings", 512) or 512, 512)
+    per_token = 2 * 2 * (3 * hidden + inner + heads * window)
+    return int(min(64 * default, max(default, free // 4 // per_token)))
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int):

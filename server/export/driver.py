@@ -18,9 +18,11 @@ from ..agreement import AgreementAccumulator
 from ..errors import ExportError
 from .atomic import HashingFile, clean_stale_tmp, dumps, latest_manifest, make_temp_dir, publish, write_text
 from .labelcheck import LabelCheck
+from .llm import LLMOutputs, LLMSettings, load_tokenizer
 from .manifest import ExportFacts, build_manifest, datasheet, hf_card
 from .options import ExportOptions, ExportResult, ProjectInfo, check_request
 from .parse import Parser, Problems, Stats
+from .prompts import build_prompt
 from .writers import Writers
 
 
@@ -43,7 +45,7 @@ def export_dataset(tasks: Iterable[dict], spec: TaskSpec, project: ProjectInfo, 
 class _Pass:
     """One streaming pass over the tasks into ``tmp``: parser, agreement, format writers and the side files."""
 
-    def __init__(self, tmp: Path, spec: TaskSpec, options: ExportOptions, total: int | None):
+    def __init__(self, tmp: Path, spec: TaskSpec, options: ExportOptions, total: int | None, llm: LLMSettings | None):
         self.tmp = tmp
         self.options = options
         self.stats = Stats()
@@ -56,6 +58,7 @@ class _Pass:
         )
         self.writers = Writers(tmp, spec, options.formats, self.parser.primary, options.parallel, expected=total)
         self.check = LabelCheck(spec, options.check_labels)
+        self.llm = LLMOutputs(tmp, spec, options.formats, llm) if llm is not None else None
 
     def run(self, tasks: Iterable[dict], total: int | None, desc: str) -> None:
         """Parse, resolve and write every task; on any error close what is open and re-raise."""
@@ -72,6 +75,8 @@ class _Pass:
                 if parsed.conflict is not None:
                     self.conflicts_file.write_json(parsed.conflict)
                 self.writers.write(parsed.record)
+                if self.llm is not None:
+                    self.llm.write(parsed.record, parsed.prediction)
                 self.check.add(parsed.record)
         except BaseException:
             self.abort()
@@ -79,6 +84,8 @@ class _Pass:
 
     def abort(self) -> None:
         self.writers.abort()
+        if self.llm is not None:
+            self.llm.abort()
         self.problems_file.close()
         self.conflicts_file.close()
 
@@ -88,6 +95,10 @@ class _Pass:
         writers.close()
         self.stats.overlaps_dropped = Counter(writers.overlaps_dropped)
         files, sizes = dict(writers.hashes), dict(writers.sizes)
+        if self.llm is not None:
+            hashes, llm_sizes = self.llm.close()
+            files.update(hashes)
+            sizes.update(llm_sizes)
         if self.check.active:
             sf = HashingFile(self.tmp / "suspect_labels.jsonl")
             for row in self.check.run():
@@ -98,8 +109,22 @@ class _Pass:
         return files, sizes
 
     def facts(self) -> ExportFacts:
-        return ExportFacts(self.stats, self.problems, self.agreement.summary(), self.writers.format_paths(),
-                           self.check.notes)
+        formats = self.writers.format_paths()
+        if self.llm is not None:
+            formats.update(self.llm.format_paths())
+        return ExportFacts(self.stats, self.problems, self.agreement.summary(), formats, self.check.notes,
+                           self.llm.summary() if self.llm is not None else None)
+
+
+def _llm_settings(spec: TaskSpec, project: ProjectInfo, options: ExportOptions) -> LLMSettings | None:
+    """The prompt and tokenizer of the LLM formats (None when none is asked for)."""
+    if not options.wants_llm:
+        return None
+    from ..config import default_model
+
+    name = options.tokenizer or default_model()
+    return LLMSettings(build_prompt(spec, project.label_config, options.template), options.max_tokens, name,
+                       load_tokenizer(name))
 
 
 def _nothing_exported(project: ProjectInfo, options: ExportOptions, stats: Stats) -> ExportError:
@@ -132,7 +157,7 @@ def _export_into(tmp: Path, project_dir: Path, tasks: Iterable[dict], spec: Task
     total = options.total
     if total is None and hasattr(tasks, "__len__"):
         total = len(tasks)  # type: ignore[arg-type]
-    run = _Pass(tmp, spec, options, total)
+    run = _Pass(tmp, spec, options, total, _llm_settings(spec, project, options))
     run.run(tasks, total, desc=f"export {project.slug}")
     if run.stats.documents == 0:
         run.abort()

@@ -35,6 +35,7 @@ class ExportFacts:
     agreement: dict  # AgreementAccumulator.summary()
     formats: dict  # Writers.format_paths()
     check_notes: list[str]  # LabelCheck.notes
+    llm: dict | None = None  # LLMOutputs.summary() when an LLM format is exported
 
 
 def _nested(d: Mapping) -> dict:
@@ -97,6 +98,7 @@ def build_manifest(version: str, content_hash: str, now: datetime, project: Proj
         "problem_counts": dict(sorted(problems.counts.items())),
         "problems": problems.items,
         "problems_truncated": sum(problems.counts.values()) > len(problems.items),
+        **({"llm": facts.llm} if facts.llm is not None else {}),
     }
 
 
@@ -165,7 +167,26 @@ def datasheet(m: dict, project: ProjectInfo, spec: TaskSpec) -> str:
     ]
     if m["check_labels"]:
         lines.append("- Label check: " + "; ".join(m["check_labels"]))
+    if "llm" in m:
+        lines += llm_datasheet(m["llm"])
     return "\n".join(lines) + "\n"
+
+
+def llm_datasheet(llm: Mapping) -> list[str]:
+    """The datasheet's section on the LLM formats: template, tokenizer, chunks and tokens per split."""
+    t = llm["template"]
+    lines = [
+        "", "## LLM fine-tuning files",
+        f"Template `{t['source']}` (sha256 `{t['sha256']}`); tokens counted with `{llm['tokenizer']}`; documents "
+        f"over {llm['max_tokens']} tokens are cut at sentence boundaries, never inside an entity.",
+        "", "| split | examples | tokens | chunked documents | chunks over the limit | preference pairs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for sp, c in llm["per_split"].items():
+        lines.append(f"| {sp} | {c['examples']} | {c['tokens']} | {c['chunked_documents']} | {c['chunks_over_limit']} "
+                     f"| {_fmt(c['preference_pairs'])} |")
+    lines += ["", "Instruction:", "", *(f"> {ln}" if ln else ">" for ln in llm["instruction"].splitlines())]
+    return lines
 
 
 def hf_card(project: ProjectInfo, hf: Mapping) -> str:

@@ -8,7 +8,9 @@ from pathlib import Path
 from ..agreement import RESOLVE_POLICIES
 from ..errors import ExportError
 
-FORMATS = ("jsonl", "conll", "hf", "csv")
+DEFAULT_FORMATS = ("jsonl", "conll", "hf", "csv")
+LLM_FORMATS = ("chat", "instruction", "preference")
+FORMATS = (*DEFAULT_FORMATS, *LLM_FORMATS)
 
 
 @dataclass
@@ -29,10 +31,14 @@ class ExportOptions:
     start at once). ``parallel``: build CoNLL and Parquet in helper processes (True), in the export's own
     process (False), or decide by size (None: helpers once more than PARALLEL_MIN_DOCS documents arrive and
     a second core exists; from the start when ``total`` says so). Both give byte-identical files.
+
+    The LLM formats (chat, instruction, preference) use ``template`` (a jinja2 file; None: the default of
+    the task kind), cut documents over ``max_tokens`` tokens of ``tokenizer`` (a Hugging Face id or path,
+    loaded offline; None: the project's default encoder).
     """
 
     out_root: Path
-    formats: Sequence[str] = FORMATS
+    formats: Sequence[str] = DEFAULT_FORMATS
     resolve: str = "majority"
     only_reviewed: bool = False
     check_labels: bool = False
@@ -40,13 +46,24 @@ class ExportOptions:
     progress: bool | None = None
     total: int | None = None
     parallel: bool | None = None
+    template: Path | None = None
+    max_tokens: int = 2048
+    tokenizer: str | None = None
+
+    @property
+    def wants_llm(self) -> bool:
+        return any(f in LLM_FORMATS for f in self.formats)
 
     def recorded(self) -> dict:
         """The options that shape the content: the manifest's ``options`` and part of the content hash."""
-        return {
+        out = {
             "formats": list(self.formats), "resolve": self.resolve, "only_reviewed": self.only_reviewed,
             "check_labels": self.check_labels,
         }
+        if self.wants_llm:
+            out.update(template=None if self.template is None else Path(self.template).name, max_tokens=self.max_tokens,
+                       tokenizer=self.tokenizer)
+        return out
 
 
 @dataclass
@@ -66,6 +83,8 @@ def check_request(project: ProjectInfo, options: ExportOptions) -> None:
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ExportError(f"export formats must be a non-empty subset of {list(FORMATS)}, got {list(formats)}")
+    if options.wants_llm and (not isinstance(options.max_tokens, int) or options.max_tokens < 16):
+        raise ExportError(f"--max-tokens must be an integer of at least 16, got {options.max_tokens!r}")
     if options.resolve not in RESOLVE_POLICIES:
         raise ExportError(f"--resolve must be one of {list(RESOLVE_POLICIES)}, got {options.resolve!r}")
     slug = project.slug

@@ -90,6 +90,7 @@ class Parsed(NamedTuple):
     choice_votes: list[Mapping[str, tuple[str, ...]]]
     span_votes: list[dict[str, list[tuple[int, int, str]]]]  # empty unless two annotations or more
     conflict: dict | None  # the conflicts.jsonl entry when the annotations disagree
+    prediction: list | None = None  # the result of the final annotation's parent prediction (the preference export)
 
 
 def _timestamp(value: Any) -> float:
@@ -326,14 +327,14 @@ class Parser:
                 "no_ground_truth", tid, "no annotation is marked ground_truth; used the latest",
                 res.final.annotation_id, action="fell back to latest",
             )
-        rec = self._record(task, text, data, live, votes, who, res)
+        rec, prediction = self._record(task, text, data, live, votes, who, res)
         self.stats.count(rec, votes, who)
         conflict = self._conflict(rec, votes, who) if res.conflict else None
         agree_spans = [  # (agreement needs two annotations or more)
             {c.name: [(s, e, lbl) for n, s, e, lbl in v.spans if n == c.name] for c in self.spec.span_controls}
             for v in votes
         ] if len(votes) > 1 else []
-        return Parsed(rec, who, [v.choices for v in votes], agree_spans, conflict)
+        return Parsed(rec, who, [v.choices for v in votes], agree_spans, conflict, prediction)
 
     def _checked_task(self, task: Any) -> tuple[int, Mapping, str] | None:
         """The task's id, data and primary text, or None (skipped and recorded) when the task is malformed."""
@@ -378,11 +379,11 @@ class Parser:
         return live
 
     def _record(self, task: Mapping, text: str, data: Mapping, live: list[Mapping], votes: list[Vote],
-                who: list[Any], res: Resolution) -> dict:
-        """The data.jsonl record of a resolved task."""
+                who: list[Any], res: Resolution) -> tuple[dict, list | None]:
+        """The data.jsonl record of a resolved task, and the result of its final annotation's parent prediction."""
         tid = task["id"]
         final_ann = next(a for a in live if a.get("id") == res.final.annotation_id)
-        origin, model_version = self._origin(tid, task, final_ann)
+        origin, model_version, prediction = self._origin(tid, task, final_ann)
         created = [a.get("created_at") for a in live if isinstance(a.get("created_at"), str)]
         updated = [a.get("updated_at") for a in live if isinstance(a.get("updated_at"), str)]
         return {
@@ -401,7 +402,7 @@ class Parser:
             "updated_at": _latest(updated),
             "origin": origin,
             "model_version": model_version,
-        }
+        }, prediction
 
     def _conflict(self, rec: dict, votes: list[Vote], who: list[Any]) -> dict:
         """The conflicts.jsonl entry of a document whose annotations disagree."""
@@ -425,11 +426,12 @@ class Parser:
             "policy": self.policy,
         }
 
-    def _origin(self, tid: Any, task: Mapping, ann: Mapping) -> tuple[str, str | None]:
-        """The final annotation's origin (accepted a pre-annotation, changed it, or had none) and model version."""
+    def _origin(self, tid: Any, task: Mapping, ann: Mapping) -> tuple[str, str | None, list | None]:
+        """The final annotation's origin (accepted a pre-annotation, changed it, or had none), model version and
+        the parent prediction's result."""
         parent = ann.get("parent_prediction")
         if parent is None:
-            return "human", None
+            return "human", None, None
         pred = next(
             (p for p in (task.get("predictions") or ()) if isinstance(p, Mapping) and p.get("id") == parent), None
         )
@@ -439,8 +441,9 @@ class Parser:
                 f"parent_prediction {parent!r} is not among the task's predictions; origin counted as human_changed",
                 ann.get("id"), action="kept",
             )
-            return "human_changed", None
+            return "human_changed", None, None
         mv = pred.get("model_version")
         mv = None if mv is None else str(mv)
         same = result_key(ann.get("result")) == result_key(pred.get("result"))
-        return ("prediction_accepted" if same else "human_changed"), mv
+        result = pred.get("result")
+        return ("prediction_accepted" if same else "human_changed"), mv, (result if isinstance(result, list) else None)

@@ -93,16 +93,22 @@ def run_simulation(
     backend: QueryModel | None = None,
     mlm_steps: int = 0,
     train_options=None,
+    device: str | None = None,
 ) -> dict:
     """Simulate active learning against gold labels; write JSON to `out` and a PNG curve next to it.
 
     ``documents`` (records) replaces reading ``data``; ``backend`` reuses a query model (its features) already
     built by ``build_query_model`` for the same corpus (both for benchmarks that run several configurations).
+    ``device`` (``auto | cpu | cuda | cuda:N``; ``None``: the process's device) is where the encoder runs; the
+    report records the device used.
     """
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
+    from ml_backend.models.torch_utils import resolve_device
+
     t0 = time.perf_counter()
+    used_device = str(resolve_device(device))  # a bad or absent device fails before any work
     strategies = list(dict.fromkeys(strategies))
     if not strategies:
         raise ValueError(f"give at least one strategy; expected names from {list(STRATEGIES)}")
@@ -127,7 +133,7 @@ def run_simulation(
     if backend is None:
         backend, qm, enc = build_query_model(corpus, query_model, encoder, progress=progress, mlm_steps=mlm_steps,
                                              mlm_texts=[corpus.texts[i] for i in pool], seed=seed,
-                                             train_options=train_options)
+                                             train_options=train_options, device=device)
     else:
         qm, enc = resolve_name(query_model, corpus.task), encoder
         if backend.corpus.ids != corpus.ids:
@@ -188,6 +194,7 @@ def run_simulation(
         "metric": metric_name,
         "query_model": qm,
         "encoder": enc,
+        "device": used_device if qm != "tfidf_lr" else "cpu",  # TF-IDF + LR is scikit-learn on the CPU
         "fits": backend.fits,  # finetune: the model kind, steps and seconds of every fit
         "n_documents": len(corpus.ids),
         "duplicates_dropped": corpus.duplicates_dropped,

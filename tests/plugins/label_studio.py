@@ -6,11 +6,13 @@ and every test or module gets its own copy. Set GOLDLOOP_LS_TEMPLATE=DIR to keep
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,3 +183,38 @@ def goldloop(*args: str, home: Path, timeout: float = 600, check: bool = True, e
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")
     return proc
+
+
+@contextlib.contextmanager
+def goldloop_stack(template: Path, tmp: Path, env: dict[str, str]):
+    """`goldloop up --detach --no-samples` on a copy of the migrated data dir; yields what e2e tests share, then
+    stops both servers (and any process `down` missed)."""
+    from server import ls_client, procs
+    from server.datadir import DataDir
+
+    home = copy_home(template, tmp / "home")
+    ls_port, be_port = free_port(), free_port()
+    while be_port == ls_port:
+        be_port = free_port()
+    goldloop("up", "--detach", "--no-samples", "--ls-port", str(ls_port), "--backend-port", str(be_port), home=home, env=env)
+    db = store.open_db(home / "goldloop.db")
+    pids = [p["pid"] for p in store.list_processes(db)]
+    settings = Settings(home=home, ls_url=local_url(ls_port), ls_api_key=DataDir(home).read_token())
+    try:
+        yield {"home": home, "settings": settings, "client": ls_client.connect(settings), "be": local_url(be_port), "db": db}
+    finally:
+        goldloop("down", home=home, check=False)
+        for pid in pids:
+            if procs.pid_alive(pid):
+                stack.stop_pid(pid)
+
+
+def wait_for(predicate, timeout: float = 240.0, interval: float = 0.5):
+    """Poll until predicate returns something truthy and return it; AssertionError after timeout seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out")

@@ -7,7 +7,8 @@ One interface (``QueryModel``), one class per (name, task) pair, chosen by name 
 
 Domain-adaptive MLM (``mlm_steps > 0``, ``encoder_lr`` only): before the features are computed, the encoder
 is trained with masked-language modelling (``ml_backend.mlm.domain_adapt``, the loop's own code) on the given
-texts in a temporary folder; the model's ``domain_adaptation`` records the run.
+texts in a temporary folder; the model's ``domain_adaptation`` records the run. ``device`` (``auto | cpu | cuda |
+cuda:N``; ``None``: the process's device) is where the encoder, MLM and fine-tuning run.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def query_model_class(name: str, task: str) -> type[QueryModel]:
 
 def build_query_model(corpus: Corpus, query_model: str, encoder: str | None, *, progress: bool = True,
                       C: float | None = None, mlm_steps: int = 0, mlm_texts: Sequence[str] = (), seed: int = 0,
-                      train_options=None) -> tuple[QueryModel, str, str | None]:
+                      train_options=None, device: str | None = None) -> tuple[QueryModel, str, str | None]:
     """The query model's features, computed once for every document; returns (model, resolved name, encoder).
 
     ``mlm_steps > 0`` first adapts the encoder on ``mlm_texts`` (masked-language modelling) and computes the
@@ -69,16 +70,16 @@ def build_query_model(corpus: Corpus, query_model: str, encoder: str | None, *, 
         encoder = default_model() if encoder is None else encoder
         with tempfile.TemporaryDirectory(prefix="goldloop-mlm-") as tmp:
             adapted = Path(tmp) / "encoder"
-            info = domain_adapt(encoder, list(mlm_texts), adapted, steps=mlm_steps, seed=seed, progress=progress)
-            model = cls.build(corpus, str(adapted), C=C, progress=progress, train_options=train_options)
+            info = domain_adapt(encoder, list(mlm_texts), adapted, steps=mlm_steps, seed=seed, progress=progress, device=device)
+            model = cls.build(corpus, str(adapted), C=C, progress=progress, train_options=train_options, device=device)
         info.pop("path", None)
         model.domain_adaptation = {"base_encoder": encoder, **info}
         return model, cls.name, encoder
     cls = query_model_class(query_model, corpus.task)
     if not cls.uses_encoder:
-        return cls.build(corpus, None, C=C, progress=progress, train_options=train_options), cls.name, None
+        return cls.build(corpus, None, C=C, progress=progress, train_options=train_options, device=device), cls.name, None
     encoder = default_model() if encoder is None else encoder
-    return cls.build(corpus, encoder, C=C, progress=progress, train_options=train_options), cls.name, encoder
+    return cls.build(corpus, encoder, C=C, progress=progress, train_options=train_options, device=device), cls.name, encoder
 
 
 def pseudo_defaults(query_model: str, train_options=None) -> tuple[float, float]:

@@ -31,8 +31,9 @@ class QueryModel(ABC):
     @classmethod
     @abstractmethod
     def build(cls, corpus: Corpus, encoder: str | None, *, C: float | None = None, progress: bool = True,
-              train_options=None) -> QueryModel:
-        """The query model with its features for every document of ``corpus``; ``C`` overrides the LR's default."""
+              train_options=None, device: str | None = None) -> QueryModel:
+        """The query model with its features for every document of ``corpus``; ``C`` overrides the LR's default;
+        ``device``: where the encoder runs (``None``: the process's device)."""
 
     @abstractmethod
     def fit(self, docs: np.ndarray, pseudo_docs: np.ndarray | None = None, pseudo_targets: Sequence | None = None,

@@ -27,29 +27,30 @@ class Finetune(QueryModel):
     name = "finetune"
     tasks = ("choices", "spans")
 
-    def __init__(self, corpus: Corpus, encoder: str, options=None, progress: bool = True):
+    def __init__(self, corpus: Corpus, encoder: str, options=None, progress: bool = True, device: str | None = None):
         from ml_backend.splits import split_of
         from ml_backend.training import TrainOptions
 
         self.corpus = corpus
         self.encoder = encoder
         self.control = corpus.spec
-        self.options = dataclasses.replace(options or TrainOptions(), cold_start_labels=0, model_name=encoder,
-                                           progress=False, self_training=False, mlm_steps=0)
+        opts = options or TrainOptions()
+        self.options = dataclasses.replace(opts, cold_start_labels=0, model_name=encoder, progress=False, self_training=False,
+                                           mlm_steps=0, device=device or opts.device)
         self.dev = np.array([split_of(i) == "dev" for i in corpus.ids])
         self.progress = progress
         self._embeddings: np.ndarray | None = None
         self.fits: list[dict] = []
 
     @classmethod
-    def build(cls, corpus, encoder, *, C=None, progress=True, train_options=None) -> Finetune:
-        return cls(corpus, encoder, train_options, progress)
+    def build(cls, corpus, encoder, *, C=None, progress=True, train_options=None, device=None) -> Finetune:
+        return cls(corpus, encoder, train_options, progress, device)
 
     @property
     def embeddings(self) -> np.ndarray:
         """Frozen-encoder document embeddings (for diversity), computed on first use."""
         if self._embeddings is None:
-            self._embeddings = encode_texts(self.corpus.texts, self.encoder, progress=self.progress)
+            self._embeddings = encode_texts(self.corpus.texts, self.encoder, progress=self.progress, device=self.options.device or None)
         return self._embeddings
 
     def _examples(self, docs, targets=None, weight: float = 1.0):

