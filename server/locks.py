@@ -80,13 +80,14 @@ class RoundLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = LockOwner.parse(_read(fd))
+            owner = _wait_for_owner(fd)
             os.close(fd)
             raise RoundRunning(self.project, owner) from None
         stale = LockOwner.parse(_read(fd))
         owner = LockOwner(os.getpid(), socket.gethostname(), trigger, time.time(), version)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(asdict(owner)).encode(), 0)
+        data = json.dumps(asdict(owner)).encode()
+        os.pwrite(fd, data, 0)  # write, then cut: the file never reads empty while held
+        os.ftruncate(fd, len(data))
         self._fd = fd
         if stale is not None:
             log.warning("project %s: cleared the round lock of a round that did not finish (%s)", self.project, stale.describe())
@@ -111,7 +112,7 @@ class RoundLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return LockOwner.parse(_read(fd)) or LockOwner(0, "?", "another process", time.time())
+                return _wait_for_owner(fd) or LockOwner(0, "?", "another process", time.time())
             return None
         finally:
             os.close(fd)
@@ -122,6 +123,16 @@ class RoundLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _wait_for_owner(fd: int, seconds: float = 1.0) -> LockOwner | None:
+    """The holder's owner record; a holder that has just taken the lock writes it within microseconds, so poll briefly."""
+    deadline = time.monotonic() + seconds
+    while True:
+        owner = LockOwner.parse(_read(fd))
+        if owner is not None or time.monotonic() >= deadline:
+            return owner
+        time.sleep(0.02)
 
 
 def _read(fd: int) -> str:

@@ -94,3 +94,25 @@ def test_many_processes_racing_never_hold_it_together(tmp_path):
     for enter, leave in zip(lines[::2], lines[1::2]):
         assert enter.startswith("in ") and leave == "out " + enter[3:]
     assert RoundLock(path, 2).holder() is None
+
+
+def test_a_loser_racing_the_holders_first_write_still_names_it(tmp_path):
+    """Between the holder's flock and its owner write the file is momentarily unwritten: the loser waits for the name."""
+    import fcntl
+    import json
+    import threading
+    import time
+
+    path = tmp_path / "round.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held, nothing written yet (another open file description: flock conflicts)
+    owner = {"pid": 4242, "host": "h", "trigger": "START_TRAINING", "started_at": time.time(), "version": ""}
+    writer = threading.Timer(0.2, lambda: os.pwrite(fd, json.dumps(owner).encode(), 0))
+    writer.start()
+    try:
+        with pytest.raises(RoundRunning, match=r"started by START_TRAINING \(pid 4242"):
+            RoundLock(path, 7).acquire("cli")
+        assert RoundLock(path, 7).holder().pid == 4242
+    finally:
+        writer.join()
+        os.close(fd)
