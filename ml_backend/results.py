@@ -5,35 +5,45 @@ A result item is ``{"id", "from_name", "to_name", "type", "value": {...}, "score
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 
-def region_id() -> str:
-    """A short id Label Studio accepts for a new region."""
+def region_id(*parts: object) -> str:
+    """A short id Label Studio accepts for a region: derived from ``parts`` when given, else random.
+
+    A derived id is the same in every answer, so when the editor accepts a region it already shows (a
+    pre-annotation, an earlier interactive answer) it replaces that region instead of adding a twin.
+    """
+    if parts:
+        return hashlib.sha1("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return uuid.uuid4().hex[:10]
 
 
-def span_item(control: Any, start: int, end: int, label: str, text: str, score: float | None = None) -> dict:
-    """A span region of ``control`` over ``text[start:end]`` (``text`` is the whole document)."""
+def span_item(control: Any, start: int, end: int, label: str | Sequence[str], text: str, score: float | None = None,
+              item_id: str | None = None) -> dict:
+    """A span region of ``control`` over ``text[start:end]`` (``text`` is the whole document), with one label or
+    several; its id is ``item_id`` or one derived from the control, offsets and labels."""
+    labels = [label] if isinstance(label, str) else list(label)
     item = {
-        "id": region_id(),
+        "id": item_id or region_id(control.name, start, end, *labels),
         "from_name": control.name,
         "to_name": control.to_name,
         "type": control.type,
-        "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]},
+        "value": {"start": start, "end": end, "text": text[start:end], "labels": labels},
     }
     if score is not None:
         item["score"] = round(float(score), 4)
     return item
 
 
-def choice_item(control: Any, choices: list[str], score: float | None = None) -> dict:
-    """A choices region of ``control``."""
+def choice_item(control: Any, choices: list[str], score: float | None = None, item_id: str | None = None) -> dict:
+    """A choices region of ``control``; its id is ``item_id`` or one derived from the control and the choices."""
     item = {
-        "id": region_id(),
+        "id": item_id or region_id(control.name, *choices),
         "from_name": control.name,
         "to_name": control.to_name,
         "type": "choices",

@@ -10,13 +10,16 @@ import base64
 import hmac
 import json
 import logging
+import os
 import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import ids
 from .errors import BadRequest, Unauthorized, UnsupportedMediaType
+from .interactive import answer as interactive_answer
+from .interactive import read_context
 from .openapi import openapi_document
 from .schema import TaskSpec, parse_label_config
 from .state import BackendState
@@ -24,6 +27,8 @@ from .state import BackendState
 log = logging.getLogger(__name__)
 
 bp = Blueprint("goldloop", __name__)
+
+WORKER_HEADER = "X-Goldloop-Worker"  # the pid of the process that answered (several workers: which one)
 
 
 def state() -> BackendState:
@@ -129,6 +134,7 @@ def _after(resp):
     m = state().metrics
     m.requests.labels(endpoint=endpoint, status=str(resp.status_code)).inc()
     m.latency.labels(endpoint=endpoint).observe(time.perf_counter() - g.get("t0", time.perf_counter()))
+    resp.headers[WORKER_HEADER] = str(os.getpid())
     return resp
 
 
@@ -136,7 +142,8 @@ def _after(resp):
 @bp.get("/")
 def health():
     st = state()
-    return jsonify(status="UP", model_class="goldloop", loaded_projects=sorted(p for p, _ in st.registry.serving_items()), device=st.device)
+    return jsonify(status="UP", model_class="goldloop", loaded_projects=sorted(p for p, _ in st.registry.serving_items()), device=st.device,
+                   pid=os.getpid())
 
 
 @bp.post("/setup")
@@ -160,8 +167,12 @@ def predict():
         raise BadRequest(f"'tasks' must be a list, got {type(tasks).__name__}")
     project = ids.project_key(body.get("project"))
     spec = _spec_for(project, body.get("label_config"))
+    marks = read_context(body.get("params"), spec)
     st = state()
     pm = st.registry.get(project, spec)
+    if marks is not None:  # Label Studio's Auto-Annotation: the annotator's partial result, answered at once
+        st.metrics.tasks.labels(project=project).inc(len(tasks))
+        return jsonify(interactive_answer(pm, tasks, marks, st.cache, lambda t: task_problem(t, spec, st.settings.max_text_chars)))
     texts = {f: [] for f in spec.value_fields}
     ok: list[int] = []
     results: list[dict] = [{"result": [], "score": 0.0, "model_version": pm.version} for _ in tasks]
@@ -214,7 +225,7 @@ def versions():
 
 @bp.get("/metrics")
 def metrics():
-    return Response(generate_latest(state().metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(state().exposition(), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/openapi.json")
@@ -223,15 +234,28 @@ def openapi():
 
 
 def _learn_online(st: BackendState, project: str, body: dict) -> bool:
-    """Feed an annotation to the loaded cold-start models (matcher, prototypes) so the next task benefits."""
-    pm = st.registry.loaded(project)
+    """Teach an annotation to the cold-start models (matcher, prototypes) of every worker so the next task benefits.
+
+    The labeling config is the one this process last saw for the project, else the webhook's own
+    (``project.label_config``); without either the annotation teaches nothing.
+    """
     task, annotation = body.get("task"), body.get("annotation")
-    if pm is None or not isinstance(task, dict) or not isinstance(annotation, dict) or annotation.get("was_cancelled"):
+    if not isinstance(task, dict) or not isinstance(annotation, dict) or annotation.get("was_cancelled"):
         return False
     data = task.get("data")
     result = annotation.get("result")
     if not isinstance(data, dict) or not isinstance(result, list):
         return False
+    pm = st.registry.loaded(project)
+    spec = pm.spec if pm is not None else st.specs.get(project)
+    proj = body.get("project")
+    if spec is None and isinstance(proj, dict) and isinstance(proj.get("label_config"), str):
+        try:
+            spec = _spec_for(project, proj["label_config"])
+        except BadRequest:  # a config this backend cannot serve teaches nothing; the webhook still succeeds
+            return False
+    if spec is None:
+        return False
     # a text that is no valid Unicode cannot be encoded for the models: it teaches nothing
     texts = {k: v for k, v in data.items() if isinstance(v, str) and ids.valid_unicode(v)}
-    return pm.learn_annotation(texts, result)
+    return st.registry.teach(project, spec, texts, result)

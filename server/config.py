@@ -18,13 +18,17 @@ ENV_LS_URL = "LABEL_STUDIO_URL"
 ENV_LS_API_KEY = "LABEL_STUDIO_API_KEY"
 ENV_LS_PORT = "GOLDLOOP_LS_PORT"
 ENV_BACKEND_PORT = "GOLDLOOP_BACKEND_PORT"
+ENV_BACKEND_WORKERS = "GOLDLOOP_BACKEND_WORKERS"  # backend processes: 1 serves with waitress, more with gunicorn
 ENV_MIN_ANNOTATIONS = "GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN"
 ENV_COLD_START_LABELS = "GOLDLOOP_COLD_START_LABELS"
 ENV_THREADS = "GOLDLOOP_THREADS"
 ENV_MAX_TEXT_CHARS = "GOLDLOOP_MAX_TEXT_CHARS"
 ENV_ADMIN_EMAIL = "GOLDLOOP_ADMIN_EMAIL"
 ENV_ADMIN_PASSWORD = "GOLDLOOP_ADMIN_PASSWORD"
+ENV_DATABASE_URL = "GOLDLOOP_DATABASE_URL"  # Label Studio's database: sqlite (default) or postgresql://...
 ENV_MASK_PII_SCHEMAS = "GOLDLOOP_MASK_PII_SCHEMAS"  # comma-separated schema names; "" masks none
+ENV_DISTILL_LAYERS = "GOLDLOOP_DISTILL_LAYERS"  # > 0: distil every promoted version into a student of this many layers
+ENV_STARTERS = "GOLDLOOP_STARTERS"  # 0: `goldloop up` trains no starter sets (server/starters/)
 
 DEFAULT_HOME = Path.home() / ".goldloop"
 LOCAL_HOST = "127.0.0.1"  # the local stack's processes listen here only
@@ -59,10 +63,12 @@ class Settings:
     ls_api_key: str | None = field(default=None, repr=False)
     ls_port: int = 8080
     backend_port: int = 9090
+    backend_workers: int = 1  # worker processes of the backend (ml_backend/wsgi.py); each holds its own models
     host: str = "127.0.0.1"
     min_annotations_to_train: int = 10
     # below this many labeled documents a control is served by the cheap cold-start model
     cold_start_labels: int = 50
+    distill_layers: int = 0  # > 0: `goldloop train` distils each promoted version (docs/distill.md)
     threads: int = 0  # 0: one per available core
     max_text_chars: int = 500_000
     batch_size: int = 16
@@ -71,9 +77,12 @@ class Settings:
     admin_email: str = "admin@goldloop.local"
     # "" : generated on first start and kept in the data dir (DataDir.read_or_create_admin_password)
     admin_password: str = field(default="", repr=False)
+    # Label Studio's database for `goldloop up`: "" keeps the data dir's (server/database.py); may hold a password
+    database_url: str = field(default="", repr=False)
     testing: bool = False
     # local stack (goldloop up/import): schemas whose imports mask PII, timeouts, batch sizes
     mask_pii_schemas: tuple[str, ...] = ("medical_records",)
+    starters: bool = True  # `goldloop up` trains the projects' missing starter sets in the background
     ls_start_timeout: float = 240.0  # first start migrates the database (~40 s on 2 cores)
     backend_start_timeout: float = 180.0
     stop_timeout: float = 15.0
@@ -130,19 +139,24 @@ class Settings:
         s.ls_api_key = env.get(ENV_LS_API_KEY) or None
         s.admin_email = env.get(ENV_ADMIN_EMAIL, s.admin_email)
         s.admin_password = env.get(ENV_ADMIN_PASSWORD, s.admin_password)
+        s.database_url = env.get(ENV_DATABASE_URL, "")
         for name, attr in (
             (ENV_LS_PORT, "ls_port"),
             (ENV_BACKEND_PORT, "backend_port"),
+            (ENV_BACKEND_WORKERS, "backend_workers"),
             (ENV_MIN_ANNOTATIONS, "min_annotations_to_train"),
             (ENV_COLD_START_LABELS, "cold_start_labels"),
             (ENV_THREADS, "threads"),
             (ENV_MAX_TEXT_CHARS, "max_text_chars"),
+            (ENV_DISTILL_LAYERS, "distill_layers"),
         ):
             if env.get(name):
                 try:
                     setattr(s, attr, int(env[name]))
                 except ValueError as exc:
                     raise ValueError(f"{name} must be an integer, got {env[name]!r}") from exc
+        if env.get(ENV_STARTERS) is not None:
+            s.starters = env[ENV_STARTERS].strip().lower() not in ("0", "false", "no", "off")
         if env.get(ENV_MASK_PII_SCHEMAS) is not None:
             s.mask_pii_schemas = tuple(n.strip() for n in env[ENV_MASK_PII_SCHEMAS].split(",") if n.strip())
         return s.with_overrides(**overrides)

@@ -12,6 +12,8 @@ from .errors import StackError
 LS_TOKEN_FILENAME = "label_studio_token"  # API token of the admin, mode 0600
 LS_PASSWORD_FILENAME = "label_studio_admin_password"  # generated admin password, mode 0600
 LS_DATA_DIRNAME = "label-studio"  # LABEL_STUDIO_BASE_DATA_DIR
+LS_SQLITE_FILENAME = "label_studio.sqlite3"  # Label Studio's SQLite database inside its data dir
+DATABASE_FILENAME = "database_url"  # Label Studio's database (server/database.py), mode 0600: may hold a password
 LOGS_DIRNAME = "logs"
 DB_FILENAME = "goldloop.db"
 MODELS_DIRNAME = "models"
@@ -46,6 +48,12 @@ class DataDir:
     encoders = _under_home(ENCODERS_DIRNAME, "Domain-adapted encoders (MLM) reused across rounds.")
     admin_password_path = _under_home(LS_PASSWORD_FILENAME, "The generated Label Studio admin password (mode 0600).")
     locks = _under_home(LOCKS_DIRNAME, "The round locks, one file per project (server/locks.py).")
+    database_path = _under_home(DATABASE_FILENAME, "Label Studio's database URL or 'sqlite' (mode 0600; server/database.py).")
+
+    @property
+    def ls_sqlite_path(self) -> Path:
+        """Label Studio's SQLite database, when it runs on SQLite."""
+        return self.ls_data / LS_SQLITE_FILENAME
 
     def round_lock_path(self, project_id: int) -> Path:
         """The lock file of a project's training rounds; project_id is a Label Studio id (a positive integer)."""

@@ -46,6 +46,8 @@ def import_files(
     *,
     min_chars: int | None = None,
     mask_pii: bool | None = None,
+    pseudonymize: bool = False,
+    shift_dates: bool = False,
     text_column: str | None = None,
     pre_annotate: bool = True,
     progress: bool = True,
@@ -56,10 +58,13 @@ def import_files(
     row = store.get_project(db, project.id) or {}
     schema_name = ls_client.schema_name_of(project) or row.get("schema_name") or str(project.id)
     if mask_pii is None:
-        mask_pii = schema_name in settings.mask_pii_schemas
+        mask_pii = pseudonymize or shift_dates or schema_name in settings.mask_pii_schemas
+    elif not mask_pii and (pseudonymize or shift_dates):
+        raise ingest.IngestError("--pseudonymize and --shift-dates are ways of masking; drop --no-mask-pii to use them")
 
     docs = ingest.read_documents([Path(p) for p in paths], text_column=text_column or text_field)
-    options: dict[str, Any] = {"mask_pii": mask_pii, "text_field": text_field}
+    options: dict[str, Any] = {"mask_pii": mask_pii, "text_field": text_field, "pseudonymize": pseudonymize,
+                               "shift_dates": shift_dates}
     if min_chars is not None:
         options["min_chars"] = min_chars
     store.settle_killed_imports(db, project.id)

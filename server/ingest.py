@@ -1,4 +1,4 @@
-"""Document import: readers (.txt, .jsonl, .json, .csv), cleaning, dedup, PII masking, import report."""
+"""Document import: readers (.txt, .jsonl, .json, .csv), cleaning, dedup, PII masking (server/deid), import report."""
 from __future__ import annotations
 
 import csv
@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from server.deid import PII_KINDS, DeidOptions, deidentify
 from server.errors import IngestError
 
 SUPPORTED_EXTENSIONS = (".txt", ".jsonl", ".json", ".csv")
 DROP_REASONS = ("bad_line", "not_text", "empty", "too_short", "duplicate", "near_duplicate")
-PII_KINDS = ("EMAIL", "URL", "DOB", "ID", "PHONE")
 SHINGLE_SIZE = 5
 NUM_PERM = 128
 MINHASH_CHUNK = 20_000
@@ -35,6 +35,8 @@ class CleanOptions:
     near_duplicate_threshold: float = 0.9
     mask_pii: bool = False
     text_field: str = "text"
+    pseudonymize: bool = False  # with mask_pii: consistent fake names instead of [NAME]
+    shift_dates: bool = False  # with mask_pii: dates moved by one per-document offset instead of [DATE]
 
 
 @dataclass
@@ -271,92 +273,11 @@ def text_hash(text: str) -> str:
 
 # --------------------------------------------------------------------------- PII masking
 
-_MONTH = (
-    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
-    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-)
-_DATE = (
-    r"(?:\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})"
-    r"|\d{4}[/.-]\d{1,2}[/.-]\d{1,2}"
-    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}"
-    rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})(?!\d)"
-)
-_DOB = re.compile(
-    r"(?i)(\b(?:d\.o\.b\.?|dob|date\s+of\s+birth|birth\s*date|born(?:\s+on)?)"
-    r"\s*(?:[:#=-]|is|was)?\s*)" + _DATE
-)
-_ID_KEYWORD = (
-    r"(?:\b(?i:(?:medical\s+)?record|patient|member|subscriber|employee|customer|client|account|acct"
-    r"|policy|case|chart|claim|passport|licen[cs]e|insurance|social\s+security|nhs)"
-    r"(?:\s*(?i:number|num\b\.?|no\b\.?|#|id\b)))"
-    r"|\b(?i:mrn|ssn)\b|\bID\b"
-)
-_ID = re.compile(
-    rf"((?:{_ID_KEYWORD})\s*(?:[:#=]|is)?\s*)"
-    r"((?=[A-Za-z-]*\d)[A-Za-z0-9][A-Za-z0-9-]{2,}[A-Za-z0-9])(?![A-Za-z0-9]|[.,/]\d)"
-)
-_SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'\]\[]+", re.IGNORECASE)
-_URL_TRAILING = ".,;:!?)'\""
-_NOT_A_UNIT = r"(?!\s?(?i:mg|mcg|µg|g|kg|ml|iu|units?|mm|cm|%)(?![A-Za-z]))"
-_PHONE_PATTERNS = (
-    # international: +<country code> followed by digit groups
-    re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){1,5}(?![\d])"),
-    # North American: (555) 123-4567, 555-123-4567, 555.123.4567 (one separator throughout)
-    re.compile(r"(?<![\w.,/-])\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}(?![\d]|[.,-]\d)" + _NOT_A_UNIT),
-    re.compile(r"(?<![\w.,/-])(?:1[-. ])?\d{3}([-.])\d{3}\1\d{4}(?![\d]|[.,-]\d)" + _NOT_A_UNIT),
-    # keyword-anchored: tel / phone / fax / mobile followed by a digit run
-    re.compile(
-        r"(?i:(\b(?:tel|telephone|phone|ph|fax|facsimile|mobile|cell)\b\.?\s*(?:no\b\.?|number)?\s*[:#]?\s*))"
-        r"(\+?\(?\d[\d ().-]{5,}\d)(?![\d])"
-    ),
-)
 
-
-def mask_pii(text: str) -> tuple[str, Counter]:
-    """Replace e-mails, URLs, dates of birth, IDs and phone numbers with typed placeholders."""
-    counts: Counter = Counter()
-
-    def sub(pattern: re.Pattern, kind: str, value: str, keep_prefix: bool = False) -> str:
-        def repl(m: re.Match) -> str:
-            counts[kind] += 1
-            return (m.group(1) if keep_prefix else "") + f"[{kind}]"
-        return pattern.sub(repl, value)
-
-    text = sub(_EMAIL, "EMAIL", text)
-    text = _mask_urls(text, counts)
-    text = sub(_DOB, "DOB", text, keep_prefix=True)
-    text = sub(_SSN, "ID", text)
-    text = sub(_ID, "ID", text, keep_prefix=True)
-    for pattern in _PHONE_PATTERNS[:3]:
-        text = _mask_phone(pattern, text, counts, prefix_group=False)
-    text = _mask_phone(_PHONE_PATTERNS[3], text, counts, prefix_group=True)
-    return text, counts
-
-
-def _mask_urls(text: str, counts: Counter) -> str:
-    """Replace URLs, leaving trailing sentence punctuation outside the placeholder."""
-    def repl(m: re.Match) -> str:
-        url = m.group(0)
-        stripped = url.rstrip(_URL_TRAILING)
-        if "(" in stripped and url[len(stripped):].startswith(")"):
-            stripped += ")"
-        counts["URL"] += 1
-        return "[URL]" + url[len(stripped):]
-    return _URL.sub(repl, text)
-
-
-def _mask_phone(pattern: re.Pattern, text: str, counts: Counter, prefix_group: bool) -> str:
-    """Replace phone-number matches that hold a plausible count of digits (7 to 15)."""
-    def repl(m: re.Match) -> str:
-        number = m.group(2) if prefix_group else m.group(0)
-        digits = sum(ch.isdigit() for ch in number)
-        if not 7 <= digits <= 15:
-            return m.group(0)
-        counts["PHONE"] += 1
-        return (m.group(1) if prefix_group else "") + "[PHONE]"
-    return pattern.sub(repl, text)
+def mask_pii(text: str, options: CleanOptions | None = None) -> tuple[str, Counter]:
+    """De-identify one text (server/deid: Presidio and goldloop's recognizers): the masked text and counts per kind."""
+    options = options or CleanOptions(mask_pii=True)
+    return deidentify(text, DeidOptions(pseudonymize=options.pseudonymize, shift_dates=options.shift_dates))
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -420,12 +341,13 @@ class _NearDuplicateIndex:
             self.lsh.insert(key, signature)
 
 
-def _clean_text(text: str, options: CleanOptions) -> tuple[str, Counter]:
-    """Normalise and (optionally) mask one text."""
+def _existing_forms(text: str, options: CleanOptions) -> set[str]:
+    """The forms of a text already in the project that a new document may equal: as held, and masked (a raw text is
+    masked before comparing; a text imported masked, with pseudonyms or shifted dates, equals the new output as held)."""
     cleaned = normalize(text)
-    if options.mask_pii and cleaned:
-        return mask_pii(cleaned)
-    return cleaned, Counter()
+    if not cleaned:
+        return set()
+    return {cleaned, mask_pii(cleaned, options)[0]} if options.mask_pii else {cleaned}
 
 
 def _where(doc: RawDocument) -> str:
@@ -454,8 +376,7 @@ def clean_documents(
 
     existing = [t for t in existing_texts if isinstance(t, str)]
     for text in _progress(existing, "indexing existing"):
-        cleaned, _ = _clean_text(text, options)
-        if cleaned:
+        for cleaned in _existing_forms(text, options):
             digest = text_hash(cleaned)
             seen.add(digest)
             index.add(digest, _minhash(cleaned))
@@ -479,13 +400,23 @@ def clean_documents(
         for kind, count in masked.items():
             report.masked[kind] = report.masked.get(kind, 0) + count
         data = {options.text_field: cleaned}
-        data.update((k, v) for k, v in doc.data.items() if k != options.text_field)
+        data.update((k, _mask_field(v, options, report)) for k, v in doc.data.items() if k != options.text_field)
         tasks.append({
             "data": data,
             "meta": {"source": doc.source, "line": doc.line, "goldloop_hash": digest},
         })
         report.kept += 1
     return tasks, report
+
+
+def _mask_field(value: object, options: CleanOptions, report: ImportReport) -> object:
+    """Another field of the record: its text is masked too when masking is on (a name column must not slip through)."""
+    if not options.mask_pii or not isinstance(value, str) or not value.strip():
+        return value
+    masked, counts = mask_pii(value, options)
+    for kind, count in counts.items():
+        report.masked[kind] = report.masked.get(kind, 0) + count
+    return masked
 
 
 def _clean_document(
@@ -504,6 +435,6 @@ def _clean_document(
     if len(cleaned) < options.min_chars:
         return "too_short", "", Counter()
     if options.mask_pii:
-        cleaned, masked = mask_pii(cleaned)
+        cleaned, masked = mask_pii(cleaned, options)
         return None, cleaned, masked
     return None, cleaned, Counter()

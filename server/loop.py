@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 import traceback
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,33 @@ def load_dataset(version_dir: Path) -> dict[str, list[dict]]:
     for rec in read_jsonl(Path(version_dir) / "data.jsonl"):
         by_split.setdefault(rec.get("split", "train"), []).append(rec)
     return by_split
+
+
+@dataclass
+class LabeledRecords:
+    """Labeled records that did not come from the project's annotators (a starter set, another export): a round
+    given them trains and evaluates on them instead of the Label Studio export. A record with a "controls" list
+    labels only those controls (a sentiment set says nothing about entities)."""
+
+    by_split: dict[str, list[dict]]
+    name: str  # recorded as the version's dataset_version
+    data_hash: str
+    record: dict = field(default_factory=dict)  # further columns of the version record
+
+
+def of_control(records: list[dict], control) -> list[dict]:
+    """The records that label a control: those without a "controls" list, and those naming it."""
+    return [r for r in records if control.name in r.get("controls", (control.name,))]
+
+
+def evaluate_labeled(spec: TaskSpec, models: dict, records: list[dict], controls: set[str]) -> dict:
+    """evaluate_models, each control scored only on the records that label it."""
+    if not any("controls" in r for r in records):
+        return evaluate_models(spec, models, records, controls)
+    parts = [evaluate_models(spec, models, of_control(records, c), {c.name}) for c in spec.controls if c.name in controls]
+    scores = [p["primary"] for p in parts if p["primary"] is not None]
+    return {"controls": {k: v for p in parts for k, v in p["controls"].items()}, "n_docs": len(records),
+            "primary": float(sum(scores) / len(scores)) if scores else None}
 
 
 def latest_dataset(root: Path, slug: str) -> Path | None:
@@ -107,10 +135,13 @@ def run_round(
     strategy: str = "least_confidence",
     trigger: str = "cli",
     progress: bool = True,
+    labeled: LabeledRecords | None = None,
 ) -> dict:
-    """Run one round for a Label Studio project; returns (and stores) the version record."""
+    """Run one round for a Label Studio project; returns (and stores) the version record.
+
+    labeled: train on these records instead of the project's exported annotations (server/pretrain.py)."""
     opts = options or TrainOptions(cold_start_labels=settings.cold_start_labels)
-    opts.model_name = opts.model_name or settings.model
+    pinned_encoder = bool(opts.model_name)  # chosen for this round: used as it is
     opts.device = opts.device or settings.device
     opts.work_dir = opts.work_dir or str(settings.data_dir.encoders)
     opts.progress = progress
@@ -118,6 +149,10 @@ def run_round(
     client = client or ls_client.connect(settings, db)
     project = ls_client.resolve_project(client, project_ref, db)
     pid = int(project.id)
+    if not opts.model_name:  # the project's own encoder (`goldloop encoder`), else the configured default, chosen by its documents
+        opts.model_name = store.get_project_setting(db, pid, "encoder") or ""
+        pinned_encoder = bool(opts.model_name)
+        opts.model_name = opts.model_name or settings.model
     spec = parse_label_config(project.label_config)
     registry = registry or Registry(settings.backend_settings())
     version = new_version_name()
@@ -127,10 +162,10 @@ def run_round(
         recover_interrupted(db, client, registry, pid)
         started = time.time()
         row: dict[str, Any] = {"project_id": pid, "version": version, "trigger": trigger, "started_at": started, "status": "running",
-                               "hyperparameters": json.dumps({k: v for k, v in asdict(opts).items() if k != "extra"}), "strategy": strategy}
+                               "hyperparameters": json.dumps({k: v for k, v in asdict(opts).items() if k != "extra"}), "strategy": strategy, **(labeled.record if labeled else {})}
         store.record_version(db, **row)
         try:
-            result = _round(settings, client, db, project, spec, registry, version, opts, strategy, progress)
+            result = _round(settings, client, db, project, spec, registry, version, opts, strategy, progress, pinned_encoder, labeled)
             row.update(result)
         except (ExportError, LoopError, ValueError) as exc:
             row.update(status="not started" if isinstance(exc, ExportError) else "failed", decision=str(exc))
@@ -163,6 +198,10 @@ def recover_interrupted(db, client, registry: Registry, pid: int) -> list[dict]:
         settled.append({**row, **change})
         log.warning("project %s: round %s %s", pid, row["version"], change["decision"])
     interrupted = {r["version"] for r in settled if r["status"] == "interrupted"}
+    for v in interrupted:  # a half-saved version folder: serving.json never named it, nothing lists or serves it
+        vdir = registry.path(str(pid), v)
+        if vdir.is_dir():
+            shutil.rmtree(vdir, ignore_errors=True)
     if interrupted:
         current = getattr(ls_client.get_project(client, pid), "model_version", None)
         if current in interrupted and not serving.startswith("coldstart"):
@@ -170,34 +209,36 @@ def recover_interrupted(db, client, registry: Registry, pid: int) -> list[dict]:
     return settled
 
 
-def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, version: str, opts: TrainOptions, strategy: str, progress: bool) -> dict:
+def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, version: str, opts: TrainOptions, strategy: str, progress: bool,
+           pinned_encoder: bool = False, labeled_records: LabeledRecords | None = None) -> dict:
     pid = int(project.id)
     key = str(pid)
-    row = store.get_project(db, pid) or {}
-    slug = slugify(row.get("schema_name") or project.title)
-    datasets_root = settings.data_dir.datasets
-    info = ProjectInfo(id=pid, slug=slug, title=project.title, label_config=project.label_config)
-    exported: ExportResult = export_dataset(ls_client.iter_tasks(client, pid), spec, info, ExportOptions(datasets_root, formats=("jsonl",), progress=progress))
-    vdir = exported.version_dir or latest_dataset(datasets_root, slug)
-    if vdir is None:
-        raise LoopError(f"export wrote no dataset: {exported.message}")
-    data = load_dataset(vdir)
+    if labeled_records is None:
+        data, dataset_version, data_hash = _exported(settings, client, db, project, spec, progress)
+    else:
+        data, dataset_version, data_hash = labeled_records.by_split, labeled_records.name, labeled_records.data_hash
     n_labeled = sum(len(v) for v in data.values())
-    pool_ids, pool_texts = [], {f: [] for f in spec.value_fields}
+    pool_ids, pool_texts, done = [], {f: [] for f in spec.value_fields}, []
     for task in ls_client.iter_tasks(client, pid):
         d = task.get("data") or {}
-        if not _completed(task) and all(isinstance(d.get(f), str) and d.get(f).strip() for f in spec.value_fields):
+        if all(isinstance(d.get(f), str) and d.get(f).strip() for f in spec.value_fields):
+            if _completed(task):
+                done.append({"id": task["id"], "data": d})
+                continue
             pool_ids.append(task["id"])
             for f in spec.value_fields:
                 pool_texts[f].append(d[f])
+    if labeled_records is not None and not pool_ids and not done:
+        raise LoopError("the project has no documents to pre-annotate: import some first (goldloop import)")
 
     serving = registry.get(key, spec)
     all_records = [r for split in data.values() for r in split]
     # the project's encoder, chosen from its own documents (labeled + pool): one that reads their script
     docs = [t for r in all_records for f in spec.value_fields if isinstance(t := r.get("text") or (r.get("data") or {}).get(f), str)]
-    chosen, encoder_choice = choose_encoder(docs + [t for f in spec.value_fields for t in pool_texts[f]], opts.model_name, Path(opts.work_dir))
+    chosen, encoder_choice = choose_encoder(docs + [t for f in spec.value_fields for t in pool_texts[f]], opts.model_name, Path(opts.work_dir),
+                                            pinned=pinned_encoder)
     opts = replace(opts, model_name=chosen)
-    labeled = {c.name for c in spec.controls if has_labels(c, all_records)}
+    labeled = {c.name for c in spec.controls if has_labels(c, of_control(all_records, c))}
     if not labeled:
         raise LoopError("the exported annotations hold no label of any control in the labeling config")
     models, control_info, carried_cold = {}, [], []
@@ -208,15 +249,15 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
                 carried_cold.append(control.name)
             control_info.append({"control": control.name, "skipped": "no labels yet", "kind": serving.models[control.name].kind})
             continue
-        train, dev = examples_for(control, data["train"]), examples_for(control, data["dev"])
+        train, dev = examples_for(control, of_control(data["train"], control)), examples_for(control, of_control(data["dev"], control))
         teacher = serving.models.get(control.name) if control.name not in serving.meta.get("cold_start", []) else None
         model, ci = train_control(control, train, dev, opts, pool_texts[control.value_field], teacher)
         models[control.name] = model
         control_info.append(ci)
     candidate = ProjectModel(spec, version, models, {"cold_start": carried_cold, "model_name": opts.model_name,
                                                         "encoder_choice": encoder_choice})
-    new_metrics = evaluate_models(spec, candidate.models, data["test"], labeled)
-    old_metrics = evaluate_models(spec, serving.models, data["test"], labeled) if serving.version != version else None
+    new_metrics = evaluate_labeled(spec, candidate.models, data["test"], labeled)
+    old_metrics = evaluate_labeled(spec, serving.models, data["test"], labeled) if serving.version != version else None
     if serving.meta.get("cold_start") and len(serving.meta["cold_start"]) == len(spec.controls):
         # cold-start models only bootstrap a project: the first trained version replaces them; from then on
         # the gate protects the serving trained version
@@ -226,7 +267,7 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
     else:
         promote, reason = gate(new_metrics, old_metrics, opts.tolerance)
     out: dict[str, Any] = {
-        "dataset_version": vdir.name, "data_hash": json.loads((vdir / "manifest.json").read_text()).get("content_hash") if (vdir / "manifest.json").exists() else None,
+        "dataset_version": dataset_version, "data_hash": data_hash,
         "labeled_docs": n_labeled, "pool_docs": len(pool_ids), "metrics": json.dumps(new_metrics), "serving_metrics": json.dumps(old_metrics),
         "primary": new_metrics.get("primary"), "serving_primary": (old_metrics or {}).get("primary"), "serving_version": serving.version,
         "models": json.dumps(control_info, default=str), "decision": reason, "status": "promoted" if promote else "rejected",
@@ -234,10 +275,27 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
     }
     if not promote:
         return out
-    out.update(_publish(client, registry, key, pid, candidate, serving, version, pool_ids, pool_texts, data, strategy, opts, progress,
-                        {"metrics": new_metrics, "dataset_version": vdir.name, "decision": reason,
+    # with outside records, a project whose every task is labeled gets its predictions on those tasks
+    tasks = data if labeled_records is None else {"train": done}
+    out.update(_publish(client, registry, key, pid, candidate, serving, version, pool_ids, pool_texts, tasks, strategy, opts, progress,
+                        {"metrics": new_metrics, "dataset_version": dataset_version, "decision": reason,
                          "model_name": opts.model_name, "encoder_choice": encoder_choice}))
     return out
+
+
+def _exported(settings, client, db, project, spec: TaskSpec, progress: bool) -> tuple[dict[str, list[dict]], str, str | None]:
+    """The project's annotations exported as a gold dataset: its records by split, its version name, its content hash."""
+    pid = int(project.id)
+    row = store.get_project(db, pid) or {}
+    slug = slugify(row.get("schema_name") or project.title)
+    datasets_root = settings.data_dir.datasets
+    info = ProjectInfo(id=pid, slug=slug, title=project.title, label_config=project.label_config)
+    exported: ExportResult = export_dataset(ls_client.iter_tasks(client, pid), spec, info, ExportOptions(datasets_root, formats=("jsonl",), progress=progress))
+    vdir = exported.version_dir or latest_dataset(datasets_root, slug)
+    if vdir is None:
+        raise LoopError(f"export wrote no dataset: {exported.message}")
+    manifest = vdir / "manifest.json"
+    return load_dataset(vdir), vdir.name, json.loads(manifest.read_text()).get("content_hash") if manifest.exists() else None
 
 
 def _publish(client, registry: Registry, key: str, pid: int, candidate: ProjectModel, serving: ProjectModel, version: str,

@@ -133,16 +133,21 @@ def label_studio_command(settings: Settings) -> list[str]:
 
 
 def backend_command(settings: Settings) -> list[str]:
-    """The command line that starts the goldloop ML backend on 127.0.0.1:backend_port."""
+    """The command line that starts the goldloop ML backend on 127.0.0.1:backend_port (a gunicorn master with
+    workers when backend_workers > 1: the recorded pid is the master's, stopping its group stops every worker)."""
+    workers = ["--workers", str(settings.backend_workers)] if settings.backend_workers > 1 else []
     return [
-        sys.executable, "-m", "server.cli", "backend",
+        sys.executable, "-m", "server.cli", "backend", *workers,
         "--data-dir", str(settings.home), "--host", LOCAL_HOST, "--port", str(settings.backend_port),
     ]  # fmt: skip
 
 
-def label_studio_env(settings: Settings, token: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment of the Label Studio process: known admin and token, local ML backend allowed, no telemetry."""
-    env = dict(os.environ if base is None else base)
+def label_studio_env(settings: Settings, token: str, base: dict[str, str] | None = None, database=None) -> dict[str, str]:
+    """Environment of the Label Studio process: known admin and token, local ML backend allowed, no telemetry; its
+    database is the data dir's (server/database.py) unless one is given."""
+    from .database import apply_ls_env, current
+
+    env = apply_ls_env(dict(os.environ if base is None else base), database or current(settings.data_dir))
     env.update(
         {
             "LABEL_STUDIO_BASE_DATA_DIR": str(settings.data_dir.ls_data),
@@ -299,7 +304,7 @@ def start_stack(settings: Settings, db, progress: Progress | None = None) -> Sta
 def stop_stack(settings: Settings, db) -> list[dict]:
     """Stop the recorded processes (backend first); return what was stopped, each verified by pid."""
     stopped = []
-    for name in (store.BACKEND, store.LABEL_STUDIO):
+    for name in (store.STARTERS, store.BACKEND, store.LABEL_STUDIO):
         row = store.get_process(db, name)
         if not row:
             continue
@@ -315,7 +320,10 @@ def process_status(db) -> list[dict]:
     out = []
     for row in store.list_processes(db):
         alive = pid_alive(row["pid"])
-        healthy = alive and http_ok(f"{row['url']}/health", timeout=2)
+        if row["name"] == store.STARTERS and not alive:  # finished (its outcome is in the projects' starter lines)
+            store.forget_process(db, row["name"])
+            continue
+        healthy = alive and (not row["url"] or http_ok(f"{row['url']}/health", timeout=2))  # the starters serve nothing
         entry = {"name": row["name"], "pid": row["pid"], "port": row["port"], "url": row["url"], "alive": alive,
                  "healthy": healthy, "log": row["log_path"]}  # fmt: skip
         if healthy and row["name"] == store.BACKEND:  # where the backend's models run (cpu, cuda:0)

@@ -17,6 +17,7 @@ IMPORTS = "imports"
 # the processes of the local stack, by their row name in PROCESSES
 LABEL_STUDIO = "label_studio"
 BACKEND = "backend"
+STARTERS = "starters"  # the background training of the starter sets (no port, no URL)
 
 
 def _now() -> float:
@@ -233,3 +234,29 @@ def running_versions(db: sqlite_utils.Database, project_id: int) -> list[dict[st
     if VERSIONS not in db.table_names():
         return []
     return list(db[VERSIONS].rows_where("project_id = ? and status = ?", [project_id, "running"], order_by="started_at"))
+
+
+# --- per-project settings (a project's own encoder, …) ------------------------------------------
+
+PROJECT_SETTINGS = "project_settings"
+SETTING_KEYS = ("encoder",)
+
+
+def set_project_setting(db: sqlite_utils.Database, project_id: int, key: str, value: str | None) -> None:
+    """Set one setting of a project (any Label Studio project, made by goldloop or not); None clears it."""
+    if key not in SETTING_KEYS:
+        raise ValueError(f"unknown project setting {key!r} (known: {', '.join(SETTING_KEYS)})")
+    if value is None:
+        if PROJECT_SETTINGS in db.table_names():
+            db[PROJECT_SETTINGS].delete_where("project_id = ? and key = ?", [int(project_id), key])
+        return
+    db[PROJECT_SETTINGS].upsert({"project_id": int(project_id), "key": key, "value": str(value), "updated_at": _now()},
+                                pk=("project_id", "key"))
+
+
+def get_project_setting(db: sqlite_utils.Database, project_id: int, key: str) -> str | None:
+    """One setting of a project, None when unset."""
+    if PROJECT_SETTINGS not in db.table_names():
+        return None
+    row = _first(db, PROJECT_SETTINGS, "project_id = ? and key = ?", [int(project_id), key])
+    return row["value"] if row else None

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 
 from label_studio_sdk import LabelStudio
 
-from . import importer, ls_client, stack, store
+from . import database, importer, ls_client, stack, store
 from .config import Settings
 from .errors import ConfigError, LabelStudioError, ServerError
 from .schema_files import Schema, load_schemas, needs_push
@@ -127,6 +127,8 @@ class UpResult:
     projects: list[ProjectSync]
     imports: list[importer.ImportOutcome]
     login: str = ""  # how to log into Label Studio; holds the password only on the start that generated it
+    database: str = "sqlite"  # Label Studio's database as it may be shown (database.Database.display)
+    starters: str = ""  # what became of the starter sets: training in the background (pid), or why not
 
 
 # a Label Studio user created before goldloop generated passwords keeps its password: Label Studio ignores this one
@@ -155,10 +157,17 @@ def admin_login(settings: Settings) -> tuple[Settings, str]:
 
 def bring_up(
     settings: Settings, db, *, samples: bool = True, progress: stack.Progress | None = None, echo: Echo | None = None,
-    show_bars: bool = True,
+    show_bars: bool = True, switch_database: bool = False,
 ) -> UpResult:
-    """Start the stack (or find it running), sync one project per schema, import the samples (idempotent)."""
+    """Start the stack (or find it running), sync one project per schema, import the samples (idempotent).
+
+    Label Studio runs on settings.database_url, else on the data dir's remembered database (server/database.py).
+    """
     settings.data_dir.ensure()
+    running = stack.running_stack(settings, db) is not None
+    chosen, _ = database.choose(settings.data_dir, settings.database_url, switch=switch_database, running=running)
+    database.check_reachable(chosen)  # before it is remembered: a mistyped host must not become the data dir's database
+    database.remember(settings.data_dir, chosen)
     settings, login = admin_login(settings)
     info = stack.start_stack(settings, db, progress)
     try:
@@ -184,7 +193,22 @@ def bring_up(
         if info.started:
             stack.stop_stack(settings, db)
         raise
-    return UpResult(info, synced, imports, login)
+    return UpResult(info, synced, imports, login, chosen.display(), _start_starters(settings, db, synced))
+
+
+def _start_starters(settings: Settings, db, synced: list[ProjectSync]) -> str:
+    """Train the projects' missing starter sets in a background process (server/starters/); what was done."""
+    from . import starters
+
+    if not settings.starters:
+        return "off"
+    missing = [s.schema for s in synced if starters.needed(settings, db, s.schema, s.project_id)]
+    if not missing:
+        return "none missing"
+    pid = starters.start_background(settings)
+    # recorded with the stack's processes: `goldloop down` and Ctrl-C stop it (it publishes through the stack)
+    store.record_process(db, store.STARTERS, pid, 0, "", str(settings.data_dir.log(starters.LOG_NAME)), "goldloop pretrain --starters")
+    return f"training {', '.join(missing)} in the background (pid {pid}; goldloop status shows progress)"
 
 
 # --- goldloop status -----------------------------------------------------------------------------
@@ -214,15 +238,19 @@ def status_report(settings: Settings, db) -> dict[str, Any]:
     db None (no data dir yet) reports nothing running."""
     processes = stack.process_status(db) if db is not None else []
     ls_row = next((p for p in processes if p["name"] == store.LABEL_STUDIO), None)
-    out = {"data_dir": str(settings.home), "label_studio_url": ls_row["url"] if ls_row else None, "processes": processes, "projects": [], "error": None}
+    out = {"data_dir": str(settings.home), "label_studio_url": ls_row["url"] if ls_row else None, "processes": processes, "projects": [], "error": None,
+           "database": database.current(settings.data_dir).display()}  # fmt: skip
     if ls_row and ls_row["healthy"]:
         try:
             client = ls_client.connect(settings.with_overrides(ls_url=ls_row["url"]), db)
             out["projects"] = project_summaries(client, db)
             from .loop import stopping_report  # the training stack loads only when there are projects to report on
 
+            from . import starters
+
             for p in out["projects"]:
                 p["stopping"] = stopping_report(store.list_versions(db, int(p["id"])))
+                p["starter"] = starters.status_line(db, int(p["id"]))
         except ServerError as exc:
             out["error"] = str(exc)
     return out

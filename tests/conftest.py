@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.plugins.backend",
     "tests.plugins.export",
     "tests.plugins.label_studio",
+    "tests.plugins.postgres",
 ]

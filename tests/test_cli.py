@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from server.cli import main
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-ROWS = re.findall(r"^\| `goldloop (\w+)([^`]*)` \|", README, flags=re.M)
+ROWS = re.findall(r"^\| `goldloop ([\w-]+)([^`]*)` \|", README, flags=re.M)
 
 
 def test_readme_lists_every_command():

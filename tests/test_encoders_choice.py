@@ -44,3 +44,11 @@ def test_chinese_documents_get_the_multilingual_encoder(tmp_path_factory):
 def test_configuring_the_multilingual_encoder_by_name(tmp_path_factory, configured):
     chosen, record = choose_encoder(docs("ncbi_disease")[:5], configured, tmp_path_factory.getbasetemp() / "encoders")
     assert (Path(chosen) / "model.safetensors").is_file() and record["chosen"] == configured
+
+
+def test_a_pinned_encoder_is_used_as_it_is_and_its_unknown_share_recorded(tmp_path):
+    chosen, record = choose_encoder(docs("zh_cmedqaner"), default_model(), tmp_path, pinned=True)
+    assert chosen == default_model() and record["chosen"] == default_model() and record["pinned"]
+    assert list(record["candidates"]) == [default_model()] and record["candidates"][default_model()]["unk_share"] > 0.3
+    assert record["reason"].startswith("set for this project") and "unknown tokens on its documents" in record["reason"]
+    assert list(tmp_path.iterdir()) == []  # nothing converted

@@ -1,6 +1,7 @@
 """Tests for server.ingest: readers, cleaning steps, dedup, PII masking, the import report, samples."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections import Counter
@@ -297,7 +298,8 @@ def test_text_hash_is_sha256_hex():
     assert text_hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
-# --------------------------------------------------------------------------- PII masking
+# --------------------------------------------------------------------------- PII masking (server/deid; tests/test_deid.py
+# covers each recognizer: here the import-facing wrapper and its kinds)
 
 
 @pytest.mark.parametrize(
@@ -312,20 +314,23 @@ def test_text_hash_is_sha256_hex():
         ("Call 555.123.4567", "Call [PHONE]", "PHONE"),
         ("Tel: 020 7946 0958", "Tel: [PHONE]", "PHONE"),
         ("Facsimile: (650) 555-1234", "Facsimile: [PHONE]", "PHONE"),
-        ("MRN: 12345678", "MRN: [ID]", "ID"),
-        ("Patient ID 998877 was admitted", "Patient ID [ID] was admitted", "ID"),
-        ("SSN 123-45-6789", "SSN [ID]", "ID"),
-        ("his number is 123-45-6789.", "his number is [ID].", "ID"),
-        ("record no. A-12345", "record no. [ID]", "ID"),
-        ("Medical record #A1234567", "Medical record #[ID]", "ID"),
-        ("Account Number: 0012-3456-7890", "Account Number: [ID]", "ID"),
+        ("MRN: 12345678", "MRN: [MRN]", "MRN"),
+        ("Patient ID 998877 was admitted", "Patient ID [MRN] was admitted", "MRN"),
+        ("SSN 536-22-8437", "SSN [ID]", "ID"),
+        ("record no. A-12345", "record no. [MRN]", "MRN"),
+        ("Medical record #A1234567", "Medical record #[MRN]", "MRN"),
         ("see https://example.com/a?b=1.", "see [URL].", "URL"),
         ("visit www.example.org/page, then", "visit [URL], then", "URL"),
         ("(https://t.co/abc)", "([URL])", "URL"),
-        ("DOB: 01/02/1980", "DOB: [DOB]", "DOB"),
-        ("date of birth: 2 March 1980", "date of birth: [DOB]", "DOB"),
-        ("born on 1980-03-02 in Ohio", "born on [DOB] in Ohio", "DOB"),
-        ("Date of Birth: March 2nd, 1980.", "Date of Birth: [DOB].", "DOB"),
+        ("DOB: 01/02/1980", "DOB: [DATE]", "DATE"),
+        ("date of birth: 2 March 1980", "date of birth: [DATE]", "DATE"),
+        ("born on 1980-03-02 in Ohio", "born on [DATE] in Ohio", "DATE"),
+        ("Date of Birth: March 2nd, 1980.", "Date of Birth: [DATE].", "DATE"),
+        ("Follow-up visit 2019-12-31.", "Follow-up visit [DATE].", "DATE"),  # every date is an identifier (HIPAA)
+        ("Seen by Dr. Okafor today.", "Seen by Dr. [NAME] today.", "NAME"),
+        ("A 94-year-old man", "A [AGE]-year-old man", "AGE"),
+        ("身份证号110101197901011234", "身份证号[ID]", "ID"),
+        ("电话13800138000", "电话[PHONE]", "PHONE"),
     ],
 )
 def test_mask_pii_positives(text, expected, kind):
@@ -343,16 +348,16 @@ def test_mask_pii_positives(text, expected, kind):
         "Doses ranged 150-200-3000 mg over the trial.",
         "Rates rose 12.5% to 3.2%; shares +5% at $12.50.",
         "p < 0.001 (95% CI 1.2-3.4), n = 12345",
-        "The meeting on 01/02/1980 was held on March 2, 1980.",
-        "Follow-up visit 2019-12-31.",
         "Loci 11q23 and 3p21; IL-2 and IL-10 levels.",
         "Section 10.2.3 applies; see Exhibit 10.1.",
         "patient 1 and patient no. 12 improved",
-        "Commission File No. 001-12345",
         "He was born in 1980.",
         "the ID of the sample",
         "Revenue of $1.5 million on 555,123,4567 units",
         "Version 1.2.3456 released",
+        "Metformin 500 mg 1380013800 twice daily; 0.5 mg/kg for the child.",
+        "A 45-year-old man with Addison disease.",
+        "患者来院时查体：体温37.5℃，既往高血压病史10年。",
     ],
 )
 def test_mask_pii_negatives(text):
@@ -362,20 +367,51 @@ def test_mask_pii_negatives(text):
 def test_mask_pii_order_email_before_url_and_several_kinds():
     text = (
         "Dr. Lee (lee@clinic.org, https://clinic.org/lee) saw the patient, MRN: 55501234, "
-        "DOB: 12/05/1971, phone (212) 555-0199, on 03/04/2020 for a 500 mg dose."
+        "DOB: 12/05/1971, phone (212) 555-0199, for a 500 mg dose."
     )
     masked, counts = mask_pii(text)
     assert masked == (
-        "Dr. Lee ([EMAIL], [URL]) saw the patient, MRN: [ID], "
-        "DOB: [DOB], phone [PHONE], on 03/04/2020 for a 500 mg dose."
+        "Dr. [NAME] ([EMAIL], [URL]) saw the patient, MRN: [MRN], "
+        "DOB: [DATE], phone [PHONE], for a 500 mg dose."
     )
-    assert counts == Counter({"EMAIL": 1, "URL": 1, "ID": 1, "DOB": 1, "PHONE": 1})
+    assert counts == Counter({"NAME": 1, "EMAIL": 1, "URL": 1, "MRN": 1, "DATE": 1, "PHONE": 1})
     assert mask_pii(masked) == (masked, Counter())  # placeholders are stable
 
 
-def test_mask_pii_leaves_real_abstracts_alone():
+def test_pseudonyms_and_shifted_dates_through_the_clean_options():
+    raw = "Patient: Tobias Wren, seen 03/14/2021 and again 03/28/2021. Mr. Wren improved. Call 555-123-4567."
+    options = CleanOptions(mask_pii=True, pseudonymize=True, shift_dates=True)
+    tasks, report = clean_documents([doc(raw)], options)
+    text = tasks[0]["data"]["text"]
+    assert "Wren" not in text and "Tobias" not in text and "555-123-4567" not in text
+    assert "[PHONE]" in text and "[NAME]" not in text and "[DATE]" not in text
+    fake = re.match(r"Patient: (\w+) (\w+),", text)
+    assert fake and f"Mr. {fake.group(2)} improved" in text  # one person, one fake name
+    first, second = (dt.datetime.strptime(d, "%m/%d/%Y").date() for d in re.findall(r"\d{2}/\d{2}/\d{4}", text))
+    assert (second - first).days == 14 and first != dt.date(2021, 3, 14)  # shifted, interval kept
+    assert {k: v for k, v in report.masked.items() if v} == {"NAME": 2, "DATE": 2, "PHONE": 1}
+    again, report2 = clean_documents([doc(raw)], options, existing_texts=[text])  # deterministic per document
+    assert again == [] and report2.dropped["duplicate"] == 1
+
+
+def test_other_fields_of_a_record_are_masked_too():
+    record = RawDocument(text="Follow-up of the migraine with aura, stable on therapy.",
+                         data={"patient": "Patient: Tobias Wren", "ward": "4B"}, source="m.jsonl", line=1)
+    tasks, report = clean_documents([record], CleanOptions(mask_pii=True))
+    assert tasks[0]["data"]["patient"] == "Patient: [NAME]" and tasks[0]["data"]["ward"] == "4B"
+    assert report.masked["NAME"] == 1
+
+
+def test_mask_pii_leaves_real_abstracts_alone_but_the_physician_they_name():
+    masked_words = []
     for text in sample_texts("medical_records"):
-        assert mask_pii(normalize(text))[1] == Counter()
+        text = normalize(text)
+        masked, counts = mask_pii(text)
+        if counts:
+            assert set(counts) == {"NAME"}
+            assert "Kniest dysplasia" in masked  # the eponym stays; Dr. W. Kniest, a person, goes
+            masked_words += re.findall(r"Dr\. (?:W\. )?(\[NAME\]|\w+)", masked)
+    assert masked_words == ["[NAME]", "[NAME]"]
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -527,10 +563,10 @@ def test_mask_pii_option_masks_output_and_counts():
     raw = "Seen by Dr. Ray, MRN: 77788899, DOB: 01/02/1980. Email ray@clinic.org or call 555-123-4567."
     tasks, report = clean_documents([doc(raw)], CleanOptions(mask_pii=True))
     text = tasks[0]["data"]["text"]
-    assert text == "Seen by Dr. Ray, MRN: [ID], DOB: [DOB]. Email [EMAIL] or call [PHONE]."
+    assert text == "Seen by Dr. [NAME], MRN: [MRN], DOB: [DATE]. Email [EMAIL] or call [PHONE]."
     assert tasks[0]["meta"]["goldloop_hash"] == text_hash(text)
     assert "77788899" not in json.dumps(tasks) and "ray@clinic.org" not in json.dumps(tasks)
-    assert {k: v for k, v in report.masked.items() if v} == {"ID": 1, "DOB": 1, "EMAIL": 1, "PHONE": 1}
+    assert {k: v for k, v in report.masked.items() if v} == {"NAME": 1, "MRN": 1, "DATE": 1, "EMAIL": 1, "PHONE": 1}
 
 
 def test_no_masking_without_the_option():
@@ -598,7 +634,7 @@ def test_report_defaults_and_long_error_lists():
     report = ImportReport()
     assert report.summary_lines() == ["read: 0 documents", "kept: 0", "dropped: 0"]
     assert set(report.dropped) == {"empty", "too_short", "not_text", "duplicate", "near_duplicate", "bad_line"}
-    assert set(report.masked) == {"EMAIL", "PHONE", "ID", "URL", "DOB"}
+    assert set(report.masked) == {"NAME", "ID", "MRN", "PHONE", "EMAIL", "URL", "IP", "DATE", "AGE", "ADDRESS", "ACCOUNT"}
     report.errors = [f"e{i}" for i in range(25)]
     lines = report.summary_lines()
     assert "  e19" in lines and "  e20" not in lines and lines[-1] == "  ... and 5 more"

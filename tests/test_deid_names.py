@@ -1,0 +1,102 @@
+"""The learned name tagger: names in sentences no rule covers, words it must leave alone, the shipped JSON model, and
+the training data's disjointness from the benchmark (bench/train_names.py vs bench/deid_corpus.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import train_names, train_names_frames
+from bench.deid_corpus import ZH_GIVEN, build_notes, english_name_pool
+from server.deid import deidentify
+from server.deid.names import name_list, name_tagger, tagged_names
+from server.deid.tagger import MODEL_FILE
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "server" / "deid" / "data" / MODEL_FILE
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def masked_names(text: str) -> list[str]:
+    return [text[s:e] for s, e in sorted(set(tagged_names(text)))]
+
+
+def test_the_model_is_plain_json_with_both_languages():
+    model = json.loads(MODEL.read_text(encoding="utf-8"))
+    assert set(model) >= {"en", "zh", "heldout", "seed"}
+    assert all(isinstance(w, float) for w in list(model["en"]["weights"].values())[:100])
+    assert all(len(w) == 3 for w in list(model["zh"]["weights"].values())[:100])
+    assert model["heldout"]["en"]["recall"] > 0.9 and model["heldout"]["zh"]["precision"] > 0.9
+    assert name_tagger() is not None
+
+
+@pytest.mark.parametrize("text, name", [
+    ("The infusion pump alarm was silenced by Marisol Quenby at 02:00.", "Marisol Quenby"),
+    ("Plan reviewed with Imogen Tresidder before discharge.", "Imogen Tresidder"),
+    ("Bed bath given by Thaddeus Okonkwo-Reyes.", "Thaddeus Okonkwo-Reyes"),
+])
+def test_english_names_without_a_rule_are_masked(text, name):
+    assert name not in deidentify(text)[0]
+    assert name in " ".join(masked_names(text))
+
+
+@pytest.mark.parametrize("text", [
+    "Huntington disease is an autosomal dominant neurodegenerative disorder.",
+    "Duchenne muscular dystrophy is caused by mutations in the dystrophin gene.",
+    "Mutations in BRCA1 were screened in 120 families with breast cancer.",
+    "Patients with Parkinson disease received levodopa.",
+])
+def test_english_clinical_capitals_are_not_names(text):
+    assert masked_names(text) == []
+    assert deidentify(text)[0] == text
+
+
+@pytest.mark.parametrize("text, name", [("下午由钱立伟送来外院化验单，已交主管医生。", "钱立伟"), ("今天宋佳琪来送饭。", "宋佳琪")])
+def test_chinese_name_without_a_rule_is_masked(text, name):
+    masked = deidentify(text)[0]
+    assert name not in masked and "[NAME]" in masked
+
+
+@pytest.mark.parametrize("text", ["高血压患者平时饮食要注意什么？", "祝您健康，早日康复。", "白细胞偏高是什么原因？",
+                                  "宝宝黄疸需要照蓝光吗？"])
+def test_chinese_clinical_words_are_not_names(text):
+    assert masked_names(text) == []
+
+
+def test_training_names_are_disjoint_from_the_benchmark():
+    first, last = train_names.english_training_names()
+    bench_first, bench_last = english_name_pool()
+    assert set(first) == set(name_list("en_first_names")) and not (set(first) | set(last)) & (
+        set(bench_first) | set(bench_last))
+    given = train_names.chinese_given_pool()
+    assert len(given) > 100 and not set(given) & set(ZH_GIVEN)
+
+
+def test_training_frames_share_no_wording_with_the_benchmark_frames():
+    frames = " ".join(train_names_frames.EN_FRAMES + train_names_frames.ZH_FRAMES + train_names_frames.EN_NEGATIVES
+                      + train_names_frames.ZH_NEGATIVES)
+    notes = build_notes(ROOT / "tests" / "data", 40, 40, seed=1) if (ROOT / "tests" / "data" / "ncbi_disease").exists() \
+        else build_notes(SHARED, 40, 40, seed=1)
+    for note in notes:
+        for kind, s, e in note.pii:
+            if not kind.startswith("NAME"):
+                continue
+            # the words right around every benchmark name never stand around a name in a training frame
+            before, after = note.text[max(0, s - 12):s].split("\n")[-1], note.text[e:e + 8].split("\n")[0]
+            if note.language == "en":
+                before, after = " ".join(before.split()[-2:]), " ".join(after.split()[:2])
+            else:
+                before, after = before[-3:], after[:3]
+            frames_n = frames.replace("{M}", "{N}")
+            # punctuation alone ("Name.") is no wording
+            assert not (any(c.isalpha() for c in before) and before + "{N}" in frames_n), before
+            assert not (any(c.isalpha() for c in after) and "{N}" + after in frames_n), after
+
+
+@pytest.mark.skipif(not (SHARED / "bc5cdr").exists(), reason="needs ../shared/data/bc5cdr")
+def test_training_is_reproducible_from_the_seed(tmp_path):
+    for name in ("a.json", "b.json"):
+        assert train_names.main(["--docs", "150", "--seed", "3", "--out", str(tmp_path / name)]) == 0
+    a, b = (json.loads((tmp_path / n).read_text(encoding="utf-8")) for n in ("a.json", "b.json"))
+    assert a == b and a["en"]["weights"]
