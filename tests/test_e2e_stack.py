@@ -3,6 +3,7 @@ webhooks, idempotent `up`, and `down` leaving no process behind. One stack for t
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -186,7 +187,8 @@ def test_foreground_up_stops_both_on_ctrl_c(up, tmp_path):
     cmd = [sys.executable, "-m", "server.cli", "up", "--no-samples", "--data-dir", str(home),
            "--ls-port", str(up["ls_port"]), "--backend-port", str(up["be_port"])]  # fmt: skip
     with open(out, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "GOLDLOOP_STARTERS": "0"})  # the two servers only: no starter training
     try:
         deadline = time.monotonic() + 300
         while "press Ctrl-C" not in out.read_text() and proc.poll() is None and time.monotonic() < deadline:

@@ -248,3 +248,19 @@ def test_down_stops_recorded_processes_and_verifies_by_pid(tmp_path):
         p.wait(timeout=5)
         assert not procs.pid_alive(p.pid)
     assert store.list_processes(db) == []
+
+
+def test_the_starters_process_is_stopped_with_the_stack_and_forgotten_once_done(tmp_path):
+    settings = Settings(home=tmp_path)
+    db = store.open_db(settings.data_dir.db_path)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    store.record_process(db, store.STARTERS, proc.pid, 0, "", str(tmp_path / "starters.log"), "goldloop pretrain --starters")
+    [row] = stack.process_status(db)
+    assert row["name"] == store.STARTERS and row["alive"] and row["healthy"]  # no URL to ask: alive is healthy
+    stopped = stack.stop_stack(settings, db)
+    assert [r["name"] for r in stopped] == [store.STARTERS] and stopped[0]["was_alive"] and not stopped[0]["alive"]
+    proc.wait(timeout=30)
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    store.record_process(db, store.STARTERS, done.pid, 0, "", str(tmp_path / "starters.log"), "goldloop pretrain --starters")
+    assert stack.process_status(db) == [] and store.list_processes(db) == []  # a finished run is not shown as a dead server

@@ -83,11 +83,14 @@ Dr Mr Mrs Ms Miss Mx Prof Pt Mrn Nursing Staff Team Pharmacy Radiology Cardiolog
 Mood Breathing Sleep Pain Bowel Bladder Diet Activity Gait Speech Vision Hearing Memory Cough Fever Nausea
 Subsequent Subsequently Further Previous Previously Initial Initially Recent Recently Overall Finally Later
 """.split())
-# words after a name-looking pair that make it an eponym or a term ("Addison disease", "Grace Period")
+# words after a name-looking pair that make it an eponym, a term or a population ("Addison disease", "Grace Period")
 _TERM_FOLLOWERS = frozenset(
     "disease syndrome sign test score scale criteria classification palsy lymphoma sarcoma disorder deficiency "
     "phenomenon reflex maneuver ulcer fracture nodes node cell cells procedure operation tumor tumour dysplasia "
-    "dystrophy anomaly ataxia myopathy neuropathy carcinoma anemia anaemia type variant gene protein".split()
+    "dystrophy anomaly ataxia myopathy neuropathy carcinoma anemia anaemia type variant gene protein "
+    # populations are not persons ("Ashkenazi Jewish population", "of Finnish descent")
+    "population populations jews jewish descent ancestry origin heritage kindred kindreds cohort cohorts community "
+    "communities".split()
 )
 
 
