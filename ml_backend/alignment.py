@@ -141,6 +141,30 @@ def decode_spans(
     return spans
 
 
+def _word_char(ch: str) -> bool:
+    """A character that continues a space-delimited word (letters and digits of scripts without CJK)."""
+    return ch.isalnum() and not ("\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff")
+
+
+def snap_to_words(text: str, spans: Sequence[Span]) -> list[Span]:
+    """Spans whose ends cut into a word extended to the whole word; overlaps that creates keep the first span.
+
+    Sub-word tokens are labeled one by one, so a model can tag "tumour" and leave "##s" outside; an annotator
+    (and a strict entity match) means the word. CJK text has no word boundaries and is left as it is.
+    """
+    out: list[Span] = []
+    for sp in spans:
+        s, e = sp.start, sp.end
+        while s > 0 and _word_char(text[s - 1]) and _word_char(text[s]):
+            s -= 1
+        while e < len(text) and _word_char(text[e]) and _word_char(text[e - 1]):
+            e += 1
+        if out and s < out[-1].end:
+            continue
+        out.append(Span(s, e, sp.label, sp.score))
+    return out
+
+
 # tokens shared by neighbouring serving windows (the models' `stride`). Each token is read from the window
 # where it is most central, so an overlap of k leaves every token at least k/2 tokens of context each side.
 # Measured on NCBI disease (493 held-out abstracts, model trained on 128-token windows): overlap 32 → 16

@@ -24,13 +24,13 @@ class TrainOptions:
     cold_start_labels: int = 50  # below this many labeled docs a control trains its cheap model instead
     epochs: int = 4
     min_steps: int = 100  # document classifiers: small sets run more epochs (see train_loop)
-    # the span recipe (token classifiers): these defaults are SPAN_RECIPES["old"]; "new" is being measured
-    lr: float = 8e-5  # the encoder's learning rate
-    head_lr: float = 0.0  # the new BIO head's learning rate; 0: lr
-    span_min_steps: int = 100  # small sets run more epochs, up to this many optimizer steps
+    # the span recipe (token classifiers): these defaults are SPAN_RECIPES["new"] (docs/benchmarks.md, "Span recipe")
+    lr: float = 2e-4  # the encoder's learning rate
+    head_lr: float = 2e-3  # the new BIO head's learning rate; 0: lr
+    span_min_steps: int = 300  # small sets run more epochs, up to this many optimizer steps
     span_warmup: float = 0.1  # share of the steps that warm the learning rate up
-    span_val_fraction: float = 0.1  # without a dev split, this share of the labeled documents validates
-    span_early_stopping: bool = True  # False: the whole schedule runs, its last weights are kept
+    span_val_fraction: float = 0.0  # without a dev split, this share of the labeled documents validates
+    span_early_stopping: bool = False  # False: the whole schedule runs, its last weights are kept
     span_o_weight: float = 1.0  # loss weight of the outside tag (entity tags weigh 1)
     doc_lr: float = 3e-5  # document classifiers: they start from a linear probe, which a high rate washes out
     pooling: str = "mean"  # document classifiers: "mean" of the token vectors, or "model" (the architecture's [CLS] head)
@@ -68,10 +68,11 @@ class TrainOptions:
         return kw
 
 
-# named span recipes (TrainOptions fields). "old": 4 epochs at 8e-5, a 100-step floor, early stopping on a 10%
-# slice. "new": measured on 100 NCBI abstracts (docs/benchmarks.md, "Span recipe"): the encoder at 2e-4, the
-# fresh head at 2e-3, at least 300 steps, all of them on every labeled document, no early stopping (a
-# validation slice of a few documents cannot judge, and cannot stop a model that still predicts nothing)
+# named span recipes (TrainOptions fields). "new" (the default): measured on NCBI disease and cMedQANER
+# (docs/benchmarks.md, "Span recipe"): the encoder at 2e-4, the fresh head at 2e-3, at least 300 steps, all of
+# them on every labeled document, no early stopping (a validation slice of a few documents cannot judge, and
+# cannot stop a model that still predicts nothing). "old": 4 epochs at 8e-5, a 100-step floor, early stopping
+# on a 10% slice: kept to compare with.
 SPAN_RECIPES: dict[str, dict] = {
     "old": {"lr": 8e-5, "head_lr": 0.0, "span_min_steps": 100, "span_warmup": 0.1, "span_val_fraction": 0.1,
             "span_early_stopping": True, "span_o_weight": 1.0},
@@ -118,15 +119,38 @@ def has_labels(control, records: list[dict]) -> bool:
     return any(c in control.labels for r in records for c in (r.get("choices") or {}).get(control.name, []))
 
 
+def _pseudo_token_examples(control, teacher, pool: list[str], opts: TrainOptions) -> Examples:
+    """A token classifier's pseudo-labels per token: every pool text with the teacher's decoded spans, its
+    tokens below ``pseudo_threshold`` masked out of the loss.
+
+    A whole-document threshold keeps almost nothing for spans (at 100 NCBI labels no abstract passed 0.9:
+    one uncertain token in 300 sinks the document); per token, the confident bulk of every document teaches.
+    """
+    from .alignment import decode_spans
+
+    texts, targets, masks = [], [], []
+    for text, (offs, probs) in zip(pool, teacher.token_probs(pool)):
+        real = [i for i, (s, e) in enumerate(offs) if s != e]
+        if not real:
+            continue
+        conf = probs.max(axis=1)
+        masks.append([(int(offs[i][0]), int(offs[i][1])) for i in real if conf[i] < opts.pseudo_threshold])
+        targets.append([(sp.start, sp.end, sp.label) for sp in decode_spans(text, offs, probs, control.labels)])
+        texts.append(text)
+    return Examples(texts, targets, [opts.pseudo_weight] * len(texts), masks)
+
+
 def _pseudo_examples(control, teacher, pool: list[str], opts: TrainOptions) -> Examples:
     """Confident teacher predictions on unlabeled texts, as weighted training examples.
 
     The weight is ``pseudo_weight`` (0.3 by default), or ``doc_pseudo_weight`` when a fine-tuned document
-    classifier teaches a fresh student.
+    classifier teaches a fresh student. Token classifiers label per token (``_pseudo_token_examples``).
     """
     pool = pool[: opts.max_pool]
     if not pool:
         return Examples([], [])
+    if control.kind == "spans" and hasattr(teacher, "token_probs"):
+        return _pseudo_token_examples(control, teacher, pool, opts)
     texts, targets = [], []
     for text, pred in zip(pool, teacher.predict(pool)):
         if pred.confidence < opts.pseudo_threshold:
@@ -147,7 +171,10 @@ def merge_examples(a: Examples, b: Examples) -> Examples:
     """``a`` then ``b`` as one weighted set (examples without a weight weigh 1)."""
     wa = a.weights or [1.0] * len(a.texts)
     wb = b.weights or [1.0] * len(b.texts)
-    return Examples(a.texts + b.texts, a.targets + b.targets, wa + wb)
+    masks = None
+    if a.masks is not None or b.masks is not None:
+        masks = (a.masks or [[] for _ in a.texts]) + (b.masks or [[] for _ in b.texts])
+    return Examples(a.texts + b.texts, a.targets + b.targets, wa + wb, masks)
 
 
 def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, pool: list[str] = (), teacher=None):
@@ -190,6 +217,8 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     if opts.self_training and pool:
         pseudo = _pseudo_examples(control, teacher or model, list(pool), opts)
         info["pseudo_labels"] = len(pseudo.texts)
+        if pseudo.masks is not None:
+            info["pseudo_masked_chars"] = sum(e - s for m in pseudo.masks for s, e in m)
         if pseudo.texts:
             combined = merge_examples(train, pseudo)
             if model.kind == "sequence_classifier":
@@ -199,7 +228,8 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
                                            stride=opts.stride, pooling=opts.pooling, device=opts.device or None)
                 info["self_training_fit"] = model.fit(combined, val=dev if dev.texts else None, **opts.fit_kwargs(control.kind))
             elif model.kind == "token_classifier":
-                kw = dict(opts.fit_kwargs(control.kind), epochs=max(1, opts.epochs // 2), min_steps=0)
+                # the teacher continues on gold + pseudo-labels; its head is trained now, so it learns at the encoder's rate
+                kw = dict(opts.fit_kwargs(control.kind), epochs=max(1, opts.epochs // 2), min_steps=0, head_lr=None)
                 info["self_training_fit"] = model.fit(combined, val=dev if dev.texts else None, **kw)
             elif model.kind == "tfidf_lr":
                 info["self_training_fit"] = model.fit(combined)

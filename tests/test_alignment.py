@@ -88,3 +88,18 @@ def test_merge_windows_takes_the_most_central_window():
     merged = merge_windows(10, ws, vals)[:, 0]
     assert merged.tolist()[:4] == [1, 1, 1, 1] and merged.tolist()[6:] == [2, 2, 2, 2]
     assert set(merged.tolist()[4:6]) <= {1.0, 2.0}
+
+
+def test_snap_to_words_extends_cut_words_and_leaves_cjk_and_whole_words_alone():
+    from ml_backend.alignment import Span, snap_to_words
+
+    text = "Familial adenomatous polyposis and beta-catenin tumours; 结肠癌患者"
+    cut = Span(9, 14, "D", 0.7)  # "adeno" of "adenomatous"
+    tail = Span(50, 55, "D")  # "mours" of "tumours"
+    hyphen = Span(40, 47, "D")  # "catenin": the hyphen is a word boundary
+    cjk = Span(57, 60, "D")  # "结肠癌": no word boundaries to snap to
+    out = snap_to_words(text, [cut, hyphen, tail, cjk])
+    assert [(s.start, s.end) for s in out] == [(9, 20), (40, 47), (48, 55), (57, 60)]
+    assert out[0].score == 0.7 and text[48:55] == "tumours"
+    # two spans cutting into one word would overlap once snapped: the first is kept
+    assert [(s.start, s.end) for s in snap_to_words(text, [Span(9, 12, "D"), Span(14, 18, "D")])] == [(9, 20)]

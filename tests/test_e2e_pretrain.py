@@ -14,7 +14,7 @@ import requests
 
 from ml_backend.splits import split_of
 from server import ls_client, store
-from tests.plugins.label_studio import goldloop, goldloop_stack, write_jsonl
+from tests.plugins.label_studio import goldloop, goldloop_stack, ncbi_span_results, write_jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 NCBI = Path(__file__).resolve().parents[1] / "server" / "starters" / "medical_records" / "ncbi_disease.jsonl"
@@ -76,16 +76,7 @@ def test_pretrain_serves_spans_before_any_annotation_and_guards_them_at_the_gate
     gold = {d["id"]: d for d in docs}
     for t in tasks:
         flip = split_of(t["id"]) != "test"
-        doc, text, at, result = gold[t["data"]["ncbi"]], t["data"]["text"], 0, []
-        for s in sorted(doc["spans"], key=lambda s: s["start"]):  # import collapses whitespace: find each mention again
-            mention = doc["text"][s["start"]:s["end"]]
-            start = text.find(mention, at)
-            if s["label"] == "Modifier" or start < 0:
-                continue
-            at = start + len(mention)
-            result.append({"from_name": "entities", "to_name": "text", "type": "labels",
-                           "value": {"start": start, "end": at, "text": mention, "labels": ["Medication" if flip else "Disease"]}})
-        ls_client.create_annotation(client, t["id"], result)
+        ls_client.create_annotation(client, t["id"], ncbi_span_results(gold[t["data"]["ncbi"]], t["data"]["text"], "Medication" if flip else "Disease"))
     goldloop("train", "medical_records", home=home, env=env)
     later = store.list_versions(db, pid)[-1]
     assert later["trigger"] == "cli" and later["status"] == "rejected", later

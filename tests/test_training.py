@@ -88,6 +88,34 @@ def test_self_training_of_a_document_classifier_trains_a_fresh_student(tiny_mode
     assert len(model.predict(["shares fall"])) == 1
 
 
+def test_span_self_training_labels_every_pool_text_per_token_and_masks_the_uncertain_tokens(tiny_model_dir):
+    """Per-token pseudo-labels: each pool text carries the teacher's spans, and exactly its tokens under the
+    threshold are left out of the student's loss (features give them -100)."""
+    from ml_backend.models import TokenClassifier
+    from ml_backend.training import _pseudo_examples
+
+    spec = parse_label_config("""<View><Labels name="ents" toName="text"><Label value="SpecificDisease"/>
+      <Label value="DiseaseClass"/><Label value="Modifier"/><Label value="CompositeMention"/></Labels>
+      <Text name="text" value="$text"/></View>""")
+    control = spec.controls[0]
+    docs = read_jsonl(DATA / "ncbi_disease" / "train.jsonl")
+    pool = [d["text"][:300] for d in docs[:4]]
+    teacher = TokenClassifier(control.labels, model_name=tiny_model_dir, train_length=64)
+    offs_probs = teacher.token_probs(pool)
+    threshold = float(sorted(p.max(axis=1)[len(p) // 2] for _, p in offs_probs)[0])  # some tokens fall below it, some not
+    pseudo = _pseudo_examples(control, teacher, pool, TrainOptions(pseudo_threshold=threshold, pseudo_weight=0.4))
+    assert pseudo.texts == pool and pseudo.weights == [0.4] * len(pool)
+    for (offs, probs), mask, text in zip(offs_probs, pseudo.masks, pool):
+        uncertain = {(int(s), int(e)) for (s, e), c in zip(offs, probs.max(axis=1)) if s != e and c < threshold}
+        assert set(mask) == uncertain
+        labels = teacher.features([text], [[]], [mask])[0][1][1:-1]
+        real = [i for i, (s, e) in enumerate(offs[: len(labels)]) if s != e]
+        assert {i for i in real if labels[i] == -100} == {i for i in real if (int(offs[i][0]), int(offs[i][1])) in uncertain}
+    assert any(pseudo.masks) and not all(len(m) == len([o for o in offs if o[0] != o[1]]) for m, (offs, _) in zip(pseudo.masks, offs_probs))
+    merged = merge_examples(Examples(["gold"], [[]]), pseudo)
+    assert merged.masks == [[]] + pseudo.masks and merged.weights == [1.0] + [0.4] * len(pool)
+
+
 def test_merge_examples_weighs_unweighted_examples_one():
     merged = merge_examples(Examples(["x"], [["up"]]), Examples(["y", "z"], [["down"], ["up"]], [0.3, 0.3]))
     assert merged.texts == ["x", "y", "z"] and merged.targets == [["up"], ["down"], ["up"]] and merged.weights == [1.0, 0.3, 0.3]

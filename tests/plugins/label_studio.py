@@ -167,6 +167,21 @@ def write_jsonl(path: Path, records: list[object]) -> Path:
     return path
 
 
+def ncbi_span_results(doc: dict, text: str, label: str = "Disease") -> list[dict]:
+    """An NCBI document's disease mentions (Modifiers left out) as Label Studio `entities` results on its imported
+    text: import collapses whitespace, so each mention is found again, in order."""
+    at, result = 0, []
+    for s in sorted(doc["spans"], key=lambda s: s["start"]):
+        mention = doc["text"][s["start"]:s["end"]]
+        start = text.find(mention, at)
+        if s["label"] == "Modifier" or start < 0:
+            continue
+        at = start + len(mention)
+        result.append({"from_name": "entities", "to_name": "text", "type": "labels",
+                       "value": {"start": start, "end": at, "text": mention, "labels": [label]}})
+    return result
+
+
 def one_line_error(result) -> str:
     """The CLI's error line of a click Result; asserts it is one line, non-zero, without a traceback."""
     assert result.exit_code != 0, result.output
