@@ -93,8 +93,9 @@ def run_task(name: str, cls, task: str, train: Examples, pool: list[str], test_t
         for label, state, n in inits:
             key = label if kd == args.kd_weights[0] else f"{label} kd={kd}"
             out = workdir / f"{name}-{key.replace(' ', '_').replace('=', '')}"
+            tuned = {k: v for k, v in (("lr", args.lr), ("min_steps", args.min_steps), ("layer_weight", args.layer_weight)) if v is not None}
             opts = DistillOptions(layers=n or args.layers, kd_weight=kd, temperature=args.temperature, max_pool=len(pool),
-                                  max_steps=args.max_steps, seed=0)
+                                  max_steps=args.max_steps, seed=0, **tuned)
             student, info = distill_model(teacher, train, pool, opts, init_state=state, init_layers=n)
             student.save(out)
             students[key] = (out, info)
@@ -147,7 +148,11 @@ def main() -> None:
     ap.add_argument("--tweets", type=int, default=800, help="labeled tweets (teacher and student)")
     ap.add_argument("--tweet-pool", type=int, default=1500)
     ap.add_argument("--tweet-test", type=int, default=1000)
-    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--layers", type=int, default=DistillOptions.layers)
+    ap.add_argument("--lr", type=float, default=None, help="student learning rate (default: DistillOptions)")
+    ap.add_argument("--min-steps", type=int, default=None, help="student's minimum optimizer steps (default: DistillOptions)")
+    ap.add_argument("--layer-weight", type=float, default=None, help="weight of the hidden-state term (default: DistillOptions)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: every core)")
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--kd-weights", default="0.5", help="comma-separated soft-target weights; each one distils a student")
     ap.add_argument("--max-steps", type=int, default=None, help="cap on each student's optimizer steps")
@@ -160,7 +165,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "distill.json")
     args = ap.parse_args()
     args.kd_weights = [float(x) for x in args.kd_weights.split(",")]
-    threads = set_torch_threads(0)
+    threads = set_torch_threads(args.threads)
     started = time.time()
     load = os.getloadavg()
     results = []

@@ -11,20 +11,22 @@ from .cli_base import data_dir_option, settings_for, train_options
 @click.command("distill")
 @data_dir_option
 @click.argument("project")
-@click.option("--layers", type=click.IntRange(min=1), default=3, show_default=True, help="Transformer layers the student keeps.")
+@click.option("--layers", type=click.IntRange(min=1), default=4, show_default=True, help="Transformer layers the student keeps.")
 @click.option("--from", "from_version", default=None, metavar="VERSION", help="Teacher version [default: the serving one].")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True, help="Promote only within this much of the teacher's primary metric.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True, help="Soft-target temperature.")
 @click.option("--kd-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Share of the soft-target loss (the rest: gold cross-entropy).")
+@click.option("--layer-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the hidden-state term: each student layer pulled to the teacher layer it stands for (span models; 0: off).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop training after this many optimizer steps.")
-def distill(data_dir, project, layers, from_version, tolerance, temperature, kd_weight, max_steps):
+def distill(data_dir, project, layers, from_version, tolerance, temperature, kd_weight, layer_weight, max_steps):
     """Distil the serving version into a smaller, faster student, promoted only within --tolerance of the teacher."""
     from .distill import run_distill
     from .locks import EXIT_ROUND_RUNNING, RoundRunning
 
     try:
         rec = run_distill(settings_for(data_dir), project, layers=layers, from_version=from_version, tolerance=tolerance,
-                          temperature=temperature, kd_weight=kd_weight, max_steps=max_steps)
+                          temperature=temperature, kd_weight=kd_weight, layer_weight=layer_weight, max_steps=max_steps)
     except RoundRunning as exc:
         click.echo(f"Error: {exc}", err=True)
         raise click.exceptions.Exit(EXIT_ROUND_RUNNING) from None

@@ -155,7 +155,7 @@ def _distil(settings, client, db, project, spec: TaskSpec, registry: Registry, v
     why = (f"distilled from {teacher.version} ({layers} of {info[0]['teacher_layers']} layers): "
            + (why.replace("serving", "teacher") if promote else f"not within {tolerance} of the teacher: " + why.replace("serving", "teacher")))
     record = {"teacher_version": teacher.version, "layers": opts.layers, "temperature": opts.temperature, "kd_weight": opts.kd_weight,
-              "tolerance": tolerance, "controls": info}
+              "layer_weight": opts.layer_weight, "tolerance": tolerance, "controls": info}
     out: dict[str, Any] = {
         "dataset_version": dataset_version, "labeled_docs": len(records), "pool_docs": len(pool_ids), "metrics": json.dumps(new),
         "serving_metrics": json.dumps(old), "primary": new.get("primary"), "serving_primary": old.get("primary"),

@@ -262,8 +262,9 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
         # cold-start models only bootstrap a project: the first trained version replaces them; from then on
         # the gate protects the serving trained version
         promote = new_metrics.get("primary") is not None
+        cold = (old_metrics or {}).get("primary")
         reason = (f"first trained version (primary {new_metrics['primary']:.4f}; cold-start models scored "
-                  f"{(old_metrics or {}).get('primary')})") if promote else "no test documents with labels: cannot evaluate, not promoted"
+                  f"{'n/a' if cold is None else format(cold, '.4f')})") if promote else "no test documents with labels: cannot evaluate, not promoted"
     else:
         promote, reason = gate(new_metrics, old_metrics, opts.tolerance)
     out: dict[str, Any] = {

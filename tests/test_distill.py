@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ml_backend.distill import DistillOptions, build_student, distill_model, kd_loss_fn, kept_layers
+from ml_backend.distill import DistillOptions, build_student, distill_model, kd_loss_fn, kept_layers, layer_loss
 from ml_backend.models import Examples, SequenceClassifier, SpanMatcher, TokenClassifier, load_model
 from server.cli import main
 from server.config import Settings
@@ -68,6 +68,62 @@ def test_span_loss_is_kl_plus_gold_cross_entropy():
     assert float(ce_only(same, [(gold, t)], w).detach()) == pytest.approx(float(expected), rel=1e-5)
     # a pool window (no gold) adds only its soft term
     assert float(ce_only(same, [(None, t)], w)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_layer_loss_compares_each_student_layer_with_its_teacher_layer_over_real_tokens():
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 5, 4) for _ in range(4)]  # embeddings + 3 layers
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    student = [teacher[0], teacher[3].clone()]  # one layer standing for teacher layer 2 (hidden_states[3])
+    assert float(layer_loss(student, teacher, [2], mask)) == pytest.approx(0.0, abs=1e-7)
+    off = [teacher[0], teacher[3] + 1.0]
+    assert float(layer_loss(off, teacher, [2], mask)) == pytest.approx(1.0, rel=1e-5)  # every real element off by 1
+    padded = teacher[3].clone()
+    padded[0, 3:] += 100.0  # padding never counts
+    assert float(layer_loss([teacher[0], padded], teacher, [2], mask)) == pytest.approx(0.0, abs=1e-7)
+    assert float(layer_loss(student, teacher, [0], mask)) > 0.1  # the wrong teacher layer
+
+
+def test_span_loss_with_the_layer_term_runs_the_teacher_on_the_batch(tiny_model_dir):
+    teacher = tiny_token_classifier(tiny_model_dir)
+    with pytest.raises(ValueError, match="layer term needs the teacher"):
+        kd_loss_fn("spans", False, 2.0, 0.5, layer_weight=1.0)
+    assert not getattr(kd_loss_fn("choices", False, 2.0, 0.5, layer_weight=1.0), "wants_hidden", False)  # spans only
+    fn = kd_loss_fn("spans", False, 2.0, 1.0, layer_weight=1.0, teacher_model=teacher.model, layer_map=[0, 1])
+    assert fn.wants_hidden
+    ids = torch.tensor([teacher.wrap(teacher.tokenize(TEXTS[:1])[0][0])])
+    mask = torch.ones_like(ids)
+    teacher.model.eval()
+    with torch.no_grad():
+        out = teacher.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    t = out.logits[0].numpy()
+    same = fn(out.logits, [(None, t)], torch.ones(1), hidden=out.hidden_states, ids=ids, mask=mask)
+    assert float(same) == pytest.approx(0.0, abs=1e-5)  # the teacher itself: no soft and no layer gap
+    moved = tuple(h + 0.5 for h in out.hidden_states)
+    assert float(fn(out.logits, [(None, t)], torch.ones(1), hidden=moved, ids=ids, mask=mask)) == pytest.approx(0.25, rel=1e-4)
+
+
+def test_layer_term_brings_the_students_layers_closer_to_the_teachers(tiny_model_dir):
+    teacher = tiny_token_classifier(tiny_model_dir)
+    pool = [d["text"] for d in read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:8]]
+
+    def layer_gap(student):
+        feats = student.features(pool, [[] for _ in pool])
+        ids = torch.tensor([feats[0][0]])
+        with torch.no_grad():
+            hs = student.model(input_ids=ids, output_hidden_states=True).hidden_states
+            ht = teacher.model(input_ids=ids, output_hidden_states=True).hidden_states
+        return float(layer_loss(hs, ht, [1], torch.ones_like(ids)))
+
+    from transformers import BertModel
+
+    torch.manual_seed(1)
+    other = BertModel(teacher.model.config.__class__(**{**teacher.model.config.to_dict(), "num_hidden_layers": 1})).state_dict()
+    before = layer_gap(build_student(teacher, 1, init_state=other, init_layers=1))
+    opts = DistillOptions(layers=1, kd_weight=1.0, layer_weight=1.0, min_steps=30, lr=1e-3, progress=False)
+    student, info = distill_model(teacher, Examples([], []), pool, opts, init_state=other, init_layers=1)
+    assert info["layer_term"] == {"weight": 1.0, "teacher_layers": [1]}
+    assert layer_gap(student) < 0.5 * before, (before, layer_gap(student))
 
 
 def test_document_loss_single_and_multi_label():
@@ -132,8 +188,14 @@ def test_distill_layers_setting():
 
 def test_cli_distill_options_and_errors(tmp_path):
     help_text = CliRunner().invoke(main, ["distill", "--help"]).output
-    for opt in ("--layers", "--from", "--tolerance", "--temperature", "--kd-weight", "--max-steps"):
+    for opt in ("--layers", "--from", "--tolerance", "--temperature", "--kd-weight", "--layer-weight", "--max-steps"):
         assert opt in help_text
+    from server.cli_models import distill as distill_command
+
+    defaults = {p.name: p.default for p in distill_command.params}
+    opts = DistillOptions()  # the command's defaults are the library's: one measured setting, not two
+    assert (defaults["layers"], defaults["temperature"], defaults["kd_weight"], defaults["layer_weight"]) == (
+        opts.layers, opts.temperature, opts.kd_weight, opts.layer_weight)
     bad = CliRunner().invoke(main, ["distill", "p", "--layers", "0", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "--layers" in bad.output
     res = CliRunner().invoke(main, ["distill", "nope", "--data-dir", str(tmp_path)],

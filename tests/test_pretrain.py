@@ -3,6 +3,8 @@ starter and a later round, and the shipped starter sets (the round on a real pro
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +135,23 @@ def test_shipped_starters_are_permissive_complete_and_map_onto_the_schema(schema
     assert all(data.by_split[s] for s in ("train", "dev", "test"))
     assert build_records(sources, spec, parse_mapping(maps, spec)).data_hash == data.data_hash
     assert sum(f.stat().st_size for f in (Path(starters.__file__).parent / schema).glob("*")) < 2_000_000
+
+
+def test_status_line_after_a_real_training_record(settings, tmp_path):
+    """The background run records a training row (no duration yet), then the outcome: status reads both."""
+    from server import store
+
+    db = store.open_db(settings.data_dir.db_path)
+    starters._record(db, 4, schema="financial_news", key="k", status="training", started_at=time.time(), pid=os.getpid(),
+                     version=None, decision=None, duration_s=None)
+    assert starters.status_line(db, 4).startswith("starter training since")
+    starters._record(db, 4, status="promoted", version="v2", decision="first trained version", duration_s=356.2, pid=None)
+    assert starters.status_line(db, 4) == "starter promoted v2 in 356 s — first trained version"
+    # a data dir whose table an older version made, every column guessed as text
+    old = store.open_db(tmp_path / "old.db")
+    old.execute("CREATE TABLE starters (project_id INTEGER PRIMARY KEY, status TEXT, version TEXT, decision TEXT, duration_s TEXT)")
+    old.execute("INSERT INTO starters VALUES (5, 'promoted', 'v3', 'ok', '12.4')")
+    assert starters.status_line(old, 5) == "starter promoted v3 in 12 s — ok"
 
 
 def test_up_trains_a_starter_once_per_key_and_status_says_where_it_stands(settings):

@@ -32,7 +32,7 @@ from ml_backend.settings import BackendSettings
 from server.procs import pid_alive
 
 ROOT = Path(__file__).resolve().parents[1]
-SPANS = ('<View><Labels name="ents" toName="text"><Label value="Party"/><Label value="Drug"/></Labels>'
+SPANS = ('<View><Labels name="ents" toName="text"><Label value="Vendor"/><Label value="Drug"/></Labels>'
          '<Text name="text" value="$text"/></View>')
 ROUNDS_ENV = "GOLDLOOP_TEST_ROUNDS_LOG"
 ROUND_SECONDS = 3.0
@@ -70,10 +70,10 @@ def test_an_annotation_taught_to_one_registry_reaches_another(tmp_path):
     text = "Acme Corp signs with Beta LLC."
     assert a.get("3", spec).predict_texts({"text": [text]})["ents"][0].spans == []
     b.get("3", spec)  # b serves the project already: it must pick the annotation up, not only a later load
-    assert a.teach("3", spec, {"text": text}, annotation(text, "Acme Corp", "Party")["result"]) is True
+    assert a.teach("3", spec, {"text": text}, annotation(text, "Acme Corp", "Vendor")["result"]) is True
     for reg in (a, b, Registry(settings)):  # the third has loaded nothing yet
         spans = reg.get("3", spec).predict_texts({"text": ["ACME CORP pays."]})["ents"][0].spans
-        assert [("ACME CORP pays."[s.start:s.end], s.label) for s in spans] == [("ACME CORP", "Party")]
+        assert [("ACME CORP pays."[s.start:s.end], s.label) for s in spans] == [("ACME CORP", "Vendor")]
     log_path = a.online_log("3", a.get("3", spec).version).path
     assert log_path.parent == tmp_path / "models" / "3" and log_path.name.startswith("online-coldstart-")
     # nothing the models do not learn from is written: the log holds texts and result items of the controls
@@ -227,7 +227,7 @@ def test_a_promotion_reaches_both_workers(workers):
     cold = {json.dumps(a) for answers in before.values() for a in answers}
     assert set(before) == pids and len(cold) == 1 and json.loads(cold.pop())[1] == []  # one cold-start version, no span
     spec = parse_label_config(SPANS)
-    matcher = SpanMatcher(["Party", "Drug"])
+    matcher = SpanMatcher(["Vendor", "Drug"])
     matcher.add("aspirin", "Drug")
     settings = BackendSettings(model="unused", models_dir=workers["home"] / "models")
     Registry(settings).promote("21", ProjectModel(spec, "v-promoted", {"ents": matcher}))  # as a `goldloop train` child does
@@ -241,11 +241,11 @@ def test_a_string_learned_from_a_webhook_reaches_both_workers(workers):
     text = "This Agreement is made between Acme Corp and Beta LLC."
     assert set(spread(lambda: predict(url, "22.1", "Acme Corp pays."), pids)) == pids  # both serve the project
     hook = requests.post(url + "/webhook", timeout=10, json={"action": "ANNOTATION_CREATED", "project": {"id": 22},
-                         "task": {"id": 1, "data": {"text": text}}, "annotation": annotation(text, "Acme Corp", "Party")})
+                         "task": {"id": 1, "data": {"text": text}}, "annotation": annotation(text, "Acme Corp", "Vendor")})
     assert hook.status_code == 200 and hook.json()["learned"] is True
     after = spread(lambda: predict(url, "22.1", "Acme Corp shall pay. ACME CORP agrees."), pids)
     assert set(after) == pids
-    assert all(spans == [("Acme Corp", "Party"), ("ACME CORP", "Party")] for answers in after.values() for _, spans in answers)
+    assert all(spans == [("Acme Corp", "Vendor"), ("ACME CORP", "Vendor")] for answers in after.values() for _, spans in answers)
 
 
 def test_five_start_training_calls_give_one_round_and_one_queued(workers):

@@ -124,6 +124,8 @@ def train_loop(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)) if s >= warmup else (s + 1) / warmup
     )
     pad = wrapper.tokenizer.pad_token_id or 0
+    # a loss marked ``wants_hidden`` (distillation's layer term) also gets the hidden states and the batch inputs
+    wants_hidden = bool(getattr(loss_fn, "wants_hidden", False))
     history: list[dict] = []
     best_val, best_state, bad_epochs, step = math.inf, None, 0, 0
     started = time.perf_counter()
@@ -135,10 +137,12 @@ def train_loop(
             if step >= total:
                 break
             ids, mask = pad_batch([feats[i][0] for i in batch], pad)
+            ids, mask = ids.to(device), mask.to(device)
             with autocast(device):
-                out = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                result = model(input_ids=ids, attention_mask=mask, output_hidden_states=wants_hidden)
             w = torch.tensor([weights[i] for i in batch], dtype=torch.float32, device=device)
-            loss = loss_fn(out.float(), [feats[i][1] for i in batch], w)  # the loss in fp32 on any device
+            extra = {"hidden": getattr(result, "hidden_states", None), "ids": ids, "mask": mask} if wants_hidden else {}
+            loss = loss_fn(result.logits.float(), [feats[i][1] for i in batch], w, **extra)  # the loss in fp32 on any device
             scaler.scale(loss).backward()
             scaler.unscale_(opt)  # clip the true gradients (a no-op without fp16)
             torch.nn.utils.clip_grad_norm_(params, 1.0)

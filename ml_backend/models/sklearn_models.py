@@ -11,6 +11,7 @@ import numpy as np
 
 from ..alignment import Span
 from .base import Examples, Model, TextPrediction, choice_predictions
+from .recognizers import recognize, recognizers_for
 
 
 SKOPS_FILE = "tfidf_lr.skops"
@@ -186,6 +187,9 @@ class SpanMatcher(Model):
     Case-insensitive; whole-word where the string starts/ends with a (non-CJK) word character; longest
     match first (leftmost-longest, no overlaps). The label is the one most often given to that string;
     the score is the share of that label among the string's labeled occurrences.
+
+    Labels whose name is a known kind (Date, Amount, Party ...: :mod:`.recognizers`) also get the built-in
+    pattern's spans, from the first document on; where one overlaps a labeled string, the labeled string wins.
     """
 
     kind = "span_matcher"
@@ -197,6 +201,7 @@ class SpanMatcher(Model):
         self.lexicon: dict[str, Counter] = defaultdict(Counter)
         self._regex = None
         self.revision = 0
+        self.recognizers = recognizers_for(self.labels)  # follow from the labels: nothing to save
 
     def cache_key(self) -> str:
         return f"{self.kind}:{id(self)}:{self.revision}"
@@ -213,7 +218,10 @@ class SpanMatcher(Model):
         for text, spans in zip(examples.texts, examples.targets):
             for s, e, label in spans:
                 self.add(text[s:e], label)
-        return {"surfaces": len(self.lexicon)}
+        info = {"surfaces": len(self.lexicon)}
+        if self.recognizers:
+            info["recognizers"] = {label: rec.kind for label, rec in self.recognizers.items()}
+        return info
 
     def _pattern(self):
         if self._regex is None and self.lexicon:
@@ -232,6 +240,8 @@ class SpanMatcher(Model):
                         continue
                     label, n = counts.most_common(1)[0]
                     spans.append(Span(m.start(), m.end(), label, n / sum(counts.values())))
+            if self.recognizers:
+                spans = sorted(spans + recognize(text, self.recognizers, taken=spans), key=lambda sp: sp.start)
             conf = float(np.mean([s.score for s in spans])) if spans else self.EMPTY_CONFIDENCE
             out.append(TextPrediction(spans=spans, confidence=conf))
         return out

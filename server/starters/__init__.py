@@ -57,12 +57,23 @@ def key(schema: str, encoder: str) -> str:
     return h.hexdigest()[:16]
 
 
+# typed up front: a training row has no duration yet, and a column guessed from None would be TEXT
+COLUMNS = {"project_id": int, "schema": str, "key": str, "encoder": str, "status": str, "started_at": float, "pid": int,
+           "version": str, "decision": str, "duration_s": float}
+
+
 def state(db, project_id: int) -> dict | None:
     """The starter record of a project, None when it never had one."""
     if db is None or TABLE not in db.table_names():
         return None
     rows = list(db[TABLE].rows_where("project_id = ?", [int(project_id)]))
-    return dict(rows[0]) if rows else None
+    if not rows:
+        return None
+    row = dict(rows[0])
+    for k in ("started_at", "duration_s"):  # a table an older version made holds them as text
+        if row.get(k) is not None:
+            row[k] = float(row[k])
+    return row
 
 
 def _alive(pid: int | None) -> bool:
@@ -70,6 +81,7 @@ def _alive(pid: int | None) -> bool:
 
 
 def _record(db, project_id: int, **row: Any) -> None:
+    db[TABLE].create(COLUMNS, pk="project_id", if_not_exists=True)
     db[TABLE].upsert({"project_id": int(project_id), **row}, pk="project_id", alter=True)
 
 

@@ -27,7 +27,7 @@ SETS: dict[str, list[dict]] = {
          "map": {"Disease": "Disease", "Chemical": "Medication"}, "licence": "Public Domain Mark 1.0 (as stated by BigBio)"},
     ],
     "financial_news": [
-        {"name": "twitter_financial_news_sentiment", "file": "train.jsonl", "docs": 300, "control": "sentiment",
+        {"name": "twitter_financial_news_sentiment", "file": "train.jsonl", "docs": 1500, "control": "sentiment",
          "map": {"Bullish": "positive", "Bearish": "negative", "Neutral": "neutral"}, "licence": "MIT"},
         {"name": "fin_ner_sec_filings", "file": "train.jsonl", "docs": 300, "control": "entities",
          # MISC has no label in the schema: dropped, and counted in the version record
