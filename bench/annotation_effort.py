@@ -105,8 +105,6 @@ def run(data: Path, limit_test: int, sizes: tuple[int, ...], seed: int, domains:
         models, timing, kinds = {}, {}, {}
         models["cold start"] = cold_start_model(control, settings.backend_settings())  # what a new project serves
         kinds["cold start"] = models["cold start"].kind
-        if cold_only:
-            sizes = ()
         sources, maps = starters.inputs(schema)
         st = build_records([s for s in sources if s[1] == cname], spec, dict(m.split("=", 1) for m in maps))
         t = time.time()
@@ -116,7 +114,7 @@ def run(data: Path, limit_test: int, sizes: tuple[int, ...], seed: int, domains:
             timing["starter"], kinds["starter"] = round(time.time() - t, 1), info["kind"]
         pool = _records(_read(data / train_file), spec, mapping, data / train_file, cname)
         random.Random(seed).shuffle(pool)
-        for n in sizes:
+        for n in () if cold_only else sizes:
             picked = pool[:n]
             t = time.time()
             tr = [r for r in picked if r["split"] == "train"]

@@ -229,7 +229,7 @@ def distill_model(teacher, labeled: Examples, pool: Sequence[str], opts: Distill
     student.model.eval()
     student.serving = serving_model(student.model, student.quantize, student.threads)  # the new weights serve
     student.revision += 1
-    info = {"teacher_layers": len(encoder_layers(teacher.model)), "layers": len(encoder_layers(student.model)),
+    info = {"teacher_layers": n_teacher, "layers": n_student,
             "kept_layers": None if init_state is not None else layer_map,
             "layer_term": {"weight": opts.layer_weight, "teacher_layers": layer_map} if opts.layer_weight > 0 and student.task == "spans" else None,
             "init": "teacher layers" if init_state is None else "given encoder", "labeled_docs": len(labeled.texts),
