@@ -7,6 +7,7 @@ Special tokens (offset ``(0, 0)``) get -100 and are ignored by the loss and by d
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -163,6 +164,56 @@ def snap_to_words(text: str, spans: Sequence[Span]) -> list[Span]:
             continue
         out.append(Span(s, e, sp.label, sp.score))
     return out
+
+
+_OPEN, _CLOSE = "([{（【", ")]}）】"
+_EDGE = ",;:.!?，；：。、！？"  # never the first or last character of a gold entity in the shipped corpora
+
+
+def trim_edges(text: str, spans: Sequence[Span]) -> list[Span]:
+    """Spans without separators, whitespace or unbalanced brackets at their ends; spans left empty are dropped.
+
+    BIO decoding can end a span on the "(" before an abbreviation ("dehydrogenase (" of "dehydrogenase (G6PD)
+    deficiency") or start it on a comma; a balanced pair inside a span ("component (C5)") stays.
+    """
+    out: list[Span] = []
+    for sp in spans:
+        s, e = sp.start, sp.end
+        while s < e:
+            ch, frag = text[s], text[s:e]
+            if ch.isspace() or ch in _EDGE or ch in _CLOSE or (ch in _OPEN and _unbalanced(frag, ch)):
+                s += 1
+            else:
+                break
+        while e > s:
+            ch, frag = text[e - 1], text[s:e]
+            if ch.isspace() or ch in _EDGE or ch in _OPEN or (ch in _CLOSE and _unbalanced(frag, ch)):
+                e -= 1
+            else:
+                break
+        if e > s:
+            out.append(Span(s, e, sp.label, sp.score))
+    return out
+
+
+def _unbalanced(frag: str, bracket: str) -> bool:
+    """Whether `frag` holds more of `bracket` than of its partner."""
+    i = (_OPEN + _CLOSE).index(bracket) % len(_OPEN)
+    opener, closer = _OPEN[i], _CLOSE[i]
+    return (frag.count(opener) > frag.count(closer)) if bracket == opener else (frag.count(closer) > frag.count(opener))
+
+
+# a web address is never an entity an annotator marks; sub-word models read its fragments ("t.co/X1Kal")
+# as names and places in tweets
+_URL = re.compile(r"(?:https?://|www\.)\S+")
+
+
+def outside_urls(text: str, spans: Sequence[Span]) -> list[Span]:
+    """The spans that do not overlap a web address (http://, https:// or www. up to the next whitespace)."""
+    urls = [(m.start(), m.end()) for m in _URL.finditer(text)]
+    if not urls:
+        return list(spans)
+    return [sp for sp in spans if not any(sp.start < e and s < sp.end for s, e in urls)]
 
 
 # tokens shared by neighbouring serving windows (the models' `stride`). Each token is read from the window

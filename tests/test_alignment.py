@@ -103,3 +103,33 @@ def test_snap_to_words_extends_cut_words_and_leaves_cjk_and_whole_words_alone():
     assert out[0].score == 0.7 and text[48:55] == "tumours"
     # two spans cutting into one word would overlap once snapped: the first is kept
     assert [(s.start, s.end) for s in snap_to_words(text, [Span(9, 12, "D"), Span(14, 18, "D")])] == [(9, 20)]
+
+
+def test_outside_urls_drops_spans_touching_a_web_address():
+    from ml_backend.alignment import Span, outside_urls
+
+    text = "Ally Financial pulls outlook https://t.co/X1Kal via www.example.com/a, see http://x.io"
+    name = Span(0, 14, "Org")
+    inside = Span(text.index("t.co"), text.index("t.co") + 4, "Location")  # a fragment of the first address
+    across = Span(text.index("via") - 6, text.index("via") + 3, "Org")  # runs from the address into "via"
+    www = Span(text.index("example"), text.index("example") + 7, "Org")
+    after = Span(text.index("see"), text.index("see") + 3, "Org")
+    assert outside_urls(text, [name, inside, across, www, after]) == [name, after]
+    # "http" without "://" and a bare domain are words, not addresses
+    plain = "the http header of example.com"
+    spans = [Span(4, 8, "X"), Span(19, 30, "X")]
+    assert outside_urls(plain, spans) == spans
+
+
+def test_trim_edges_drops_separators_and_unbalanced_brackets_but_keeps_pairs():
+    from ml_backend.alignment import Span, trim_edges
+
+    text = "glucose-6-phosphate dehydrogenase (G6PD) deficiency, component (C5), 结肠癌（早期"
+
+    def cut(s):
+        i = text.index(s)
+        return Span(i, i + len(s), "D")
+    spans = [cut("dehydrogenase ("), cut("G6PD) deficiency,"), cut("component (C5)"), cut(", component"),
+             cut("结肠癌（"), cut(" (")]
+    assert [text[s.start:s.end] for s in trim_edges(text, spans)] == [
+        "dehydrogenase", "G6PD) deficiency", "component (C5)", "component", "结肠癌"]

@@ -295,3 +295,17 @@ def test_encoder_embeddings_match_a_text_by_text_reference(tiny_model_dir):
             assert len(spans) > 1 or len(doc) <= 22
             ref = merge_windows(len(doc), spans, [hidden(enc.wrap(doc[a:b]))[1:-1] for a, b in spans])
             assert np.allclose(e, ref, atol=1e-5)
+
+
+def test_token_classifier_serves_no_span_inside_a_web_address(tiny_model_dir):
+    import torch
+
+    m = TokenClassifier(["Location"], model_name=tiny_model_dir, max_length=32, stride=8)
+    with torch.no_grad():  # a head that tags every token B-Location: every word becomes a span
+        m.model.classifier.weight.zero_()
+        m.model.classifier.bias.copy_(torch.tensor([-10.0, 10.0, 0.0]))
+    text = "Ally Financial pulls outlook https://t.co/X1Kal today"
+    url = (text.index("https"), text.index(" today"))
+    spans = m.predict([text])[0].spans
+    assert {text[s.start:s.end] for s in spans} >= {"Ally", "Financial", "today"}
+    assert not [s for s in spans if s.start < url[1] and url[0] < s.end]

@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..alignment import SERVE_OVERLAP, bio_labels, decode_spans, empty_overlaps, encode_spans, merge_windows, snap_to_words, windows
+from ..alignment import (SERVE_OVERLAP, bio_labels, decode_spans, empty_overlaps, encode_spans, merge_windows, outside_urls,
+                         snap_to_words, trim_edges, windows)
 from .base import Examples, Model, TextPrediction, choice_predictions
 from .finetune import fit_sequence_classifier, fit_token_classifier
 from .torch_utils import (LOAD_LOCK, autocast, cpu_state_dict, device_token_budget, length_batches, pad_batch, pooled_output,
@@ -384,6 +385,7 @@ class TokenClassifier(HFTaskModel):
                 continue
             # whole words: measured on NCBI disease, +1.2 entity-F1 points (new recipe), +3.6 (old); CJK unchanged
             spans = snap_to_words(text, decode_spans(text, offs, probs, self.labels))
+            spans = outside_urls(text, trim_edges(text, spans))
             best = np.sort(probs.max(axis=1))[: self.LOW_K]
             preds.append(TextPrediction(spans=spans, confidence=float(best.mean())))
         return preds
