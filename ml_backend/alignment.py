@@ -166,7 +166,8 @@ def snap_to_words(text: str, spans: Sequence[Span]) -> list[Span]:
     return out
 
 
-_OPEN, _CLOSE = "([{（【", ")]}）】"
+_OPENERS, _CLOSERS = "([{（【", ")]}）】"
+_PARTNER = {**dict(zip(_OPENERS, _CLOSERS)), **dict(zip(_CLOSERS, _OPENERS))}
 _EDGE = ",;:.!?，；：。、！？"  # never the first or last character of a gold entity in the shipped corpora
 
 
@@ -176,31 +177,22 @@ def trim_edges(text: str, spans: Sequence[Span]) -> list[Span]:
     BIO decoding can end a span on the "(" before an abbreviation ("dehydrogenase (" of "dehydrogenase (G6PD)
     deficiency") or start it on a comma; a balanced pair inside a span ("component (C5)") stays.
     """
+    def loose(i: int, s: int, e: int, never: str) -> bool:
+        ch = text[i]
+        if ch.isspace() or ch in _EDGE or ch in never:
+            return True
+        return ch in _PARTNER and text[s:e].count(ch) > text[s:e].count(_PARTNER[ch])
+
     out: list[Span] = []
     for sp in spans:
         s, e = sp.start, sp.end
-        while s < e:
-            ch, frag = text[s], text[s:e]
-            if ch.isspace() or ch in _EDGE or ch in _CLOSE or (ch in _OPEN and _unbalanced(frag, ch)):
-                s += 1
-            else:
-                break
-        while e > s:
-            ch, frag = text[e - 1], text[s:e]
-            if ch.isspace() or ch in _EDGE or ch in _OPEN or (ch in _CLOSE and _unbalanced(frag, ch)):
-                e -= 1
-            else:
-                break
+        while s < e and loose(s, s, e, _CLOSERS):  # a span never starts on a closer
+            s += 1
+        while e > s and loose(e - 1, s, e, _OPENERS):  # nor ends on an opener
+            e -= 1
         if e > s:
             out.append(Span(s, e, sp.label, sp.score))
     return out
-
-
-def _unbalanced(frag: str, bracket: str) -> bool:
-    """Whether `frag` holds more of `bracket` than of its partner."""
-    i = (_OPEN + _CLOSE).index(bracket) % len(_OPEN)
-    opener, closer = _OPEN[i], _CLOSE[i]
-    return (frag.count(opener) > frag.count(closer)) if bracket == opener else (frag.count(closer) > frag.count(opener))
 
 
 # a web address is never an entity an annotator marks; sub-word models read its fragments ("t.co/X1Kal")
@@ -214,6 +206,11 @@ def outside_urls(text: str, spans: Sequence[Span]) -> list[Span]:
     if not urls:
         return list(spans)
     return [sp for sp in spans if not any(sp.start < e and s < sp.end for s, e in urls)]
+
+
+def served_spans(text: str, spans: Sequence[Span]) -> list[Span]:
+    """Decoded spans as a span model serves them: whole words, clean edges, none inside a web address."""
+    return outside_urls(text, trim_edges(text, snap_to_words(text, spans)))
 
 
 # tokens shared by neighbouring serving windows (the models' `stride`). Each token is read from the window

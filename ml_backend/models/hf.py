@@ -19,8 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..alignment import (SERVE_OVERLAP, bio_labels, decode_spans, empty_overlaps, encode_spans, merge_windows, outside_urls,
-                         snap_to_words, trim_edges, windows)
+from ..alignment import SERVE_OVERLAP, bio_labels, decode_spans, empty_overlaps, encode_spans, merge_windows, served_spans, windows
 from .base import Examples, Model, TextPrediction, choice_predictions
 from .finetune import fit_sequence_classifier, fit_token_classifier
 from .torch_utils import (LOAD_LOCK, autocast, cpu_state_dict, device_token_budget, length_batches, pad_batch, pooled_output,
@@ -384,8 +383,7 @@ class TokenClassifier(HFTaskModel):
                 preds.append(TextPrediction(spans=[], confidence=1.0))
                 continue
             # whole words: measured on NCBI disease, +1.2 entity-F1 points (new recipe), +3.6 (old); CJK unchanged
-            spans = snap_to_words(text, decode_spans(text, offs, probs, self.labels))
-            spans = outside_urls(text, trim_edges(text, spans))
+            spans = served_spans(text, decode_spans(text, offs, probs, self.labels))
             best = np.sort(probs.max(axis=1))[: self.LOW_K]
             preds.append(TextPrediction(spans=spans, confidence=float(best.mean())))
         return preds
