@@ -215,25 +215,40 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     info["kind"] = model.kind
     info["device"] = str(getattr(model, "device", "cpu"))  # the string matcher and TF-IDF run on the CPU
     if opts.self_training and pool:
-        pseudo = _pseudo_examples(control, teacher or model, list(pool), opts)
-        info["pseudo_labels"] = len(pseudo.texts)
-        if pseudo.masks is not None:
-            info["pseudo_masked_chars"] = sum(e - s for m in pseudo.masks for s, e in m)
-        if pseudo.texts:
-            combined = merge_examples(train, pseudo)
-            if model.kind == "sequence_classifier":
-                # a fresh student from the base encoder, not the teacher trained on: continuing the teacher on its
-                # own predictions changed macro-F1 by -0.7/-0.3 points, a fresh student gained (README, "Training recipe")
-                model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length,
-                                           stride=opts.stride, pooling=opts.pooling, device=opts.device or None)
-                info["self_training_fit"] = model.fit(combined, val=dev if dev.texts else None, **opts.fit_kwargs(control.kind))
-            elif model.kind == "token_classifier":
-                # the teacher continues on gold + pseudo-labels; its head is trained now, so it learns at the encoder's rate
-                kw = dict(opts.fit_kwargs(control.kind), epochs=max(1, opts.epochs // 2), min_steps=0, head_lr=None)
-                info["self_training_fit"] = model.fit(combined, val=dev if dev.texts else None, **kw)
-            elif model.kind == "tfidf_lr":
-                info["self_training_fit"] = model.fit(combined)
-            # matcher / prototypes learn only from human labels: pseudo-labels would only echo them
+        model, st = self_train(control, model, train, dev, pool, opts, teacher)
+        info.update(st)
+    return model, info
+
+
+def self_train(control, model, train: Examples, dev: Examples, pool: list[str], opts: TrainOptions, teacher=None):
+    """Self-training on an unlabeled pool after ``model`` was fitted on ``train``; returns (model, info).
+
+    The teacher (``model`` unless given) labels the pool (per token for token classifiers, confident documents
+    otherwise); a document classifier is replaced by a fresh student trained on gold + pseudo-labels, a token
+    classifier continues on them, TF-IDF refits; the matcher and prototypes are returned unchanged.
+    """
+    info: dict = {}
+    pseudo = _pseudo_examples(control, teacher or model, list(pool), opts)
+    info["pseudo_labels"] = len(pseudo.texts)
+    if pseudo.masks is not None:
+        info["pseudo_masked_chars"] = sum(e - s for m in pseudo.masks for s, e in m)
+    if not pseudo.texts:
+        return model, info
+    combined = merge_examples(train, pseudo)
+    val = dev if dev.texts else None
+    if model.kind == "sequence_classifier":
+        # a fresh student from the base encoder, not the teacher trained on: continuing the teacher on its
+        # own predictions changed macro-F1 by -0.7/-0.3 points, a fresh student gained (README, "Training recipe")
+        model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length,
+                                   stride=opts.stride, pooling=opts.pooling, device=opts.device or None)
+        info["self_training_fit"] = model.fit(combined, val=val, **opts.fit_kwargs(control.kind))
+    elif model.kind == "token_classifier":
+        # the teacher continues on gold + pseudo-labels; its head is trained now, so it learns at the encoder's rate
+        kw = dict(opts.fit_kwargs(control.kind), epochs=max(1, opts.epochs // 2), min_steps=0, head_lr=None)
+        info["self_training_fit"] = model.fit(combined, val=val, **kw)
+    elif model.kind == "tfidf_lr":
+        info["self_training_fit"] = model.fit(combined)
+    # matcher / prototypes learn only from human labels: pseudo-labels would only echo them
     return model, info
 
 

@@ -48,8 +48,15 @@ def test_query_model_contract(cls, task, corpora):
         unc = model.uncertainty(probs, kind)
         assert unc.shape == (len(rest),) and np.isfinite(unc).all()
     if cls is Finetune and task == "spans":
-        with pytest.raises(ValueError, match="documents only"):
+        with pytest.raises(ValueError, match="per token"):
             model.pseudo(probs, 0.5)
+        # the loop's per-token self-training: every unlabeled document joins, its unsure tokens masked
+        student, n = model.self_train(fitted, labeled, rest, probs, 0.9, 0.3)
+        assert n == len(rest) and model.fits[-1]["self_training"] and model.fits[-1]["pseudo_labels"] == len(rest)
+        assert model.fits[-1]["pseudo_masked_chars"] > 0 and model.fits[-1]["steps"] >= 1
+        assert len(model.probs(student, rest)) == len(rest)
+        model.self_train(student, labeled, rest, model.probs(student, rest), 0.0, 0.3)  # no token is under 0
+        assert model.fits[-1]["pseudo_masked_chars"] == 0
     else:
         keep, targets = model.pseudo(probs, 0.0)  # every prediction passes a threshold of 0
         assert list(keep) == list(range(len(rest))) and len(targets) == len(rest)

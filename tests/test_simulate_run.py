@@ -78,6 +78,7 @@ def test_self_training_threshold_and_weight(tmp_path):
 
     assert pseudo_defaults("finetune") == (TrainOptions().pseudo_threshold, TrainOptions().doc_pseudo_weight)
     assert pseudo_defaults("finetune", TrainOptions(pseudo_threshold=0.95, doc_pseudo_weight=0.5)) == (0.95, 0.5)
+    assert pseudo_defaults("finetune", TrainOptions(pseudo_weight=0.2), "spans") == (TrainOptions().pseudo_threshold, 0.2)
     for bad in (dict(self_training_threshold=0.0), dict(self_training_threshold=1.5), dict(self_training_weight=0.0)):
         with pytest.raises(ValueError, match="self_training_"):
             run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin"], out=tmp_path / "x.json", **{**kw, **bad})
@@ -157,6 +158,19 @@ def test_finetune_query_model_is_the_loops_model(tmp_path):
     assert m["labeled_ids"][:20] == r["labeled_ids"][:20] and m["labeled_ids"][20:] != r["labeled_ids"][20:]
     # fine-tuned on the 240-tweet pool, it beats the majority class (macro-F1 of one class: about 0.26)
     assert on_disk["full_data"]["metric"] > 0.4, on_disk["full_data"]
-    with pytest.raises(ValueError, match="documents only"):
-        run_simulation(DATA / "ncbi_60.jsonl", DATA / "ncbi.xml", ["margin"], query_model="finetune", self_training=True,
-                       rounds=0, repeats=1, seed_size=10, out=tmp_path / "x.json", progress=False)
+
+
+@pytest.mark.slow
+def test_finetune_query_model_self_trains_spans_per_token(tmp_path):
+    from ml_backend.training import TrainOptions
+
+    rep = run_simulation(DATA / "ncbi_60.jsonl", DATA / "ncbi.xml", ["margin"], query_model="finetune", self_training=True,
+                         rounds=0, repeats=1, seed_size=10, out=tmp_path / "x.json", progress=False,
+                         train_options=TrainOptions(epochs=1, span_min_steps=4, batch_size=8))
+    n_pool = rep["n_documents"] - len(rep["test_ids"])
+    assert rep["self_training_weight"] == 0.3  # the loop's per-token weight, not its document weight
+    run = rep["strategies"]["margin+self_training"]["runs"][0]
+    assert run["pseudo_labeled"] == [n_pool - 10]  # per token: every unlabeled pool document joins
+    st_fits = [f for f in rep["fits"] if f.get("self_training")]
+    assert len(st_fits) == 1 and st_fits[0]["labels"] == 10 and st_fits[0]["pseudo_labels"] == n_pool - 10
+    assert st_fits[0]["steps"] >= 1

@@ -8,9 +8,10 @@ gold labels are then revealed. A full-data run (every non-test document) gives t
 Self-training (``self_training=True``) adds, for every strategy, a ``<strategy>+self_training`` variant:
 each round, pool documents the model is confident about (document confidence ≥ ``self_training_threshold``)
 join training with their predicted labels at sample weight ``self_training_weight``. Left as ``None`` both
-come from the query model (``PSEUDO_DEFAULTS``; ``finetune`` takes the loop's own ``TrainOptions``); for spans
-this is the document-level version (confidence = 1 - span uncertainty, every token of the document takes its
-argmax tag). Pseudo-labels never count as labels on the curve.
+come from the query model (``PSEUDO_DEFAULTS``; ``finetune`` takes the loop's own ``TrainOptions``). For spans the
+LR query model keeps whole documents (confidence = 1 - span uncertainty, every token takes its argmax tag);
+``finetune`` self-trains as the loop does, per token (``ml_backend.training.self_train``: every pool document
+joins, its tokens under the threshold masked out of the loss). Pseudo-labels never count as labels on the curve.
 """
 from __future__ import annotations
 
@@ -46,10 +47,9 @@ def _one_run(model: QueryModel, strategy_name: str, self_training: bool, pool: n
         remaining = pool[~in_labeled[pool]]
         rem_probs = model.probs(fitted, remaining) if len(remaining) else None
         if self_training and rem_probs is not None:
-            keep, targets = model.pseudo(rem_probs, threshold)
-            n_pseudo.append(int(len(keep)))
-            if len(keep):
-                fitted = model.fit(docs, remaining[keep], targets, weight)
+            fitted, n = model.self_train(fitted, docs, remaining, rem_probs, threshold, weight)
+            n_pseudo.append(n)
+            if n:
                 rem_probs = model.probs(fitted, remaining)
         metrics = model.evaluate(fitted, test)
         points.append({"labels": len(labeled), "metric": primary_metric(metrics)})
@@ -139,14 +139,12 @@ def run_simulation(
         if backend.corpus.ids != corpus.ids:
             raise ValueError("the given backend was built for other documents")
     features_s = time.perf_counter() - t_feat
-    threshold, weight = pseudo_defaults(qm, train_options)
+    threshold, weight = pseudo_defaults(qm, train_options, corpus.task)
     threshold = threshold if self_training_threshold is None else self_training_threshold
     weight = weight if self_training_weight is None else self_training_weight
 
     # tiny fits: one BLAS/OpenMP thread is faster than two fighting; fine-tuning wants every core
     limiter = threadpool_limits(1) if qm != "finetune" else None
-    if qm == "finetune" and self_training and corpus.task == "spans":
-        raise ValueError("self-training with the 'finetune' query model labels documents only")
     try:
         full_model = backend.fit(pool)
         full_metrics = backend.evaluate(full_model, test)

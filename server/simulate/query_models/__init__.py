@@ -82,13 +82,14 @@ def build_query_model(corpus: Corpus, query_model: str, encoder: str | None, *, 
     return cls.build(corpus, encoder, C=C, progress=progress, train_options=train_options, device=device), cls.name, encoder
 
 
-def pseudo_defaults(query_model: str, train_options=None) -> tuple[float, float]:
-    """Self-training's (threshold, weight) for a resolved query model: the loop's own for ``finetune``."""
+def pseudo_defaults(query_model: str, train_options=None, task: str = "choices") -> tuple[float, float]:
+    """Self-training's (threshold, weight) for a resolved query model: the loop's own for ``finetune`` (its
+    document weight for document labels, its per-token weight for spans)."""
     if query_model == "finetune":
         from ml_backend.training import TrainOptions
 
         opts = train_options or TrainOptions()
-        return opts.pseudo_threshold, opts.doc_pseudo_weight
+        return opts.pseudo_threshold, (opts.pseudo_weight if task == "spans" else opts.doc_pseudo_weight)
     return PSEUDO_DEFAULTS[query_model]
 
 

@@ -56,6 +56,16 @@ class QueryModel(ABC):
     def evaluate(self, model: Any, docs: np.ndarray) -> dict:
         """Metrics of the fitted model on ``docs`` against the gold targets."""
 
+    def self_train(self, model: Any, docs: np.ndarray, unlabeled: np.ndarray, probs: Any, threshold: float,
+                   weight: float) -> tuple[Any, int]:
+        """Self-training after ``model`` was fitted on ``docs``: its confident predictions on ``unlabeled`` (whose
+        probabilities are ``probs``) join the gold labels at ``weight`` in a refit. Returns (the model to use,
+        the number of pseudo-labeled documents)."""
+        keep, targets = self.pseudo(probs, threshold)
+        if not len(keep):
+            return model, 0
+        return self.fit(docs, unlabeled[keep], targets, weight), int(len(keep))
+
 
 def confident_choices(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Positions of confident document-label predictions and their predicted label ids."""

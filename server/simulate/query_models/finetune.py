@@ -1,8 +1,8 @@
 """The query model ``finetune``: the loop's own model and recipe (``ml_backend.training.train_control``: a
 fine-tuned SequenceClassifier or TokenClassifier, early stopping on the labeled documents that the task-id
 hash puts in the dev split) trained afresh every round. Far slower (minutes per round on 2 cores), but it is
-the model the live loop serves. Diversity uses the frozen encoder's mean-pooled embeddings. Self-training with
-it labels documents only."""
+the model the live loop serves. Diversity uses the frozen encoder's mean-pooled embeddings. Self-training is the
+loop's too (``ml_backend.training.self_train``): confident documents for document labels, per token for spans."""
 from __future__ import annotations
 
 import dataclasses
@@ -61,13 +61,18 @@ class Finetune(QueryModel):
         tg = [[labels[t]] for t in tg] if self.corpus.task == "choices" else [list(t) for t in tg]
         return Examples([self.corpus.texts[d] for d in docs], tg, None if weight == 1.0 else [weight] * len(docs))
 
-    def fit(self, docs, pseudo_docs=None, pseudo_targets=None, pseudo_weight: float = 0.3):
-        from ml_backend.training import merge_examples, train_control
-
+    def _split(self, docs) -> tuple[np.ndarray, np.ndarray]:
+        """(train, dev) positions of labeled docs: the task-id hash's dev split is held back, as in the loop."""
         docs = np.asarray(docs, dtype=np.int64)
         dev, train = docs[self.dev[docs]], docs[~self.dev[docs]]
         if len(train) == 0:  # every labeled doc hashed to dev: train on them rather than on nothing
             dev, train = dev[:0], dev
+        return train, dev
+
+    def fit(self, docs, pseudo_docs=None, pseudo_targets=None, pseudo_weight: float = 0.3):
+        from ml_backend.training import merge_examples, train_control
+
+        train, dev = self._split(docs)
         ex = self._examples(train)
         if pseudo_docs is not None and len(pseudo_docs):
             ex = merge_examples(ex, self._examples(pseudo_docs, pseudo_targets, pseudo_weight))
@@ -76,6 +81,24 @@ class Finetune(QueryModel):
         self.fits.append({"labels": int(len(docs)), "kind": model.kind, "steps": fit.get("steps"),
                           "seconds": fit.get("seconds")})
         return model
+
+    def self_train(self, model, docs, unlabeled, probs, threshold: float, weight: float):
+        """Spans: the loop's per-token self-training (the fitted teacher labels every unlabeled document, its
+        tokens under ``threshold`` masked, and continues on gold + pseudo-labels at ``weight``); document labels:
+        confident documents and a refit, as for every query model."""
+        if self.corpus.task != "spans":
+            return super().self_train(model, docs, unlabeled, probs, threshold, weight)
+        from ml_backend.training import self_train
+
+        train, dev = self._split(docs)
+        opts = dataclasses.replace(self.options, self_training=True, pseudo_threshold=threshold, pseudo_weight=weight)
+        model, info = self_train(self.control, model, self._examples(train), self._examples(dev),
+                                 [self.corpus.texts[d] for d in unlabeled], opts)
+        fit = info.get("self_training_fit") or {}
+        self.fits.append({"labels": int(len(docs)), "kind": model.kind, "steps": fit.get("steps"),
+                          "seconds": fit.get("seconds"), "self_training": True, "pseudo_labels": info["pseudo_labels"],
+                          "pseudo_masked_chars": info.get("pseudo_masked_chars", 0)})
+        return model, int(info["pseudo_labels"])
 
     def probs(self, model, docs: np.ndarray):
         texts = [self.corpus.texts[d] for d in docs]
@@ -90,7 +113,7 @@ class Finetune(QueryModel):
 
     def pseudo(self, probs, threshold: float):
         if self.corpus.task == "spans":
-            raise ValueError("self-training with the 'finetune' query model labels documents only")
+            raise ValueError("the 'finetune' query model self-trains spans per token (self_train), not per document")
         return confident_choices(probs, threshold)
 
     def evaluate(self, model, docs: np.ndarray) -> dict:
