@@ -5,8 +5,8 @@ documents (seeded), trains them through ``ml_backend.training.train_control`` (t
 split: the recipe's own validation rule applies) and scores strict entity F1 / P / R on the test split:
 
 - ``old``: 4 epochs at 8e-5, at least 100 steps, early stopping on a 10% slice of the labeled documents;
-- ``new``: ``SPAN_RECIPES["new"]``: the encoder at 2e-4, the head at 2e-3, at least 300 steps on every labeled
-  document, no validation slice, no early stopping;
+- ``new``: ``SPAN_RECIPES["new"]``: the encoder at 2e-4, the head at 2e-3, at least 300 steps of 100-token windows
+  (short documents: their tokens' worth) on every labeled document, no validation slice, no early stopping;
 - ``NAME+field=value+...``: a recipe with TrainOptions fields overridden (probes), e.g. ``new+lr=2e-4``;
   ``new+self_training=true`` adds the loop's self-training with the training split's other documents as the
   unlabeled pool (per-token pseudo-labels, uncertain tokens masked).

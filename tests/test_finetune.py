@@ -11,7 +11,7 @@ from server.config import default_model
 from tests.plugins.backend import DATA, read_jsonl
 
 LABELS = ["SpecificDisease", "DiseaseClass", "Modifier", "CompositeMention"]
-ZH_STEPS = 150  # 30 short documents: 2 batches an epoch
+ZH_STEPS = 90  # steps of 100-token windows: these 30 short questions (1,957 tokens) run 148 steps, 2 an epoch
 CHOICE_LABELS = ["positive", "neutral", "negative"]
 CHOICE_EXAMPLES = Examples(
     ["profits soared to a record", "shares jumped after strong sales", "the company cut its forecast", "losses widened and shares fell",
@@ -151,6 +151,22 @@ def test_without_early_stopping_the_whole_schedule_runs_and_the_validation_loss_
     per_epoch = -(-len(model.features(_ncbi(6).texts, _ncbi(6).targets)) // 4)
     assert info["epochs_run"] == 4 and info["steps"] == 4 * per_epoch
     assert all(r["val_loss"] is not None for r in info["history"]) and info["best_val_loss"] is None
+
+
+def test_a_token_floor_gives_short_documents_as_many_training_tokens_as_long_ones(tiny_model_dir):
+    model = _tiny_token_classifier(tiny_model_dir)
+    fit = dict(min_steps=6, epochs=1, batch_size=4, val_fraction=0, early_stopping=False, progress=False)
+    short = Examples([t.split(".")[0] + "." for t in _ncbi(8).texts], [[] for _ in range(8)])  # first sentences
+    feats = model.features(short.texts, short.targets)
+    tokens, per_epoch = sum(len(f[0]) for f in feats), -(-len(feats) // 4)
+    assert tokens < len(feats) * 32  # shorter than full windows, else the floor would change nothing
+    floor = 6 * 4 * 32  # 6 full batches of 4 windows of 32 tokens
+    assert model.fit(short, min_tokens=floor, **fit)["steps"] == -(-floor // tokens) * per_epoch > 6
+    assert model.fit(short, **fit)["steps"] == -(-6 // per_epoch) * per_epoch  # the plain step floor
+    # long documents fill their windows: the token floor asks for about the same schedule as the step floor
+    long = _ncbi(3)
+    long_epoch = -(-len(model.features(long.texts, long.targets)) // 4)
+    assert model.fit(long, min_tokens=floor, **fit)["steps"] - model.fit(long, **fit)["steps"] <= long_epoch
 
 
 def test_outside_tag_weight_is_the_loss_weight_of_o(tiny_model_dir):

@@ -158,6 +158,8 @@ def test_span_recipe_options_reach_the_token_classifier_fit_and_the_old_recipe_s
     assert (old.lr, old.span_min_steps, old.span_val_fraction, old.span_early_stopping, old.seed) == (8e-5, 100, 0.1, True, 3)
     new = span_recipe("new").fit_kwargs()
     assert (new["lr"], new["head_lr"], new["min_steps"], new["val_fraction"], new["early_stopping"]) == (2e-4, 2e-3, 300, 0.0, False)
+    assert new["min_tokens"] == 300 * 16 * 100 and old.fit_kwargs()["min_tokens"] == 0  # 100-token windows; old: steps only
+    assert TrainOptions(span_min_steps=10, batch_size=8, span_floor_window=64).fit_kwargs()["min_tokens"] == 10 * 8 * 64
     assert set(SPAN_RECIPES["old"]) == set(SPAN_RECIPES["new"])
     assert any(all(getattr(TrainOptions(), k) == v for k, v in r.items()) for r in SPAN_RECIPES.values())  # the defaults are a named recipe
     with pytest.raises(ValueError, match="unknown span recipe"):

@@ -75,6 +75,7 @@ def train_loop(
     lora_rank: int = 8,
     max_steps: int | None = None,
     min_steps: int = 0,
+    min_tokens: int = 0,
     head_lr: float | None = None,
     early_stopping: bool = True,
     seed: int = 0,
@@ -87,8 +88,10 @@ def train_loop(
     loss is still recorded.
 
     ``min_steps``: a small set runs more epochs, so that it gets at least this many optimizer steps (4 epochs of
-    100 documents are 28 steps, too few to move the encoder). Early stopping and the choice of the best
-    validation epoch start once they have run: a dev split of 15 documents is too noisy to cut them short.
+    100 documents are 28 steps, too few to move the encoder). ``min_tokens``: and at least this many training
+    tokens (specials included), so that a set of short documents, whose steps hold fewer tokens, is not trained
+    less than a set of long ones. Early stopping and the choice of the best validation epoch start once that
+    minimum schedule has run: a dev split of 15 documents is too noisy to cut it short.
     """
     import torch
     from tqdm.auto import tqdm
@@ -117,7 +120,9 @@ def train_loop(
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
     lengths = [len(f[0]) for f in feats]
     steps_per_epoch = math.ceil(len(feats) / batch_size)
-    epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
+    floor_epochs = max(math.ceil(min_steps / steps_per_epoch), math.ceil(min_tokens / max(1, sum(lengths))))
+    min_steps = max(min_steps, floor_epochs * steps_per_epoch if min_tokens else 0)
+    epochs = max(epochs, floor_epochs)
     total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
     warmup = max(1, int(total * warmup_ratio))
     sched = torch.optim.lr_scheduler.LambdaLR(
