@@ -124,7 +124,7 @@ def has_labels(control, records: list[dict]) -> bool:
     return any(c in control.labels for r in records for c in (r.get("choices") or {}).get(control.name, []))
 
 
-def _pseudo_token_examples(control, teacher, pool: list[str], opts: TrainOptions) -> Examples:
+def _pseudo_token_examples(control, teacher, pool: list[str], opts: TrainOptions, token_probs=None) -> Examples:
     """A token classifier's pseudo-labels per token: every pool text with the teacher's decoded spans, its
     tokens below ``pseudo_threshold`` masked out of the loss.
 
@@ -134,7 +134,7 @@ def _pseudo_token_examples(control, teacher, pool: list[str], opts: TrainOptions
     from .alignment import decode_spans
 
     texts, targets, masks = [], [], []
-    for text, (offs, probs) in zip(pool, teacher.token_probs(pool)):
+    for text, (offs, probs) in zip(pool, teacher.token_probs(pool) if token_probs is None else token_probs):
         real = [i for i, (s, e) in enumerate(offs) if s != e]
         if not real:
             continue
@@ -145,7 +145,7 @@ def _pseudo_token_examples(control, teacher, pool: list[str], opts: TrainOptions
     return Examples(texts, targets, [opts.pseudo_weight] * len(texts), masks)
 
 
-def _pseudo_examples(control, teacher, pool: list[str], opts: TrainOptions) -> Examples:
+def _pseudo_examples(control, teacher, pool: list[str], opts: TrainOptions, token_probs=None) -> Examples:
     """Confident teacher predictions on unlabeled texts, as weighted training examples.
 
     The weight is ``pseudo_weight`` (0.3 by default), or ``doc_pseudo_weight`` when a fine-tuned document
@@ -155,7 +155,7 @@ def _pseudo_examples(control, teacher, pool: list[str], opts: TrainOptions) -> E
     if not pool:
         return Examples([], [])
     if control.kind == "spans" and hasattr(teacher, "token_probs"):
-        return _pseudo_token_examples(control, teacher, pool, opts)
+        return _pseudo_token_examples(control, teacher, pool, opts, token_probs)
     texts, targets = [], []
     for text, pred in zip(pool, teacher.predict(pool)):
         if pred.confidence < opts.pseudo_threshold:
@@ -225,15 +225,17 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     return model, info
 
 
-def self_train(control, model, train: Examples, dev: Examples, pool: list[str], opts: TrainOptions, teacher=None):
+def self_train(control, model, train: Examples, dev: Examples, pool: list[str], opts: TrainOptions, teacher=None,
+               token_probs=None):
     """Self-training on an unlabeled pool after ``model`` was fitted on ``train``; returns (model, info).
 
     The teacher (``model`` unless given) labels the pool (per token for token classifiers, confident documents
     otherwise); a document classifier is replaced by a fresh student trained on gold + pseudo-labels, a token
     classifier continues on them, TF-IDF refits; the matcher and prototypes are returned unchanged.
+    ``token_probs``: the teacher's ``token_probs(pool)`` when the caller has them already (not predicted again).
     """
     info: dict = {}
-    pseudo = _pseudo_examples(control, teacher or model, list(pool), opts)
+    pseudo = _pseudo_examples(control, teacher or model, list(pool), opts, token_probs)
     info["pseudo_labels"] = len(pseudo.texts)
     if pseudo.masks is not None:
         info["pseudo_masked_chars"] = sum(e - s for m in pseudo.masks for s, e in m)

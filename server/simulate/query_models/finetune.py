@@ -41,6 +41,7 @@ class Finetune(QueryModel):
         self.progress = progress
         self._embeddings: np.ndarray | None = None
         self.fits: list[dict] = []
+        self._last_token_probs: tuple | None = None  # (model, docs, [(offsets, probs)]) of the last spans ``probs``
 
     @classmethod
     def build(cls, corpus, encoder, *, C=None, progress=True, train_options=None, device=None) -> Finetune:
@@ -72,6 +73,7 @@ class Finetune(QueryModel):
     def fit(self, docs, pseudo_docs=None, pseudo_targets=None, pseudo_weight: float = 0.3):
         from ml_backend.training import merge_examples, train_control
 
+        self._last_token_probs = None  # a new round: the last round's model need not stay in memory
         train, dev = self._split(docs)
         ex = self._examples(train)
         if pseudo_docs is not None and len(pseudo_docs):
@@ -90,10 +92,12 @@ class Finetune(QueryModel):
             return super().self_train(model, docs, unlabeled, probs, threshold, weight)
         from ml_backend.training import self_train
 
+        last, self._last_token_probs = self._last_token_probs, None
+        known = last[2] if last and last[0] is model and last[1] == np.asarray(unlabeled).tobytes() else None
         train, dev = self._split(docs)
         opts = dataclasses.replace(self.options, self_training=True, pseudo_threshold=threshold, pseudo_weight=weight)
         model, info = self_train(self.control, model, self._examples(train), self._examples(dev),
-                                 [self.corpus.texts[d] for d in unlabeled], opts)
+                                 [self.corpus.texts[d] for d in unlabeled], opts, token_probs=known)
         fit = info.get("self_training_fit") or {}
         self.fits.append({"labels": int(len(docs)), "kind": model.kind, "steps": fit.get("steps"),
                           "seconds": fit.get("seconds"), "self_training": True, "pseudo_labels": info["pseudo_labels"],
@@ -103,7 +107,9 @@ class Finetune(QueryModel):
     def probs(self, model, docs: np.ndarray):
         texts = [self.corpus.texts[d] for d in docs]
         if self.corpus.task == "spans":  # always a TokenClassifier: cold_start_labels is 0
-            return [p for _, p in model.token_probs(texts)]
+            pairs = model.token_probs(texts)
+            self._last_token_probs = (model, np.asarray(docs).tobytes(), pairs)  # self_train labels the pool from them
+            return [p for _, p in pairs]
         if not texts:
             return np.zeros((0, len(self.corpus.labels)))
         return np.array([[p.probs[lbl] for lbl in self.corpus.labels] for p in model.predict(texts)])
