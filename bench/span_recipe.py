@@ -19,7 +19,7 @@ tokens, a 250k → ~8k-row embedding, about 3x faster training steps). Prints a 
 from sub-word tags; entity F1 as served, spans extended to whole words; seconds per fit) and writes JSON.
 
     .venv/bin/python bench/span_recipe.py [--datasets ncbi1,zh] [--sizes 50,100,200,all] [--seeds 3]
-        [--recipes old,new] [--test-limit N] [--threads 1]
+        [--recipes old,new] [--test-limit N] [--threads 1] [--precision auto|bf16|fp32]
 """
 from __future__ import annotations
 
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="converted / trimmed encoders")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "span_recipe.json")
     ap.add_argument("--device", default="cpu", help="where fine-tuning runs: cpu, auto, cuda or cuda:N")
+    ap.add_argument("--precision", default="auto", help="auto (fp32 on the CPU), bf16 (autocast on the CPU too) or fp32")
     args = ap.parse_args(argv)
 
     import torch
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
+    from ml_backend.models.torch_utils import set_process_precision
+
+    set_process_precision(args.precision)
     from ml_backend.alignment import decode_spans
     from ml_backend.evaluation import evaluate_spans
     from ml_backend.models import Examples
@@ -156,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"dataset": ds, "docs": n, "seed": seed, "recipe": spec, "entity_f1": round(m["entity_f1"], 4),
                            "precision": round(m["precision"], 4), "recall": round(m["recall"], 4),
                            "entity_f1_words": round(m_snap["entity_f1"], 4), "fit_seconds": round(seconds, 1),
-                           "steps": fit["steps"], "epochs_run": fit["epochs_run"], "encoder": record["chosen"]}
+                           "steps": fit["steps"], "epochs_run": fit["epochs_run"], "encoder": record["chosen"],
+                           "dtype": fit["precision"]}
                     if "pseudo_labels" in info:
                         row["pseudo_docs"] = info["pseudo_labels"]
                         row["pseudo_masked_chars"] = info.get("pseudo_masked_chars")
@@ -169,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["dataset"], r["docs"], r["recipe"]), []).append(r)
+        dtype = r.get("dtype", "fp32")
+        groups.setdefault((r["dataset"], r["docs"], r["recipe"] + ("" if dtype == "fp32" else f" ({dtype})")), []).append(r)
     for (ds, n, spec), rs in groups.items():
         f1 = np.array([r["entity_f1"] for r in rs])
         print(f"| {ds} | {n} | {spec} | {f1.mean():.3f} ± {f1.std():.3f} | {np.mean([r['precision'] for r in rs]):.3f} | "

@@ -4,6 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+# autocast precision (models.torch_utils.amp_dtype): auto = bf16 (fp16 without bf16) on CUDA, fp32 on the CPU;
+# bf16 = bf16 autocast on the CPU too (faster steps on CPUs with AVX-512 BF16 or AMX, docs/benchmarks.md
+# "Precision"); fp32 = no autocast anywhere
+PRECISIONS = ("auto", "bf16", "fp32")
+
 
 @dataclass(frozen=True)
 class BackendSettings:
@@ -14,6 +19,7 @@ class BackendSettings:
     quantize: str = "none"  # one of ml_backend.models.hf.QUANTIZE_MODES
     threads: int = 0  # torch / ONNX Runtime intra-op threads; 0: one per available core
     device: str = "auto"  # auto | cpu | cuda | cuda:N (models.torch_utils.resolve_device); auto: CUDA when torch sees one
+    precision: str = "auto"  # auto | bf16 | fp32 (models.torch_utils.PRECISIONS); bf16: autocast on the CPU too
     max_length: int = 256  # tokens per window (incl. special tokens)
     cache_size: int = 50_000  # predictions kept in the LRU cache
     max_text_chars: int = 500_000  # a longer task text gets an empty prediction

@@ -83,7 +83,7 @@ class BackendState:
 
         self.settings = settings
         # every model this process loads runs here (ValueError naming a bad or absent device, before any load)
-        self.device = device_name(set_process_device(settings.device))
+        self.device = device_name(set_process_device(settings.device, settings.precision))
         self.registry = Registry(settings)
         self.cache = PredictionCache(settings.cache_size)
         self.metrics = Metrics(multiprocess=multiprocess_dir() is not None)

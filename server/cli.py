@@ -362,7 +362,7 @@ def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lor
     from .loop import run_round
 
     settings = settings_for(data_dir, device=device)
-    set_process_device(settings.device)  # the serving version this round compares with loads there too
+    set_process_device(settings.device, settings.precision)  # the serving version this round compares with loads there too
     opts = train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers, lora=lora, tolerance=tolerance, mlm_steps=mlm_steps)
     try:
         rec = run_round(settings, project, options=opts, strategy=strategy, trigger=trigger)
@@ -496,12 +496,16 @@ def score(data_dir, export_dir, predictions, split, as_json):
 def simulate(data, schema, strategies, self_training, seed_size, batch_size, rounds, repeats, query_model, out, seed, mlm_steps,
              self_training_threshold, self_training_weight, device):
     """Simulate active learning offline against gold labels: learning curves and labels-to-95%."""
+    from ml_backend.models.torch_utils import set_process_precision
+
     from .simulate import run_simulation, summary_table
 
+    settings = settings_for(None, device=device)
+    set_process_precision(settings.precision)
     result = run_simulation(data, schema, list(strategies), self_training=self_training, seed_size=seed_size, batch_size=batch_size,
                             rounds=rounds, repeats=repeats, query_model=query_model, out=out, seed=seed, mlm_steps=mlm_steps,
                             self_training_threshold=self_training_threshold, self_training_weight=self_training_weight,
-                            device=settings_for(None, device=device).device)
+                            device=settings.device)
     click.echo(summary_table(result))
     click.echo(f"wrote {out}")
 

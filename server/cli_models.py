@@ -21,11 +21,14 @@ from .cli_base import data_dir_option, settings_for, train_options
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop training after this many optimizer steps.")
 def distill(data_dir, project, layers, from_version, tolerance, temperature, kd_weight, layer_weight, max_steps):
     """Distil the serving version into a smaller, faster student, promoted only within --tolerance of the teacher."""
+    from ml_backend.models.torch_utils import set_process_device
     from .distill import run_distill
     from .locks import EXIT_ROUND_RUNNING, RoundRunning
 
+    settings = settings_for(data_dir)
+    set_process_device(settings.device, settings.precision)  # the teacher and its student load there
     try:
-        rec = run_distill(settings_for(data_dir), project, layers=layers, from_version=from_version, tolerance=tolerance,
+        rec = run_distill(settings, project, layers=layers, from_version=from_version, tolerance=tolerance,
                           temperature=temperature, kd_weight=kd_weight, layer_weight=layer_weight, max_steps=max_steps)
     except RoundRunning as exc:
         click.echo(f"Error: {exc}", err=True)
@@ -57,7 +60,7 @@ def pretrain(data_dir, project, data_paths, maps, control, starters, limit, epoc
     if (starters and (project or data_paths)) or (not starters and not (project and data_paths)):
         raise ConfigError("give a PROJECT and at least one --data FILE, or --starters alone (every project's shipped starter set)")
     settings = settings_for(data_dir)
-    set_process_device(settings.device)
+    set_process_device(settings.device, settings.precision)
     steps = {"min_steps": min_steps, "span_min_steps": min_steps} if min_steps is not None else {}
     opts = train_options(cold_start_labels=settings.cold_start_labels, epochs=epochs, tolerance=tolerance, **steps)
     if starters:

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from ml_backend.settings import PRECISIONS
+
 from .datadir import DataDir
 
 # Environment variable names (the only place they are spelled out).
@@ -12,6 +14,7 @@ ENV_HOME = "GOLDLOOP_HOME"
 ENV_MODEL = "GOLDLOOP_MODEL"
 ENV_QUANTIZE = "GOLDLOOP_QUANTIZE"
 ENV_DEVICE = "GOLDLOOP_DEVICE"
+ENV_PRECISION = "GOLDLOOP_PRECISION"  # auto | bf16 | fp32 (ml_backend.settings.PRECISIONS)
 ENV_BASIC_AUTH_USER = "GOLDLOOP_BASIC_AUTH_USER"
 ENV_BASIC_AUTH_PASS = "GOLDLOOP_BASIC_AUTH_PASS"
 ENV_LS_URL = "LABEL_STUDIO_URL"
@@ -57,6 +60,7 @@ class Settings:
     model_name: str = ""  # HF model id or local path; "" means default_model()
     quantize: str = "none"  # one of ml_backend.models.hf.QUANTIZE_MODES
     device: str = "auto"  # auto | cpu | cuda | cuda:N: where models train and serve (auto: CUDA when torch sees one)
+    precision: str = "auto"  # auto | bf16 | fp32: autocast (auto: bf16/fp16 on CUDA, fp32 on the CPU)
     basic_auth_user: str | None = None
     basic_auth_pass: str | None = field(default=None, repr=False)
     ls_url: str | None = None
@@ -117,7 +121,7 @@ class Settings:
 
         return BackendSettings(
             model=self.model, models_dir=self.models_dir, quantize=self.quantize, threads=self.threads, device=self.device,
-            max_length=self.max_length, cache_size=self.cache_size, max_text_chars=self.max_text_chars,
+            precision=self.precision, max_length=self.max_length, cache_size=self.cache_size, max_text_chars=self.max_text_chars,
             basic_auth_user=self.basic_auth_user, basic_auth_pass=self.basic_auth_pass,
         )
 
@@ -133,6 +137,9 @@ class Settings:
         s.model_name = env.get(ENV_MODEL, "")
         s.quantize = env.get(ENV_QUANTIZE, "none")
         s.device = env.get(ENV_DEVICE) or "auto"
+        s.precision = (env.get(ENV_PRECISION) or "auto").strip().lower()
+        if s.precision not in PRECISIONS:
+            raise ValueError(f"{ENV_PRECISION} must be {', '.join(PRECISIONS)}, got {env[ENV_PRECISION]!r}")
         s.basic_auth_user = env.get(ENV_BASIC_AUTH_USER) or None
         s.basic_auth_pass = env.get(ENV_BASIC_AUTH_PASS) or None
         s.ls_url = env.get(ENV_LS_URL) or None

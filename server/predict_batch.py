@@ -48,7 +48,7 @@ class BatchPredictor:
     def __init__(self, job: Job):
         from ml_backend.models.torch_utils import set_process_device
 
-        set_process_device(job.settings.device)
+        set_process_device(job.settings.device, job.settings.precision)
         self.spec = parse_label_config(job.label_config)
         self.pm = Registry(job.settings).get(job.project_key, self.spec)
         if self.pm.version != job.version:

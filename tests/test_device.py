@@ -1,6 +1,7 @@
 """The device choice (models/torch_utils.py: resolve_device and the process's device) and what follows it: models,
-fine-tuning, saving and loading, /health and /metrics, the CLI's --device. On this CPU, ``auto`` must change
-nothing; the tests marked ``gpu`` need CUDA (``pytest -m gpu``) and skip without it."""
+fine-tuning, saving and loading, /health and /metrics, the CLI's --device; the process's precision (auto, bf16
+autocast on the CPU, fp32). On this CPU, ``auto`` must change nothing; the tests marked ``gpu`` need CUDA
+(``pytest -m gpu``) and skip without it."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,10 +13,10 @@ from safetensors import safe_open
 from ml_backend import create_app
 from ml_backend.models import Examples, SequenceClassifier, TokenClassifier, load_model
 from ml_backend.models.torch_utils import (amp_dtype, autocast, cpu_state_dict, device_name, device_token_budget, grad_scaler,
-                                           pad_batch, resolve_device, set_process_device)
+                                           pad_batch, precision_name, resolve_device, set_process_device, set_process_precision)
 from ml_backend.training import TrainOptions, train_control
 from server.cli import main
-from server.config import ENV_DEVICE, Settings
+from server.config import ENV_DEVICE, ENV_PRECISION, Settings
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -27,9 +28,9 @@ FIT = {"epochs": 2, "batch_size": 4, "min_steps": 0, "progress": False}
 
 @pytest.fixture(autouse=True)
 def _process_device_restored():
-    """Tests that set the process's device put ``auto`` back."""
+    """Tests that set the process's device or precision put ``auto`` back."""
     yield
-    set_process_device("auto")
+    set_process_device("auto", "auto")
 
 
 def fitted_token_classifier(tiny_model_dir, device):
@@ -174,6 +175,71 @@ def test_the_cli_answers_a_bad_device_in_one_line(command, tmp_path):
     assert result.exit_code == 1
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "'gpu'" in lines[0] and "auto, cpu, cuda or cuda:N" in lines[0]
+
+
+# --- precision ----------------------------------------------------------------------------------------------------
+
+
+def test_bf16_autocasts_on_the_cpu_and_auto_puts_fp32_back():
+    cpu = torch.device("cpu")
+    a = torch.randn(3, 4)
+    assert set_process_precision(" BF16 ") == "bf16"
+    assert amp_dtype(cpu) == torch.bfloat16 and precision_name(cpu) == "bf16"
+    assert not grad_scaler(cpu).is_enabled()  # bf16 needs no loss scaling
+    with autocast(cpu):
+        assert (a @ a.T).dtype == torch.bfloat16
+    set_process_precision("fp32")
+    assert amp_dtype(cpu) is None and precision_name(cpu) == "fp32"
+    set_process_precision("auto")
+    with autocast(cpu):
+        assert (a @ a.T).dtype == torch.float32
+
+
+def test_a_bad_precision_is_refused_and_changes_nothing():
+    set_process_precision("bf16")
+    with pytest.raises(ValueError, match="auto, bf16, fp32") as exc:
+        set_process_precision("fp16")
+    assert "'fp16'" in str(exc.value) and precision_name("cpu") == "bf16"
+    with pytest.raises(ValueError, match="'half'"):
+        set_process_device("cpu", "half")
+    assert precision_name("cpu") == "bf16"
+
+
+def test_a_bf16_fit_on_the_cpu_trains_predicts_and_records_it(tiny_model_dir):
+    set_process_precision("bf16")
+    m, info = fitted_token_classifier(tiny_model_dir, "cpu")
+    assert info["precision"] == "bf16" and all(np.isfinite(h["train_loss"]) for h in info["history"])
+    bf16 = [p for _, p in m.token_probs(TEXTS[:4])]
+    set_process_precision("fp32")
+    fp32 = [p for _, p in m.token_probs(TEXTS[:4])]
+    for p, q in zip(bf16, fp32):  # the same weights: bf16 matmuls round, so close but not equal
+        assert p.dtype == np.float32 and np.allclose(p.sum(1), 1, atol=1e-3)
+        assert np.abs(p - q).max() < 0.05
+    assert any(not np.array_equal(p, q) for p, q in zip(bf16, fp32))
+    _, info32 = fitted_token_classifier(tiny_model_dir, "cpu")
+    assert info32["precision"] == "fp32"
+
+
+def test_settings_read_the_precision_from_the_environment():
+    assert Settings.from_env({}).precision == "auto"
+    s = Settings.from_env({ENV_PRECISION: "BF16"})
+    assert s.precision == "bf16" and s.backend_settings().precision == "bf16"
+    with pytest.raises(ValueError, match=f"{ENV_PRECISION} must be auto, bf16, fp32, got 'fp16'"):
+        Settings.from_env({ENV_PRECISION: "fp16"})
+
+
+def test_the_backend_runs_in_its_settings_precision(tiny_settings):
+    create_app(tiny_settings.with_overrides(precision="bf16"))
+    assert precision_name("cpu") == "bf16"
+    with pytest.raises(ValueError, match="'fp8'"):
+        create_app(tiny_settings.with_overrides(precision="fp8"))
+
+
+def test_the_cli_answers_a_bad_precision_in_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["train", "demo", "--data-dir", str(tmp_path)], env={ENV_PRECISION: "fp16"})
+    assert result.exit_code == 1
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and ENV_PRECISION in lines[0] and "'fp16'" in lines[0]
 
 
 # --- CUDA (pytest -m gpu) ------------------------------------------------------------------------------------------

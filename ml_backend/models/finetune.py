@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .base import Examples
-from .torch_utils import autocast, grad_scaler, length_batches, pad_batch, pooled_output
+from .torch_utils import autocast, grad_scaler, length_batches, pad_batch, pooled_output, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ def train_loop(
         "seconds": round(time.perf_counter() - started, 2),
         "examples": len(feats),
         "device": str(device),
+        "precision": precision_name(device),
     }
 
 

@@ -14,6 +14,7 @@ Saved weights are CPU tensors: a model trained on one device loads on any.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -199,8 +200,9 @@ class HFModel:
         out: list[np.ndarray | None] = [None] * len(seqs)
         pad = self.tokenizer.pad_token_id or 0
         batches = length_batches([len(s) for s in seqs], self.batch_size, token_budget or self.token_budget)
-        # CUDA fp32 weights run under bf16/fp16 autocast; the CPU and the bf16/int8 twins run as they are
-        amp = autocast(device) if self.quantize == "none" else autocast("cpu")
+        # fp32 weights run under the process's autocast (bf16/fp16 on CUDA; the CPU only with precision bf16); the
+        # bf16/int8 serving twins run as they are
+        amp = autocast(device) if self.quantize == "none" else nullcontext()
         with torch.inference_mode(), amp:
             for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
                 ids, mask = pad_batch([seqs[i] for i in batch], pad)

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..settings import PRECISIONS
+
 # transformers resolves its attributes lazily and that is not thread-safe: two threads loading models at
 # once (the backend warms several projects in parallel) can see "no attribute 'AutoTokenizer'". Every
 # access to it goes through this lock.
@@ -56,6 +58,7 @@ DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 # the device a model built without an explicit one runs on; a process serves or trains on one device, set
 # once where it starts (the backend's app, `goldloop train`), like torch's thread count
 _process_device = "auto"
+_process_precision = "auto"  # one of ..settings.PRECISIONS
 
 
 def resolve_device(spec: str | None = None):
@@ -83,12 +86,30 @@ def resolve_device(spec: str | None = None):
     return torch.device("cuda", n)
 
 
-def set_process_device(spec: str):
-    """Make ``spec`` the device of every model built without an explicit one; returns it resolved (validates first)."""
+def set_process_device(spec: str, precision: str | None = None):
+    """Make ``spec`` the device of every model built without an explicit one (and ``precision``, when given, the
+    process's precision); returns the device resolved (validates both first)."""
     global _process_device
     device = resolve_device(spec)
+    if precision is not None:
+        set_process_precision(precision)
     _process_device = str(spec)
     return device
+
+
+def check_precision(spec: str) -> str:
+    """``auto | bf16 | fp32`` normalised; anything else raises ValueError naming the value."""
+    value = str(spec).strip().lower()
+    if value not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {spec!r}")
+    return value
+
+
+def set_process_precision(spec: str) -> str:
+    """Make ``spec`` the precision every model of this process trains and predicts in (``amp_dtype``)."""
+    global _process_precision
+    _process_precision = check_precision(spec)
+    return _process_precision
 
 
 def device_name(device) -> str:
@@ -102,20 +123,31 @@ def device_name(device) -> str:
 
 
 def amp_dtype(device):
-    """The mixed-precision dtype on a device: bf16 where the GPU supports it, else fp16; None on the CPU (fp32)."""
+    """The autocast dtype on a device under the process's precision, None for fp32: on CUDA bf16 where the GPU
+    supports it, else fp16 (unless ``fp32``); on the CPU bf16 only when the precision is ``bf16``."""
     import torch
 
-    if torch.device(device).type != "cuda":
+    kind = torch.device(device).type
+    if _process_precision == "fp32" or kind not in ("cuda", "cpu"):
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if kind == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if _process_precision == "bf16" else None
 
 
 def autocast(device):
-    """Autocast to ``amp_dtype`` on CUDA; on the CPU a no-op context (fp32 as always)."""
+    """Autocast to ``amp_dtype`` on the device; a no-op context where that is None (fp32)."""
     import torch
 
     dtype = amp_dtype(device)
-    return torch.autocast(device_type="cuda", dtype=dtype) if dtype is not None else nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def precision_name(device) -> str:
+    """What a model trains or predicts in on ``device``: ``bf16``, ``fp16`` or ``fp32`` (recorded with each fit)."""
+    import torch
+
+    return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[amp_dtype(device)]
 
 
 def grad_scaler(device):
