@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.span_recipe import DATASETS, data_dir, encoder_for, read_jsonl  # noqa: E402
 
-PRECISIONS = ("fp32", "bf16")
+COMPARED = ("fp32", "bf16")
 
 
 def cpu_flags() -> list[str]:
@@ -79,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         labels = DATASETS[ds][1] or sorted({lbl for doc in spans for _, _, lbl in doc})
         examples = Examples([d["text"] for d in picked], spans)
         test = [d["text"] for d in test_docs[: args.predict_docs]]
-        step_s: dict[str, list[float]] = {p: [] for p in PRECISIONS}
-        docs_s: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+        step_s: dict[str, list[float]] = {p: [] for p in COMPARED}
+        docs_s: dict[str, list[float]] = {p: [] for p in COMPARED}
         for _ in range(args.repeats):
             model = None
-            for prec in PRECISIONS:
+            for prec in COMPARED:
                 set_process_precision(prec)
                 torch.manual_seed(0)
                 model = TokenClassifier(labels, model_name=model_name, train_length=recipe.train_length, device="cpu", threads=args.threads)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                                 batch_size=recipe.batch_size, early_stopping=False, progress=False, seed=0)
                 assert fit["precision"] == prec, fit["precision"]
                 step_s[prec].append(fit["seconds"] / fit["steps"])
-            for prec in PRECISIONS:  # the same (bf16-trained) weights in each precision
+            for prec in COMPARED:  # the same (bf16-trained) weights in each precision
                 set_process_precision(prec)
                 started = time.perf_counter()
                 model.token_probs(test)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         set_process_precision("auto")
         encoder = record["chosen"] if "/" not in record["chosen"] else "/".join(Path(record["chosen"]).parts[-2:])
         row = {"dataset": ds, "encoder": encoder, "train_docs": len(picked), "steps": args.steps, "repeats": args.repeats}
-        for prec in PRECISIONS:
+        for prec in COMPARED:
             row[f"{prec}_s_per_step"] = round(statistics.median(step_s[prec]), 3)
             row[f"{prec}_predict_docs_per_s"] = round(statistics.median(docs_s[prec]), 1)
         row["train_speedup"] = round(row["fp32_s_per_step"] / row["bf16_s_per_step"], 2)

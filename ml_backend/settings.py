@@ -10,6 +10,14 @@ from pathlib import Path
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def check_precision(spec: str, name: str = "precision") -> str:
+    """``auto | bf16 | fp32`` normalised; anything else raises ValueError naming ``name`` and the value."""
+    value = str(spec).strip().lower()
+    if value not in PRECISIONS:
+        raise ValueError(f"{name} must be {', '.join(PRECISIONS)}, got {spec!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class BackendSettings:
     """The backend's configuration: the encoder, serving precision and device, limits, where model versions live, auth."""
@@ -19,7 +27,7 @@ class BackendSettings:
     quantize: str = "none"  # one of ml_backend.models.hf.QUANTIZE_MODES
     threads: int = 0  # torch / ONNX Runtime intra-op threads; 0: one per available core
     device: str = "auto"  # auto | cpu | cuda | cuda:N (models.torch_utils.resolve_device); auto: CUDA when torch sees one
-    precision: str = "auto"  # auto | bf16 | fp32 (models.torch_utils.PRECISIONS); bf16: autocast on the CPU too
+    precision: str = "auto"  # auto | bf16 | fp32 (PRECISIONS above); bf16: autocast on the CPU too
     max_length: int = 256  # tokens per window (incl. special tokens)
     cache_size: int = 50_000  # predictions kept in the LRU cache
     max_text_chars: int = 500_000  # a longer task text gets an empty prediction

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from ml_backend.settings import PRECISIONS
+from ml_backend.settings import check_precision
 
 from .datadir import DataDir
 
@@ -137,9 +137,7 @@ class Settings:
         s.model_name = env.get(ENV_MODEL, "")
         s.quantize = env.get(ENV_QUANTIZE, "none")
         s.device = env.get(ENV_DEVICE) or "auto"
-        s.precision = (env.get(ENV_PRECISION) or "auto").strip().lower()
-        if s.precision not in PRECISIONS:
-            raise ValueError(f"{ENV_PRECISION} must be {', '.join(PRECISIONS)}, got {env[ENV_PRECISION]!r}")
+        s.precision = check_precision(env.get(ENV_PRECISION) or "auto", ENV_PRECISION)
         s.basic_auth_user = env.get(ENV_BASIC_AUTH_USER) or None
         s.basic_auth_pass = env.get(ENV_BASIC_AUTH_PASS) or None
         s.ls_url = env.get(ENV_LS_URL) or None

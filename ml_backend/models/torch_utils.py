@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..settings import PRECISIONS
+from ..settings import check_precision
 
 # transformers resolves its attributes lazily and that is not thread-safe: two threads loading models at
 # once (the backend warms several projects in parallel) can see "no attribute 'AutoTokenizer'". Every
@@ -58,7 +58,7 @@ DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 # the device a model built without an explicit one runs on; a process serves or trains on one device, set
 # once where it starts (the backend's app, `goldloop train`), like torch's thread count
 _process_device = "auto"
-_process_precision = "auto"  # one of ..settings.PRECISIONS
+_process_precision = "auto"  # one of ..settings.PRECISIONS (check_precision)
 
 
 def resolve_device(spec: str | None = None):
@@ -95,14 +95,6 @@ def set_process_device(spec: str, precision: str | None = None):
         set_process_precision(precision)
     _process_device = str(spec)
     return device
-
-
-def check_precision(spec: str) -> str:
-    """``auto | bf16 | fp32`` normalised; anything else raises ValueError naming the value."""
-    value = str(spec).strip().lower()
-    if value not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {spec!r}")
-    return value
 
 
 def set_process_precision(spec: str) -> str:
