@@ -143,7 +143,7 @@ def _after(resp):
 def health():
     st = state()
     return jsonify(status="UP", model_class="goldloop", loaded_projects=sorted(p for p, _ in st.registry.serving_items()), device=st.device,
-                   pid=os.getpid())
+                   precision=st.precision, pid=os.getpid())
 
 
 @bp.post("/setup")

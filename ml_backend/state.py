@@ -79,11 +79,13 @@ class BackendState:
     """Everything one backend app holds."""
 
     def __init__(self, settings: BackendSettings, trainer: Callable[[str, dict], Any] | None = None):
-        from .models.torch_utils import device_name, set_process_device
+        from .models.torch_utils import device_name, precision_name, set_process_device
 
         self.settings = settings
         # every model this process loads runs here (ValueError naming a bad or absent device, before any load)
-        self.device = device_name(set_process_device(settings.device, settings.precision))
+        device = set_process_device(settings.device, settings.precision)
+        self.device = device_name(device)
+        self.precision = precision_name(device)  # what they train and predict in there: bf16, fp16 or fp32
         self.registry = Registry(settings)
         self.cache = PredictionCache(settings.cache_size)
         self.metrics = Metrics(multiprocess=multiprocess_dir() is not None)

@@ -229,8 +229,12 @@ def test_settings_read_the_precision_from_the_environment():
 
 
 def test_the_backend_runs_in_its_settings_precision(tiny_settings):
-    create_app(tiny_settings.with_overrides(precision="bf16"))
+    app = create_app(tiny_settings.with_overrides(precision="bf16"))
     assert precision_name("cpu") == "bf16"
+    reported = app.test_client().get("/health").get_json()["precision"]
+    assert reported == precision_name(resolve_device("auto")) and (HAS_CUDA or reported == "bf16")
+    app = create_app(tiny_settings.with_overrides(precision="fp32"))
+    assert app.test_client().get("/health").get_json()["precision"] == "fp32"
     with pytest.raises(ValueError, match="'fp8'"):
         create_app(tiny_settings.with_overrides(precision="fp8"))
 

@@ -63,6 +63,12 @@ def test_query_model_contract(cls, task, corpora):
         assert len(model.pseudo(probs, 1.01)[0]) == 0
         refitted = model.fit(labeled, rest[keep], targets, 0.3)
         assert len(model.probs(refitted, rest)) == len(rest)
+    # self-training and refits leave the fitted model as it was: the simulation shares the seed round's model
+    again = model.probs(fitted, rest)
+    if task == "choices":
+        assert np.allclose(again, probs, atol=1e-6)
+    else:
+        assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(again, probs))
     assert 0.0 <= primary_metric(model.evaluate(fitted, rest)) <= 1.0
 
 

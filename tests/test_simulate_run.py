@@ -146,8 +146,8 @@ def test_finetune_query_model_is_the_loops_model(tmp_path):
     )
     on_disk = json.loads((tmp_path / "ft.json").read_text())
     assert on_disk["query_model"] == rep["query_model"] == "finetune" and on_disk["encoder"]
-    # one full-data fit, then two rounds (20 and 40 labels) per strategy
-    assert [f["labels"] for f in on_disk["fits"]] == [240, 20, 40, 20, 40]
+    # one full-data fit, the seed round's model (20 labels, shared by both strategies), a 40-label round each
+    assert [f["labels"] for f in on_disk["fits"]] == [240, 20, 40, 40]
     assert all(f["kind"] == "sequence_classifier" and f["steps"] >= 30 for f in on_disk["fits"])
     test_ids = set(on_disk["test_ids"])
     for res in on_disk["strategies"].values():
@@ -173,4 +173,6 @@ def test_finetune_query_model_self_trains_spans_per_token(tmp_path):
     assert run["pseudo_labeled"] == [n_pool - 10]  # per token: every unlabeled pool document joins
     st_fits = [f for f in rep["fits"] if f.get("self_training")]
     assert len(st_fits) == 1 and st_fits[0]["labels"] == 10 and st_fits[0]["pseudo_labels"] == n_pool - 10
+    # margin and margin+self_training start from one seed-round model, fitted once
+    assert [f["labels"] for f in rep["fits"] if not f.get("self_training")] == [n_pool, 10]
     assert st_fits[0]["steps"] >= 1

@@ -33,8 +33,9 @@ from .report import SELF_TRAINING_SUFFIX, compare_strategies, strategy_result
 
 def _one_run(model: QueryModel, strategy_name: str, self_training: bool, pool: np.ndarray, test: np.ndarray,
              seed_docs: np.ndarray, rng: np.random.Generator, *, batch_size: int, rounds: int,
-             threshold: float, weight: float, strategy_kw: dict, tick: Callable[[], Any]) -> dict:
-    """One learning curve for one strategy and one seed set."""
+             threshold: float, weight: float, strategy_kw: dict, tick: Callable[[], Any],
+             seed_fit: Callable[[np.ndarray], Any] | None = None) -> dict:
+    """One learning curve for one strategy and one seed set; ``seed_fit`` fits the seed round (shared)."""
     strategy = get_strategy(strategy_name, **strategy_kw)
     kind = strategy_name if strategy_name in ("least_confidence", "margin", "entropy") else "margin"
     labeled = list(seed_docs)
@@ -43,7 +44,7 @@ def _one_run(model: QueryModel, strategy_name: str, self_training: bool, pool: n
     points, n_pseudo = [], []
     for rnd in range(rounds + 1):
         docs = np.asarray(labeled, dtype=np.int64)
-        fitted = model.fit(docs)
+        fitted = seed_fit(docs) if rnd == 0 and seed_fit is not None else model.fit(docs)
         remaining = pool[~in_labeled[pool]]
         rem_probs = model.probs(fitted, remaining) if len(remaining) else None
         if self_training and rem_probs is not None:
@@ -157,6 +158,16 @@ def run_simulation(
         bar = tqdm(total=len(variants) * repeats * n_points, desc="simulate", disable=not progress)
         results: dict[str, dict] = {}
         timing: dict[str, float] = {}
+        # every variant of a repeat starts from the same seed set, so its first model is fitted once and shared
+        # (query models never change a fitted model; a minutes-long fine-tune per variant is saved)
+        seed_models: dict[int, Any] = {}
+
+        def shared_seed_fit(s: int) -> Callable[[np.ndarray], Any]:
+            def fit(docs: np.ndarray) -> Any:
+                if s not in seed_models:
+                    seed_models[s] = backend.fit(docs)
+                return seed_models[s]
+            return fit
         for name, st in variants:
             key = name + (SELF_TRAINING_SUFFIX if st else "")
             bar.set_postfix_str(key)
@@ -167,7 +178,7 @@ def run_simulation(
                 run = _one_run(
                     backend, name, st, pool, test, seed_docs, np.random.default_rng(s + 1),
                     batch_size=batch_size, rounds=rounds, threshold=threshold,
-                    weight=weight, strategy_kw={}, tick=lambda: bar.update(1),
+                    weight=weight, strategy_kw={}, tick=lambda: bar.update(1), seed_fit=shared_seed_fit(s),
                 )
                 runs.append({"repeat": r, "seed": s, **run})
             timing[key] = round(time.perf_counter() - ts, 3)

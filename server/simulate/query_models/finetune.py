@@ -5,6 +5,7 @@ the model the live loop serves. Diversity uses the frozen encoder's mean-pooled 
 loop's too (``ml_backend.training.self_train``): confident documents for document labels, per token for spans."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -94,6 +95,7 @@ class Finetune(QueryModel):
 
         last, self._last_token_probs = self._last_token_probs, None
         known = last[2] if last and last[0] is model and last[1] == np.asarray(unlabeled).tobytes() else None
+        model = copy.deepcopy(model)  # the teacher continues training: on a copy, the given model stays as it was
         train, dev = self._split(docs)
         opts = dataclasses.replace(self.options, self_training=True, pseudo_threshold=threshold, pseudo_weight=weight)
         model, info = self_train(self.control, model, self._examples(train), self._examples(dev),
