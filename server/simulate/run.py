@@ -159,7 +159,8 @@ def run_simulation(
         results: dict[str, dict] = {}
         timing: dict[str, float] = {}
         # every variant of a repeat starts from the same seed set, so its first model is fitted once and shared
-        # (query models never change a fitted model; a minutes-long fine-tune per variant is saved)
+        # (query models never change a fitted model; a minutes-long fine-tune per variant is saved). The first
+        # variant's timing includes that fit.
         seed_models: dict[int, Any] = {}
 
         def shared_seed_fit(s: int) -> Callable[[np.ndarray], Any]:

@@ -15,8 +15,9 @@ class QueryModel(ABC):
     """Features of every document of a corpus, computed once, and a model refitted on each labeled set.
 
     ``fit`` returns an opaque fitted model; the other methods take it (or the probabilities ``probs`` gives)
-    back and never change it (the simulation shares a repeat's seed-round model between strategies). Document positions (``docs``) index ``corpus``. Probabilities are ``[n, n_labels]`` for document
-    labels, and one ``[T, n_tags]`` array of token probabilities per document for spans.
+    back and never change it (the simulation shares a repeat's seed-round model between strategies). Document
+    positions (``docs``) index ``corpus``. Probabilities are ``[n, n_labels]`` for document labels, and one
+    ``[T, n_tags]`` array of token probabilities per document for spans.
     """
 
     name: ClassVar[str]  # the name the CLI and the result JSON use
