@@ -165,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
                     if "pseudo_labels" in info:
                         row["pseudo_docs"] = info["pseudo_labels"]
                         row["pseudo_masked_chars"] = info.get("pseudo_masked_chars")
+                        # where a self-training round's time goes: the supervised fit, the continuation, and the rest
+                        # (the teacher labelling the pool, building the pseudo-labelled windows)
+                        st_fit = info.get("self_training_fit") or {}
+                        row["supervised_seconds"] = fit.get("seconds")
+                        row["self_training_fit_seconds"] = st_fit.get("seconds")
+                        row["self_training_steps"] = st_fit.get("steps")
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     args.out.parent.mkdir(parents=True, exist_ok=True)

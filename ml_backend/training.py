@@ -48,6 +48,10 @@ class TrainOptions:
     self_training: bool = False
     pseudo_threshold: float = 0.9
     pseudo_weight: float = 0.3
+    # epochs a token classifier continues on gold + per-token pseudo-labels (docs/benchmarks.md, "Self-training per
+    # token"): one halves their cost but kept +0.3 of two's +2.4 points on NCBI at 100 abstracts (+1.3 of +2.4 on
+    # cMedQANER at 200)
+    span_self_training_epochs: int = 2
     doc_pseudo_weight: float = 1.0  # document classifiers' fresh student: 1.0 gained more than 0.3 (README, "Training recipe")
     max_pool: int = 2000  # unlabeled docs the teacher labels for self-training
     mlm_steps: int = 0  # > 0: domain-adaptive MLM on the unlabeled pool before fine-tuning
@@ -251,7 +255,8 @@ def self_train(control, model, train: Examples, dev: Examples, pool: list[str], 
         info["self_training_fit"] = model.fit(combined, val=val, **opts.fit_kwargs(control.kind))
     elif model.kind == "token_classifier":
         # the teacher continues on gold + pseudo-labels; its head is trained now, so it learns at the encoder's rate
-        kw = dict(opts.fit_kwargs(control.kind), epochs=max(1, opts.epochs // 2), min_steps=0, min_tokens=0, head_lr=None)
+        kw = dict(opts.fit_kwargs(control.kind), epochs=max(1, opts.span_self_training_epochs), min_steps=0, min_tokens=0,
+                  head_lr=None)
         info["self_training_fit"] = model.fit(combined, val=val, **kw)
     elif model.kind == "tfidf_lr":
         info["self_training_fit"] = model.fit(combined)

@@ -116,6 +116,31 @@ def test_span_self_training_labels_every_pool_text_per_token_and_masks_the_uncer
     assert merged.masks == [[]] + pseudo.masks and merged.weights == [1.0] + [0.4] * len(pool)
 
 
+def test_span_self_training_continues_the_teacher_for_its_own_epochs_on_gold_and_pool(tiny_model_dir):
+    """A token classifier continues on gold + per-token pseudo-labels for ``span_self_training_epochs`` (two by
+    default, whatever ``epochs`` says), with no step floor: each epoch is one pass over gold + pool."""
+    spec = parse_label_config("""<View><Labels name="ents" toName="text"><Label value="Disease"/></Labels>
+      <Text name="text" value="$text"/></View>""")
+    control = spec.controls[0]
+    docs = read_jsonl(DATA / "ncbi_disease" / "train.jsonl")
+    recs = [{"id": d["id"], "text": d["text"][:300], "spans": [dict(s, label="Disease") for s in d["spans"] if s["end"] <= 300]}
+            for d in docs[:6]]
+    pool = [d["text"][:300] for d in docs[6:14]]
+    fits = {}
+    for epochs in (None, 1):
+        extra = {} if epochs is None else {"span_self_training_epochs": epochs}
+        opts = TrainOptions(cold_start_labels=2, self_training=True, epochs=8, span_min_steps=3, train_length=32, batch_size=4,
+                            model_name=tiny_model_dir, progress=False, **extra)
+        model, info = train_control(control, examples_for(control, recs), examples_for(control, []), opts, pool)
+        assert info["kind"] == "token_classifier" and info["pseudo_labels"] == len(pool)
+        fits[epochs] = info["self_training_fit"]
+    two, one = fits[None], fits[1]
+    windows = one["examples"]
+    assert windows > len(recs) + len(pool)  # 300 characters take several 32-token windows
+    assert one["epochs_run"] == 1 and one["steps"] == -(-windows // 4)
+    assert two["epochs_run"] == 2 and two["steps"] == 2 * one["steps"] and two["examples"] == windows
+
+
 def test_merge_examples_weighs_unweighted_examples_one():
     merged = merge_examples(Examples(["x"], [["up"]]), Examples(["y", "z"], [["down"], ["up"]], [0.3, 0.3]))
     assert merged.texts == ["x", "y", "z"] and merged.targets == [["up"], ["down"], ["up"]] and merged.weights == [1.0, 0.3, 0.3]
