@@ -88,30 +88,47 @@ def pool_agreement(old: list[dict], new: list[dict]) -> float | None:
     return float(np.mean([result_key(a.get("result")) == result_key(b.get("result")) for a, b in zip(old, new)]))
 
 
+def strategy_uncertainty(kind: str, pm: ProjectModel, texts: dict[str, list[str]]) -> np.ndarray:
+    """Per document, the uncertainty (``margin`` or ``entropy``) of its most uncertain scored control, as the task
+    score takes the least confident one: a single-label choice from its label probabilities, a span control from
+    its token probabilities (the mean of the 10 most uncertain tokens, ``sampling.span_uncertainty``, as the
+    simulation ranks), any other control (multi-label, cold-start matcher) from its confidence."""
+    from ml_backend.sampling import span_uncertainty, uncertainty
+
+    cold = set(pm.meta.get("cold_start", []))
+    scored = [c for c in pm.spec.controls if c.name not in cold] or list(pm.spec.controls)
+    preds: dict | None = None
+    per_control = []
+    for control in scored:
+        model = pm.models[control.name]
+        if control.kind == "spans" and hasattr(model, "token_probs"):
+            with pm.lock:
+                pairs = model.token_probs(texts[control.value_field])
+            per_control.append(span_uncertainty([p for _, p in pairs], kind))
+            continue
+        preds = preds or pm.predict_texts(texts)
+        if control.kind == "choices" and not control.multi:
+            per_control.append(uncertainty(np.array([[p.probs[lbl] for lbl in control.labels] for p in preds[control.name]]), kind))
+        else:
+            per_control.append(1.0 - np.array([p.confidence for p in preds[control.name]], dtype=float))
+    return np.max(per_control, axis=0)
+
+
 def order_scores(strategy: str, items: list[dict], pm: ProjectModel, texts: dict[str, list[str]], seed: int = 0) -> list[float]:
     """Prediction scores that make Label Studio's lowest-score-first queue follow the strategy.
 
-    least_confidence: the model's confidence itself. margin / entropy (choices) and diversity / random:
-    a rank-based score in [0, 1] (rank / n), since Label Studio only sorts by one number.
+    least_confidence: the model's confidence itself. margin / entropy: a document's uncertainty under that
+    measure (``strategy_uncertainty``); those and diversity / random give a rank-based score in [0, 1]
+    (rank / n), since Label Studio only sorts by one number.
     """
     conf = np.array([it["score"] for it in items], dtype=float)
     if strategy in ("least_confidence", "") or not len(items):
         return conf.tolist()
-    from ml_backend.sampling import get_strategy, uncertainty
+    from ml_backend.sampling import get_strategy
 
     rng = np.random.default_rng(seed)
-    probs = None
-    choice = next((c for c in pm.spec.choice_controls if not c.multi), None)
-    if choice is not None:
-        preds = pm.predict_texts(texts)[choice.name]
-        probs = np.array([[p.probs[lbl] for lbl in choice.labels] for p in preds])
-    if strategy in ("margin", "entropy") and probs is not None:
-        unc = uncertainty(probs, strategy)
-    else:
-        unc = 1.0 - conf
+    unc = strategy_uncertainty(strategy, pm, texts) if strategy in ("margin", "entropy") else 1.0 - conf
     kw: dict[str, Any] = {"uncertainty": unc, "rng": rng}
-    if probs is not None:
-        kw["probs"] = probs
     if strategy == "diversity":
         proto = next((m for m in pm.models.values() if hasattr(m, "embed")), None)
         if proto is None:
