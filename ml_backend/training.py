@@ -36,6 +36,7 @@ class TrainOptions:
     span_val_fraction: float = 0.0  # without a dev split, this share of the labeled documents validates
     span_early_stopping: bool = False  # False: the whole schedule runs, its last weights are kept
     span_o_weight: float = 1.0  # loss weight of the outside tag (entity tags weigh 1)
+    span_attention_dropout: float = -1.0  # dropout on attention probabilities while a span model trains (< 0: the encoder's own)
     doc_lr: float = 3e-5  # document classifiers: they start from a linear probe, which a high rate washes out
     pooling: str = "mean"  # document classifiers: "mean" of the token vectors, or "model" (the architecture's [CLS] head)
     linear_probe: bool = True  # document classifiers: start the head from a logistic regression on frozen vectors
@@ -71,7 +72,8 @@ class TrainOptions:
         if kind == "spans":
             tokens = self.span_min_steps * self.batch_size * self.span_floor_window
             kw.update(lr=self.lr, head_lr=self.head_lr or None, min_steps=self.span_min_steps, min_tokens=tokens, warmup_ratio=self.span_warmup,
-                      val_fraction=self.span_val_fraction, early_stopping=self.span_early_stopping, o_weight=self.span_o_weight)
+                      val_fraction=self.span_val_fraction, early_stopping=self.span_early_stopping, o_weight=self.span_o_weight,
+                      attention_dropout=self.span_attention_dropout if self.span_attention_dropout >= 0 else None)
         else:
             kw["init_linear_probe"] = self.linear_probe
         return kw

@@ -4,6 +4,9 @@ autocast on the CPU, fp32). On this CPU, ``auto`` must change nothing; the tests
 (``pytest -m gpu``) and skip without it."""
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -193,6 +196,35 @@ def test_bf16_autocasts_on_the_cpu_and_auto_puts_fp32_back():
     set_process_precision("auto")
     with autocast(cpu):
         assert (a @ a.T).dtype == torch.float32
+
+
+def test_bf16_on_a_cpu_that_emulates_it_is_kept_but_warned_about_once(monkeypatch, caplog):
+    from ml_backend.models import torch_utils
+
+    cpu = torch.device("cpu")
+    set_process_precision("bf16")
+    torch_utils._warn_emulated_bf16.cache_clear()
+    monkeypatch.setattr(torch_utils, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="ml_backend.models.torch_utils"):
+        assert amp_dtype(cpu) == torch.bfloat16 and precision_name(cpu) == "bf16"  # what was asked for still runs
+    assert [r.getMessage() for r in caplog.records if "emulates" in r.getMessage()] == [caplog.records[0].getMessage()]
+    assert "GOLDLOOP_PRECISION=auto or fp32" in caplog.records[0].getMessage()
+    torch_utils._warn_emulated_bf16.cache_clear()
+    caplog.clear()
+    monkeypatch.setattr(torch_utils, "cpu_has_native_bf16", lambda: True)
+    set_process_precision("auto")
+    amp_dtype(cpu)
+    set_process_precision("bf16")
+    amp_dtype(cpu)
+    assert not caplog.records
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file() or platform.machine() != "x86_64", reason="reads the x86 flags of /proc/cpuinfo")
+def test_native_bf16_is_what_the_cpu_flags_say():
+    from ml_backend.models.torch_utils import cpu_has_native_bf16
+
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    assert cpu_has_native_bf16() == bool({"avx512_bf16", "amx_tile"} & set(flags))
 
 
 def test_a_bad_precision_is_refused_and_changes_nothing():

@@ -212,6 +212,42 @@ def test_training_the_used_rows_is_the_dense_update_of_those_rows(tiny_model_dir
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+def _attention_rates(model):
+    return [m.dropout.p for m in model.model.modules() if type(m).__name__ == "BertSelfAttention"]
+
+
+def test_a_fit_without_attention_dropout_trains_as_a_model_built_without_it(tiny_model_dir):
+    """``attention_dropout=0`` is the fit of the same encoder whose attention dropout is 0, and the model keeps its
+    own rate afterwards; with the rate left alone the fit differs (attention is dropped)."""
+    import copy
+
+    import torch
+
+    off, own = _tiny_token_classifier(tiny_model_dir), _tiny_token_classifier(tiny_model_dir)
+    built_without = copy.deepcopy(off)
+    assert _attention_rates(off) == [0.1, 0.1]
+    for m in built_without.model.modules():
+        if type(m).__name__ == "BertSelfAttention":
+            m.dropout.p = 0.0
+    fit = dict(lr=5e-3, head_lr=1e-2, epochs=2, batch_size=4, val_fraction=0, progress=False)
+    off.fit(_ncbi(4), attention_dropout=0.0, **fit)
+    built_without.fit(_ncbi(4), **fit)
+    own.fit(_ncbi(4), **fit)
+    assert _attention_rates(off) == [0.1, 0.1]
+    a, b, c = off.model.state_dict(), built_without.model.state_dict(), own.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert not torch.allclose(a["classifier.weight"], c["classifier.weight"])
+
+
+def test_a_span_recipe_can_train_without_attention_dropout_and_keeps_the_encoders_own_by_default():
+    from ml_backend.training import span_recipe
+
+    assert span_recipe("new").fit_kwargs()["attention_dropout"] is None
+    assert span_recipe("new", span_attention_dropout=0.0).fit_kwargs()["attention_dropout"] == 0.0
+    assert "attention_dropout" not in span_recipe("new", span_attention_dropout=0.0).fit_kwargs("choices")
+
+
 @pytest.mark.slow
 def test_fine_tuning_the_converted_multilingual_encoder_finds_chinese_entities(tmp_path_factory):
     """Chinese clinical questions, the converted multilingual-e5-small with its whole 250k vocabulary (as the loop

@@ -96,6 +96,33 @@ def train_used_rows(model, windows: Sequence[Sequence[int]]) -> Callable[[], Non
     return restore
 
 
+def set_attention_dropout(model, p: float | None) -> Callable[[], None] | None:
+    """Set the dropout on the attention probabilities of every self-attention module to ``p`` for a fit; return
+    what restores the model's own rates (None: nothing changed, ``p`` is None or the model has no such module).
+
+    At 0 the attention runs as one fused kernel (torch's scaled_dot_product_attention takes that path only without
+    dropout) and no random mask of batch x heads x length x length is drawn in each layer, so a training step is
+    cheaper (docs/benchmarks.md, "Cheaper steps").
+    The modules are found by their role, not their architecture: a ``*SelfAttention`` module's ``dropout``.
+    """
+    import torch
+
+    if p is None:
+        return None
+    changed = [(m.dropout, m.dropout.p) for m in model.modules()
+               if type(m).__name__.endswith("SelfAttention") and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)]
+    if not changed:
+        return None
+    for drop, _ in changed:
+        drop.p = p
+
+    def restore() -> None:
+        for drop, old in changed:
+            drop.p = old
+
+    return restore
+
+
 def shuffled_batches(n: int, batch_size: int, lengths: Sequence[int], rng: random.Random) -> list[list[int]]:
     """Shuffled batches of similar length (shuffle, then sort inside chunks) to cut padding."""
     idx = list(range(n))
@@ -139,6 +166,7 @@ def train_loop(
     min_tokens: int = 0,
     head_lr: float | None = None,
     early_stopping: bool = True,
+    attention_dropout: float | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
@@ -153,6 +181,8 @@ def train_loop(
     tokens (specials included), so that a set of short documents, whose steps hold fewer tokens, is not trained
     less than a set of long ones. Early stopping and the choice of the best validation epoch start once that
     minimum schedule has run: a dev split of 15 documents is too noisy to cut it short.
+
+    ``attention_dropout``: the dropout on attention probabilities during this fit (None: the model's own rate).
     """
     import torch
     from tqdm.auto import tqdm
@@ -171,6 +201,7 @@ def train_loop(
         model = get_peft_model(model, LoraConfig(task_type=task, r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.1, target_modules=["query", "value"]))
     trainable = freeze_lower_layers(model, freeze_layers)
     restore_rows = train_used_rows(model, [f[0] for f in feats] + [f[0] for f in val_feats or []])
+    restore_dropout = set_attention_dropout(model, attention_dropout)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     groups = []
@@ -239,9 +270,11 @@ def train_loop(
         bar.close()
         if best_state is not None:
             model.load_state_dict(best_state)
-    finally:  # an interrupted fit still leaves the model with its own embedding
+    finally:  # an interrupted fit still leaves the model with its own embedding and dropout
         if restore_rows is not None:
             restore_rows()
+        if restore_dropout is not None:
+            restore_dropout()
     if lora:
         model = model.merge_and_unload()
     for p in model.parameters():

@@ -6,6 +6,8 @@ padding, length-sorted token-budget batches, softmax/sigmoid and masked mean poo
 """
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import threading
 from contextlib import nullcontext
@@ -14,6 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from ..settings import check_precision
+
+log = logging.getLogger(__name__)
 
 # transformers resolves its attributes lazily and that is not thread-safe: two threads loading models at
 # once (the backend warms several projects in parallel) can see "no attribute 'AutoTokenizer'". Every
@@ -124,7 +128,29 @@ def amp_dtype(device):
         return None
     if kind == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _process_precision == "bf16" else None
+    if _process_precision != "bf16":
+        return None
+    if not cpu_has_native_bf16():
+        _warn_emulated_bf16()
+    return torch.bfloat16
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware: x86 with AVX-512 BF16 or AMX, or a CPU oneDNN runs bf16 on
+    (Arm with BF16). Elsewhere torch emulates bf16 and autocast makes a step many times slower than fp32."""
+    import torch
+
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    if any(check is not None and check() for check in checks):
+        return True
+    return os.uname().machine in ("aarch64", "arm64") and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_emulated_bf16() -> None:
+    log.warning("bf16 asked for on a CPU without AVX-512 BF16 or AMX: torch emulates it there, and a fine-tuning step takes "
+                "about 20x as long as in fp32 (docs/gpu.md, 'Precision'); set GOLDLOOP_PRECISION=auto or fp32")
 
 
 def autocast(device):
