@@ -240,12 +240,14 @@ def test_a_fit_without_attention_dropout_trains_as_a_model_built_without_it(tiny
     assert not torch.allclose(a["classifier.weight"], c["classifier.weight"])
 
 
-def test_a_span_recipe_can_train_without_attention_dropout_and_keeps_the_encoders_own_by_default():
-    from ml_backend.training import span_recipe
+def test_the_default_span_recipe_trains_without_attention_dropout_and_old_keeps_the_encoders_own():
+    from ml_backend.training import TrainOptions, span_recipe
 
-    assert span_recipe("new").fit_kwargs()["attention_dropout"] is None
-    assert span_recipe("new", span_attention_dropout=0.0).fit_kwargs()["attention_dropout"] == 0.0
-    assert "attention_dropout" not in span_recipe("new", span_attention_dropout=0.0).fit_kwargs("choices")
+    assert TrainOptions().fit_kwargs()["attention_dropout"] == 0.0
+    assert span_recipe("new").fit_kwargs()["attention_dropout"] == 0.0
+    assert span_recipe("old").fit_kwargs()["attention_dropout"] is None
+    assert span_recipe("new", span_attention_dropout=-1).fit_kwargs()["attention_dropout"] is None
+    assert "attention_dropout" not in span_recipe("new").fit_kwargs("choices")  # document classifiers keep theirs
 
 
 @pytest.mark.slow
