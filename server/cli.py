@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ml_backend.errors import GoldloopError
+
 from . import cli_models
 from .cli_base import data_dir_option, settings_for, train_options
 from .config import Settings
@@ -23,6 +25,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ServerError as exc:
             raise click.ClickException(str(exc)) from None
+        except GoldloopError as exc:  # the model core's errors (a labeling config, a text) reach commands too
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
         except (ValueError, OSError) as exc:
             if ctx.obj is not None and ctx.obj.get("debug"):
                 raise

@@ -3,6 +3,7 @@ import json
 import re
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -33,6 +34,37 @@ def test_unknown_project_is_a_one_line_error(tmp_path):
 def test_simulate_missing_file_is_a_usage_error(tmp_path):
     res = CliRunner().invoke(main, ["simulate", "--data", str(tmp_path / "none.jsonl"), "--schema", "x.xml", "--out", str(tmp_path / "o.json")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_simulate_with_an_unusable_labeling_config_is_a_one_line_error_naming_the_file(tmp_path):
+    data = Path(__file__).parent / "data" / "simulate"
+    schema = tmp_path / "bad.xml"  # value="text" instead of "$text": the backend's SchemaError reaches the command
+    schema.write_text((data / "tweets.xml").read_text().replace('value="$text"', 'value="text"'))
+    assert schema.read_text() != (data / "tweets.xml").read_text()
+    res = CliRunner().invoke(main, ["simulate", "--data", str(data / "tweets_300.jsonl"), "--schema", str(schema),
+                                    "--out", str(tmp_path / "o.json"), "--query-model", "tfidf_lr"])
+    lines = [ln for ln in res.output.strip().splitlines() if ln]
+    assert res.exit_code == 1 and len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert lines[0].startswith(f"Error: schema {schema}: ") and "$field" in lines[0]
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_a_backend_error_raised_inside_a_command_is_one_line():
+    """Any model-core error (ml_backend.errors) that reaches a command becomes one line, whatever raised it."""
+    from ml_backend.errors import TextError
+    from server.cli import _Group
+
+    @click.group(cls=_Group)
+    @click.pass_context
+    def group(ctx):
+        ctx.ensure_object(dict)
+
+    @group.command()
+    def boom():
+        raise TextError("task 7 has no text")
+
+    res = CliRunner().invoke(group, ["boom"])
+    assert res.exit_code == 1 and res.output.strip() == "Error: TextError: task 7 has no text", res.output
 
 
 def test_simulate_bad_self_training_threshold_is_a_usage_error(tmp_path):

@@ -24,3 +24,7 @@ def test_load_corpus_errors():
         load_corpus(DATA / "ncbi_60.jsonl", DATA / "tweets.xml")
     with pytest.raises(ConfigError, match="not one of"):
         load_corpus(DATA / "tweets_300.jsonl", (DATA / "tweets.xml").read_text().replace("Bearish", "Down"))
+    with pytest.raises(ConfigError, match="labeling config: .*no control named 'nope'"):
+        load_corpus(DATA / "tweets_300.jsonl", (DATA / "tweets.xml").read_text(), control="nope")
+    with pytest.raises(ConfigError, match="schema .*missing.xml cannot be read"):
+        load_corpus(DATA / "tweets_300.jsonl", DATA / "missing.xml")

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ml_backend.errors import SchemaError
 from ml_backend.schema import parse_label_config
 
 from ..errors import ConfigError
@@ -47,14 +48,21 @@ def load_corpus(data: Path | Sequence[dict], schema: Path | str, control: str | 
     if not rows:
         raise ConfigError(f"{data}: no documents")
     is_xml = isinstance(schema, str) and schema.lstrip().startswith("<")
-    xml = schema if is_xml else Path(schema).read_text(encoding="utf-8")
-    spec = parse_label_config(xml)
+    where = "labeling config" if is_xml else f"schema {schema}"
+    try:
+        xml = schema if is_xml else Path(schema).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where} cannot be read ({exc})") from None
+    try:
+        spec = parse_label_config(xml)
+        ctl = spec.control(control) if control is not None else None
+    except SchemaError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     task = "spans" if any("spans" in r for r in rows) else "choices"
     if task == "choices" and not all("label" in r for r in rows):
         raise ConfigError("every document needs a 'label' (document labels) or 'spans' (span labels)")
     pool = spec.span_controls if task == "spans" else spec.choice_controls
-    if control is not None:
-        ctl = spec.control(control)
+    if ctl is not None:
         if ctl.kind != task:
             raise ConfigError(f"control {control!r} labels {ctl.kind}, but the data has {task}")
     elif not pool:
