@@ -37,7 +37,7 @@ class TrainOptions:
     span_early_stopping: bool = False  # False: the whole schedule runs, its last weights are kept
     span_o_weight: float = 1.0  # loss weight of the outside tag (entity tags weigh 1)
     # dropout on attention probabilities while a span model trains (< 0: the encoder's own). Without it torch takes its
-    # fused attention kernel: a step costs 25% less on e5 and scores the same over three seeds (docs/benchmarks.md)
+    # fused attention kernel: an e5 step costs 25% less, F1 the same over three seeds (docs/benchmarks.md, "Attention dropout")
     span_attention_dropout: float = 0.0
     doc_lr: float = 3e-5  # document classifiers: they start from a linear probe, which a high rate washes out
     pooling: str = "mean"  # document classifiers: "mean" of the token vectors, or "model" (the architecture's [CLS] head)
@@ -85,8 +85,8 @@ class TrainOptions:
 # (docs/benchmarks.md, "Span recipe"): the encoder at 2e-4, the fresh head at 2e-3, at least 300 steps of 100-token
 # windows (or their tokens' worth of shorter ones), all of them on every labeled document, no early stopping (a
 # validation slice of a few documents cannot judge, and cannot stop a model that still predicts nothing), no dropout
-# on the attention probabilities (the same F1 for a quarter less time a step). "old":
-# 4 epochs at 8e-5, a 100-step floor, early stopping on a 10% slice, the encoder's dropout: kept to compare with.
+# on the attention probabilities (the same F1, a quarter less time a step). "old": 4 epochs at 8e-5, a 100-step
+# floor, early stopping on a 10% slice, the encoder's dropout: kept to compare with.
 SPAN_RECIPES: dict[str, dict] = {
     "old": {"lr": 8e-5, "head_lr": 0.0, "span_min_steps": 100, "span_floor_window": 0, "span_warmup": 0.1,
             "span_val_fraction": 0.1, "span_early_stopping": True, "span_o_weight": 1.0, "span_attention_dropout": -1.0},
