@@ -13,6 +13,7 @@ from ml_backend.errors import SchemaError
 from ml_backend.schema import parse_label_config
 
 from ..errors import ConfigError
+from ..schema_files import load_schema
 
 
 @dataclass
@@ -49,10 +50,7 @@ def load_corpus(data: Path | Sequence[dict], schema: Path | str, control: str | 
         raise ConfigError(f"{data}: no documents")
     is_xml = isinstance(schema, str) and schema.lstrip().startswith("<")
     where = "labeling config" if is_xml else f"schema {schema}"
-    try:
-        xml = schema if is_xml else Path(schema).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where} cannot be read ({exc})") from None
+    xml = schema if is_xml else load_schema(Path(schema)).xml  # a file's read and parse errors name the file
     try:
         spec = parse_label_config(xml)
         ctl = spec.control(control) if control is not None else None
