@@ -509,7 +509,7 @@ def simulate(data, schema, strategies, self_training, seed_size, batch_size, rou
     result = run_simulation(data, schema, list(strategies), self_training=self_training, seed_size=seed_size, batch_size=batch_size,
                             rounds=rounds, repeats=repeats, query_model=query_model, out=out, seed=seed, mlm_steps=mlm_steps,
                             self_training_threshold=self_training_threshold, self_training_weight=self_training_weight,
-                            device=settings.device)
+                            device=settings.device, encoder_cache=settings.data_dir.encoders)
     click.echo(summary_table(result))
     click.echo(f"wrote {out}")
 

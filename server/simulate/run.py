@@ -95,6 +95,7 @@ def run_simulation(
     mlm_steps: int = 0,
     train_options=None,
     device: str | None = None,
+    encoder_cache: Path | None = None,
 ) -> dict:
     """Simulate active learning against gold labels; write JSON to `out` and a PNG curve next to it.
 
@@ -134,7 +135,7 @@ def run_simulation(
     if backend is None:
         backend, qm, enc = build_query_model(corpus, query_model, encoder, progress=progress, mlm_steps=mlm_steps,
                                              mlm_texts=[corpus.texts[i] for i in pool], seed=seed,
-                                             train_options=train_options, device=device)
+                                             train_options=train_options, device=device, encoder_cache=encoder_cache)
     else:
         qm, enc = resolve_name(query_model, corpus.task), encoder
         if backend.corpus.ids != corpus.ids:
@@ -218,6 +219,7 @@ def run_simulation(
         "rounds": rounds,
         "repeats": repeats,
         "domain_adaptation": backend.domain_adaptation,
+        "encoder_choice": backend.encoder_choice,
         "self_training": self_training,
         "self_training_threshold": threshold if self_training else None,
         "self_training_weight": weight if self_training else None,

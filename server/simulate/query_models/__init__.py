@@ -9,6 +9,10 @@ Domain-adaptive MLM (``mlm_steps > 0``, ``encoder_lr`` only): before the feature
 is trained with masked-language modelling (``ml_backend.mlm.domain_adapt``, the loop's own code) on the given
 texts in a temporary folder; the model's ``domain_adaptation`` records the run. ``device`` (``auto | cpu | cuda |
 cuda:N``; ``None``: the process's device) is where the encoder, MLM and fine-tuning run.
+
+Without a given encoder, the one the loop would choose for the corpus' documents is used (``choose_encoder``:
+multilingual-e5-small where the default reads over 1% of the tokens as unknown, e.g. Chinese); the model's
+``encoder_choice`` records why.
 """
 from __future__ import annotations
 
@@ -49,9 +53,21 @@ def query_model_class(name: str, task: str) -> type[QueryModel]:
     raise ValueError(f"query model {name!r} labels documents only; use 'encoder_lr' for spans")
 
 
+def pick_encoder(corpus: Corpus, encoder: str | None, cache_dir: Path | None = None) -> tuple[str, dict | None]:
+    """(loadable encoder, why): a given ``encoder`` as it is; else the one a loop round would choose for the corpus'
+    documents, converted encoders written under ``cache_dir`` (default: the data dir's encoders cache)."""
+    if encoder is not None:
+        return encoder, None
+    from ml_backend.encoders import choose_encoder
+
+    from ...config import Settings
+
+    return choose_encoder(corpus.texts, default_model(), Path(cache_dir) if cache_dir else Settings.from_env().data_dir.encoders)
+
+
 def build_query_model(corpus: Corpus, query_model: str, encoder: str | None, *, progress: bool = True,
                       C: float | None = None, mlm_steps: int = 0, mlm_texts: Sequence[str] = (), seed: int = 0,
-                      train_options=None, device: str | None = None) -> tuple[QueryModel, str, str | None]:
+                      train_options=None, device: str | None = None, encoder_cache: Path | None = None) -> tuple[QueryModel, str, str | None]:
     """The query model's features, computed once for every document; returns (model, resolved name, encoder).
 
     ``mlm_steps > 0`` first adapts the encoder on ``mlm_texts`` (masked-language modelling) and computes the
@@ -67,19 +83,22 @@ def build_query_model(corpus: Corpus, query_model: str, encoder: str | None, *, 
         cls = query_model_class(query_model, corpus.task)
         from ml_backend.mlm import domain_adapt
 
-        encoder = default_model() if encoder is None else encoder
+        encoder, choice = pick_encoder(corpus, encoder, encoder_cache)
         with tempfile.TemporaryDirectory(prefix="goldloop-mlm-") as tmp:
             adapted = Path(tmp) / "encoder"
             info = domain_adapt(encoder, list(mlm_texts), adapted, steps=mlm_steps, seed=seed, progress=progress, device=device)
             model = cls.build(corpus, str(adapted), C=C, progress=progress, train_options=train_options, device=device)
         info.pop("path", None)
         model.domain_adaptation = {"base_encoder": encoder, **info}
+        model.encoder_choice = choice
         return model, cls.name, encoder
     cls = query_model_class(query_model, corpus.task)
     if not cls.uses_encoder:
         return cls.build(corpus, None, C=C, progress=progress, train_options=train_options, device=device), cls.name, None
-    encoder = default_model() if encoder is None else encoder
-    return cls.build(corpus, encoder, C=C, progress=progress, train_options=train_options, device=device), cls.name, encoder
+    encoder, choice = pick_encoder(corpus, encoder, encoder_cache)
+    model = cls.build(corpus, encoder, C=C, progress=progress, train_options=train_options, device=device)
+    model.encoder_choice = choice
+    return model, cls.name, encoder
 
 
 def pseudo_defaults(query_model: str, train_options=None, task: str = "choices") -> tuple[float, float]:

@@ -27,6 +27,7 @@ class QueryModel(ABC):
     corpus: Corpus
     embeddings: np.ndarray  # one vector per document, for the diversity strategy
     domain_adaptation: dict | None = None  # the MLM record when the encoder was adapted first
+    encoder_choice: dict | None = None  # why this encoder (choose_encoder's record) when none was given
     fits: list[dict] | None = None  # a record per fit, where fits are worth reporting
 
     @classmethod
