@@ -118,8 +118,9 @@ def extended(base: str, texts: Iterable[str], cache_dir: Path, donor: str | None
     """The folder of ``base`` extended by the CJK characters of ``texts`` (rows from ``donor``) under ``cache_dir``,
     written on first use (atomically) and reused while the characters stay the same."""
     texts = list(texts)
+    # keyed by the texts' CJK characters: the same set gives the same missing ones, without loading the tokenizer
+    chars = sorted({ch for t in texts for ch in t if is_cjk(ch)})
     with LOAD_LOCK:
-        chars = missing_characters(transformers_module().AutoTokenizer.from_pretrained(base), texts)
         key = hashlib.sha1("\n".join([base, donor or "", "".join(chars)]).encode()).hexdigest()[:16]
         target = Path(cache_dir) / f"cjk-{key}"
         if (target / MARKER).is_file():
