@@ -68,6 +68,9 @@ def _span_project(tiny_model_dir, with_choice=False):
     docs = read_jsonl(DATA / "ncbi_disease" / "train.jsonl")
     choice = '<Choices name="kind" toName="text"><Choice value="a"/><Choice value="b"/><Choice value="c"/></Choices>' if with_choice else ""
     spec = parse_label_config(f'<View><Text name="text" value="$text"/><Labels name="ents" toName="text"><Label value="Disease"/></Labels>{choice}</View>')
+    import torch
+
+    torch.manual_seed(0)  # the head is drawn at load: the same model whatever ran before in this process
     tok = TokenClassifier(["Disease"], model_name=tiny_model_dir, train_length=32, stride=8)
     tok.fit(Examples([d["text"] for d in docs[:6]], [[(s["start"], s["end"], "Disease") for s in d["spans"]] for d in docs[:6]]),
             lr=5e-3, epochs=2, batch_size=4, val_fraction=0, progress=False)
