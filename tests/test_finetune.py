@@ -285,12 +285,12 @@ def test_layer_decay_gives_each_encoder_layer_a_fraction_of_the_rate_above_it(ti
     from ml_backend.models.finetune import parameter_rates
 
     model = _tiny_token_classifier(tiny_model_dir)
-    rates = {n: r for r, named in parameter_rates(model.model, 1e-3, 1e-2, 0.5, 2).items() for n, _ in named}
+    rates = {n: r for r, named in parameter_rates(model.model, 1e-3, 1e-2, 0.5).items() for n, _ in named}
     assert rates["bert.encoder.layer.1.attention.self.query.weight"] == pytest.approx(1e-3)
     assert rates["bert.encoder.layer.0.output.dense.bias"] == pytest.approx(5e-4)
     assert rates["bert.embeddings.word_embeddings.weight"] == pytest.approx(2.5e-4)
     assert rates["classifier.weight"] == rates["classifier.bias"] == pytest.approx(1e-2)
-    assert set(parameter_rates(model.model, 1e-3, None, 1.0, 2)) == {1e-3}
+    assert set(parameter_rates(model.model, 1e-3, None, 1.0)) == {1e-3}
 
     before = {k: v.clone() for k, v in model.model.state_dict().items()}
     model.fit(_ncbi(4), lr=5e-3, head_lr=1e-2, layer_decay=1e-4, epochs=2, batch_size=4, val_fraction=0, progress=False)

@@ -237,8 +237,7 @@ def train_loop(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     groups = []
-    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
-    for rate, named in parameter_rates(model, lr, head_lr, layer_decay, n_layers).items():
+    for rate, named in parameter_rates(model, lr, head_lr, layer_decay).items():
         groups += [{"params": [p for _, p in named if p.ndim > 1], "weight_decay": weight_decay, "lr": rate},
                    {"params": [p for _, p in named if p.ndim <= 1], "weight_decay": 0.0, "lr": rate}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
@@ -337,9 +336,10 @@ def layer_depth(name: str, n_layers: int) -> int:
     return n_layers + 1
 
 
-def parameter_rates(model, lr: float, head_lr: float | None, layer_decay: float, n_layers: int) -> dict[float, list]:
+def parameter_rates(model, lr: float, head_lr: float | None, layer_decay: float = 1.0) -> dict[float, list]:
     """The trainable (name, parameter) pairs grouped by learning rate: the head at ``head_lr`` (or ``lr``), the
     encoder at ``lr`` times ``layer_decay`` per layer below the top."""
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
     out: dict[float, list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -347,7 +347,7 @@ def parameter_rates(model, lr: float, head_lr: float | None, layer_decay: float,
         if is_head_param(name):
             rate = head_lr or lr
         else:
-            rate = lr * layer_decay ** max(0, n_layers - layer_depth(name, n_layers)) if layer_decay < 1 else lr
+            rate = lr * layer_decay ** max(0, n_layers - layer_depth(name, n_layers))
         out.setdefault(rate, []).append((name, param))
     return out
 
