@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             for prec in COMPARED:
                 set_process_precision(prec)
                 torch.manual_seed(0)
-                model = TokenClassifier(labels, model_name=model_name, train_length=recipe.train_length, device="cpu", threads=args.threads)
+                model = TokenClassifier(labels, model_name=model_name, train_length=recipe.train_length, device="cpu", threads=args.threads,
+                                        encoder_layers=recipe.span_layers_of(model_name))  # the depth a round trains
                 fit = model.fit(examples, val_fraction=0.0, epochs=1000, max_steps=args.steps, lr=recipe.lr, head_lr=recipe.head_lr,
                                 batch_size=recipe.batch_size, early_stopping=False, progress=False, seed=0)
                 assert fit["precision"] == prec, fit["precision"]

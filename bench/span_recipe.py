@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                            "precision": round(m["precision"], 4), "recall": round(m["recall"], 4),
                            "entity_f1_words": round(m_snap["entity_f1"], 4), "fit_seconds": round(seconds, 1),
                            "steps": fit["steps"], "epochs_run": fit["epochs_run"], "encoder": record["chosen"],
-                           "dtype": fit["precision"]}
+                           "encoder_layers": info.get("encoder_layers"), "dtype": fit["precision"]}
                     if "pseudo_labels" in info:
                         row["pseudo_docs"] = info["pseudo_labels"]
                         row["pseudo_masked_chars"] = info.get("pseudo_masked_chars")
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         dtype = r.get("dtype", "fp32")
         spec = r["recipe"] + ("" if dtype == "fp32" else f" ({dtype})") + ("" if args.encoder == "auto" else f" [{args.encoder}]")
+        spec += f", {r['encoder_layers']} layers" if r.get("encoder_layers") else ""
         groups.setdefault((r["dataset"], r["docs"], spec), []).append(r)
     for (ds, n, spec), rs in groups.items():
         f1 = np.array([r["entity_f1"] for r in rs])

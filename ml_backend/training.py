@@ -76,6 +76,10 @@ class TrainOptions:
     device: str = ""  # auto | cpu | cuda | cuda:N (torch_utils.resolve_device); "": the process's device
     extra: dict = field(default_factory=dict)
 
+    def span_layers_of(self, model_name: str) -> int:
+        """The layers a new span model keeps of ``model_name`` (0: every layer)."""
+        return self.span_encoder_layers if self.span_encoder_layers >= 0 else span_layers(model_name)
+
     def fit_kwargs(self, kind: str = "spans") -> dict:
         """Keyword arguments of a model's ``fit`` for a control of this kind ("spans" or "choices")."""
         kw = {"epochs": self.epochs, "min_steps": self.min_steps, "lr": self.doc_lr,
@@ -226,9 +230,8 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
             model = SpanMatcher(control.labels)
             info["fit"] = model.fit(train)
         else:
-            layers = opts.span_encoder_layers if opts.span_encoder_layers >= 0 else span_layers(opts.model_name)
             model = TokenClassifier(control.labels, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride,
-                                    device=opts.device or None, encoder_layers=layers)
+                                    device=opts.device or None, encoder_layers=opts.span_layers_of(opts.model_name))
             info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs())
             info["encoder_layers"] = model.model.config.num_hidden_layers
     else:

