@@ -365,14 +365,12 @@ class TokenClassifier(HFTaskModel):
 
     def _new_model(self, transformers):
         tags = bio_labels(self.labels)
-        extra = {}
-        if self.encoder_layers > 0:
-            config = transformers.AutoConfig.from_pretrained(self.model_name)
-            if self.encoder_layers < config.num_hidden_layers:  # the lowest layers load, the rest are left out
-                extra["num_hidden_layers"] = self.encoder_layers
-        return transformers.AutoModelForTokenClassification.from_pretrained(
-            self.model_name, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)}, **extra
+        config = transformers.AutoConfig.from_pretrained(
+            self.model_name, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)}
         )
+        if 0 < self.encoder_layers < config.num_hidden_layers:  # the lowest layers load, the rest are left out
+            config.num_hidden_layers = self.encoder_layers
+        return transformers.AutoModelForTokenClassification.from_pretrained(self.model_name, config=config)
 
     @property
     def tags(self) -> list[str]:
