@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+from ..alignment import select_non_overlapping
 from .base import Examples
 
 
@@ -25,21 +26,22 @@ class MentionSwap:
         if not 0 <= p <= 1:
             raise ValueError(f"mention replacement probability must be in [0, 1], not {p}")
         self.examples, self.p, self.seed = examples, p, seed
+        # per document its spans in order (None: left as it is), under the project's one non-overlap rule
         self.gold = [self._swappable(j) for j in range(len(examples.texts))]
         mentions: dict[str, list[str]] = {}
-        for j, ok in enumerate(self.gold):
-            if ok:
+        for j, spans in enumerate(self.gold):
+            if spans:
                 text = examples.texts[j]
-                for s, e, label in examples.targets[j]:
+                for s, e, label in spans:
                     mentions.setdefault(label, []).append(text[s:e])
         self.mentions = {label: m for label, m in mentions.items() if len(set(m)) > 1}
 
-    def _swappable(self, j: int) -> bool:
+    def _swappable(self, j: int) -> list | None:
         ex = self.examples
         if (ex.masks is not None and ex.masks[j]) or (ex.weights is not None and ex.weights[j] != 1.0):
-            return False
-        spans = sorted(ex.targets[j])
-        return all(e0 <= s1 for (_, e0, _), (s1, _, _) in zip(spans, spans[1:]))
+            return None
+        spans, dropped = select_non_overlapping(ex.targets[j])
+        return None if dropped else spans
 
     @property
     def active(self) -> bool:
@@ -53,15 +55,15 @@ class MentionSwap:
         texts, targets = [], []
         for j, text in enumerate(ex.texts):
             spans = ex.targets[j]
-            if self.gold[j] and spans:
-                text, spans = self._swap(text, spans, rng)
+            if self.gold[j]:
+                text, spans = self._swap(text, self.gold[j], rng)
             texts.append(text)
             targets.append(spans)
         return Examples(texts, targets, ex.weights, ex.masks)
 
     def _swap(self, text: str, spans: list, rng: random.Random) -> tuple[str, list]:
         parts, out, at, shift = [], [], 0, 0
-        for s, e, label in sorted(spans):
+        for s, e, label in spans:
             pool = self.mentions.get(label)
             new = rng.choice(pool) if pool and rng.random() < self.p else text[s:e]
             parts += [text[at:s], new]
