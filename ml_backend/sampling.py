@@ -9,6 +9,12 @@ Span documents: a document's uncertainty is the mean of its ``top_k`` most uncer
 (default 10; all tokens when it has fewer). The mean of the worst tokens neither favours long documents
 (as ``1 - prod(max p)`` does, which tends to 1 for any long text) nor drowns one unsure mention in a sea of
 confident ``O`` tokens (as the plain mean does). An empty document scores 0.
+
+``total_margin`` instead sums the margin uncertainty of all of a document's tokens (total token uncertainty,
+Settles and Craven 2008): it ranks first the documents with the most unsure tokens, which are those with many
+(or many hard) mentions, so each labeled document teaches more spans, at the cost of longer documents to label.
+Its scores are not in [0, 1]; only the ranking counts (the queue turns it into a rank score). For a document
+label it is plain margin.
 """
 from __future__ import annotations
 
@@ -16,8 +22,9 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-KINDS = ("least_confidence", "margin", "entropy")
-STRATEGIES: tuple[str, ...] = ("least_confidence", "margin", "entropy", "diversity", "random")
+KINDS = ("least_confidence", "margin", "entropy", "total_margin")
+STRATEGIES: tuple[str, ...] = ("least_confidence", "margin", "entropy", "total_margin", "diversity", "random")
+TOTAL_KINDS = {"total_margin": "margin"}  # summed over a document's tokens, per token the kind it maps to
 DEFAULT_TOP_K = 10
 
 
@@ -39,6 +46,7 @@ def uncertainty(probs: np.ndarray, kind: str) -> np.ndarray:
         return np.zeros(0)
     if k == 1:
         return np.zeros(n)
+    kind = TOTAL_KINDS.get(kind, kind)
     if kind == "least_confidence":
         return np.clip(1.0 - p.max(axis=1), 0.0, 1.0)
     if kind == "margin":
@@ -50,13 +58,17 @@ def uncertainty(probs: np.ndarray, kind: str) -> np.ndarray:
 
 
 def span_uncertainty(token_probs: Sequence[np.ndarray], kind: str, top_k: int = DEFAULT_TOP_K) -> np.ndarray:
-    """Per-document uncertainty from its tokens' [T, n_bio] probabilities: mean of the top_k worst tokens."""
+    """Per-document uncertainty from its tokens' [T, n_bio] probabilities: mean of the top_k worst tokens
+    (a ``TOTAL_KINDS`` kind: the sum over all tokens)."""
     out = np.zeros(len(token_probs))
     for i, tp in enumerate(token_probs):
         arr = np.asarray(tp, dtype=np.float64)
         if arr.size == 0:
             continue
         u = uncertainty(arr.reshape(len(arr), -1), kind)
+        if kind in TOTAL_KINDS:
+            out[i] = float(u.sum())
+            continue
         k = min(top_k, len(u))
         out[i] = float(np.partition(u, len(u) - k)[len(u) - k :].mean())
     return out
@@ -68,6 +80,8 @@ def _is_ragged_token_probs(probs: object) -> bool:
 
 def confidence_score(probs: object, kind: str = "least_confidence") -> np.ndarray:
     """The model's confidence in [0, 1] per row (or per document for a list of token-prob arrays)."""
+    if kind in TOTAL_KINDS:
+        raise ValueError(f"{kind!r} ranks documents but gives no confidence in [0, 1]; use {TOTAL_KINDS[kind]!r}")
     if _is_ragged_token_probs(probs):
         return 1.0 - span_uncertainty(probs, kind)  # type: ignore[arg-type]
     return 1.0 - uncertainty(probs, kind)  # type: ignore[arg-type]
@@ -103,7 +117,7 @@ def _pool_size(*arrays: object) -> int:
 
 
 class UncertaintySampling:
-    """Most uncertain first under least confidence, margin or entropy."""
+    """Most uncertain first under least confidence, margin, entropy or total margin."""
 
     def __init__(self, kind: str):
         if kind not in KINDS:

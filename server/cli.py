@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ml_backend.errors import GoldloopError
+from ml_backend.sampling import STRATEGIES
 
 from . import cli_models
 from .cli_base import data_dir_option, settings_for, train_options
@@ -349,7 +350,7 @@ def import_(data_dir, project, paths, min_chars, mask_pii, pseudonymize, shift_d
 @main.command()
 @data_dir_option
 @click.argument("project")
-@click.option("--strategy", type=click.Choice(["least_confidence", "margin", "entropy", "diversity", "random"]), default="least_confidence", show_default=True, help="How the queue is ordered after a promotion.")
+@click.option("--strategy", type=click.Choice(list(STRATEGIES)), default="least_confidence", show_default=True, help="How the queue is ordered after a promotion.")
 @click.option("--self-training/--no-self-training", default=False, help="Add confident pseudo-labels from the unlabeled pool.")
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (early stopping on the dev split).")
 @click.option("--freeze-layers", type=int, default=None, help="Freeze the lowest N encoder layers.")

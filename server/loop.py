@@ -89,10 +89,11 @@ def pool_agreement(old: list[dict], new: list[dict]) -> float | None:
 
 
 def strategy_uncertainty(kind: str, pm: ProjectModel, texts: dict[str, list[str]]) -> np.ndarray:
-    """Per document, the uncertainty (``margin`` or ``entropy``) of its most uncertain scored control, as the task
-    score takes the least confident one: a single-label choice from its label probabilities, a span control from
-    its token probabilities (the mean of the 10 most uncertain tokens, ``sampling.span_uncertainty``, as the
-    simulation ranks), any other control (multi-label, cold-start matcher) from its confidence."""
+    """Per document, the uncertainty (``margin``, ``entropy`` or ``total_margin``) of its most uncertain scored
+    control, as the task score takes the least confident one: a single-label choice from its label probabilities, a
+    span control from its token probabilities (the mean of the 10 most uncertain tokens, or with ``total_margin``
+    their sum over all tokens: ``sampling.span_uncertainty``, as the simulation ranks), any other control
+    (multi-label, cold-start matcher) from its confidence."""
     from ml_backend.sampling import span_uncertainty, uncertainty
 
     cold = set(pm.meta.get("cold_start", []))
@@ -117,8 +118,8 @@ def strategy_uncertainty(kind: str, pm: ProjectModel, texts: dict[str, list[str]
 def order_scores(strategy: str, items: list[dict], pm: ProjectModel, texts: dict[str, list[str]], seed: int = 0) -> list[float]:
     """Prediction scores that make Label Studio's lowest-score-first queue follow the strategy.
 
-    least_confidence: the model's confidence itself. margin / entropy: a document's uncertainty under that
-    measure (``strategy_uncertainty``); those and diversity / random give a rank-based score in [0, 1]
+    least_confidence: the model's confidence itself. margin / entropy / total_margin: a document's uncertainty
+    under that measure (``strategy_uncertainty``); those and diversity / random give a rank-based score in [0, 1]
     (rank / n), since Label Studio only sorts by one number.
     """
     conf = np.array([it["score"] for it in items], dtype=float)
@@ -127,7 +128,7 @@ def order_scores(strategy: str, items: list[dict], pm: ProjectModel, texts: dict
     from ml_backend.sampling import get_strategy
 
     rng = np.random.default_rng(seed)
-    unc = strategy_uncertainty(strategy, pm, texts) if strategy in ("margin", "entropy") else 1.0 - conf
+    unc = strategy_uncertainty(strategy, pm, texts) if strategy in ("margin", "entropy", "total_margin") else 1.0 - conf
     kw: dict[str, Any] = {"uncertainty": unc, "rng": rng}
     if strategy == "diversity":
         proto = next((m for m in pm.models.values() if hasattr(m, "embed")), None)

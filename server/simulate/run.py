@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ml_backend.evaluation import plot_learning_curves, primary_metric
-from ml_backend.sampling import STRATEGIES, get_strategy
+from ml_backend.sampling import KINDS, STRATEGIES, get_strategy
 
 from ..errors import ConfigError
 from .corpus import load_corpus, split_test
@@ -37,7 +37,7 @@ def _one_run(model: QueryModel, strategy_name: str, self_training: bool, pool: n
              seed_fit: Callable[[np.ndarray], Any] | None = None) -> dict:
     """One learning curve for one strategy and one seed set; ``seed_fit`` fits the seed round (shared)."""
     strategy = get_strategy(strategy_name, **strategy_kw)
-    kind = strategy_name if strategy_name in ("least_confidence", "margin", "entropy") else "margin"
+    kind = strategy_name if strategy_name in KINDS else "margin"
     labeled = list(seed_docs)
     in_labeled = np.zeros(len(model.corpus.ids), dtype=bool)
     in_labeled[seed_docs] = True
@@ -53,7 +53,10 @@ def _one_run(model: QueryModel, strategy_name: str, self_training: bool, pool: n
             if n:
                 rem_probs = model.probs(fitted, remaining)
         metrics = model.evaluate(fitted, test)
-        points.append({"labels": len(labeled), "metric": primary_metric(metrics)})
+        # characters: the text an annotator reads for these labels, the cost a label count hides when a strategy
+        # prefers long documents
+        points.append({"labels": len(labeled), "characters": int(sum(len(model.corpus.texts[i]) for i in labeled)),
+                       "metric": primary_metric(metrics)})
         tick()
         if rnd == rounds or len(remaining) == 0:
             break
