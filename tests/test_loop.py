@@ -97,6 +97,10 @@ def test_margin_orders_a_span_project_by_its_tokens_margin_not_by_its_confidence
     assert list(np.argsort(scores, kind="stable")) == list(np.argsort(-margin, kind="stable"))
     by_confidence = list(np.argsort(order_scores("least_confidence", items, pm, texts), kind="stable"))
     assert by_confidence != list(np.argsort(scores, kind="stable"))  # the two measures rank these documents differently
+    # total_margin: the queue follows the summed margin of every token
+    total = span_uncertainty([p for _, p in pm.models["ents"].token_probs(texts["text"])], "total_margin")
+    by_total = list(np.argsort(order_scores("total_margin", items, pm, texts), kind="stable"))
+    assert by_total == list(np.argsort(-total, kind="stable")) != list(np.argsort(scores, kind="stable"))
 
 
 def test_margin_takes_the_most_uncertain_control_of_each_document(tiny_model_dir):

@@ -65,6 +65,24 @@ def test_span_uncertainty_top_k_and_empty():
     assert get_strategy("margin").select(1, probs=[sure, one_unsure], rng=np.random.default_rng(0))[0] == 1
 
 
+def test_total_margin_ranks_documents_with_many_unsure_tokens_first():
+    sure = np.tile([0.99, 0.005, 0.005], (40, 1))
+    one_very_unsure = sure.copy()
+    one_very_unsure[3:6] = [0.34, 0.33, 0.33]
+    many_unsure = sure.copy()
+    many_unsure[::2] = [0.85, 0.1, 0.05]  # twenty tokens, each far less unsure than those three
+    docs = [sure, one_very_unsure, many_unsure, np.zeros((0, 3))]
+    total = span_uncertainty(docs, "total_margin")
+    np.testing.assert_allclose(total[:3], [uncertainty(d, "margin").sum() for d in docs[:3]])
+    assert total[3] == 0.0
+    pick = lambda name: get_strategy(name).select(1, probs=docs, rng=np.random.default_rng(0))[0]  # noqa: E731
+    assert pick("margin") == 1 and pick("total_margin") == 2  # the two aggregations disagree on these documents
+    # one row per document (a document label): plain margin, in [0, 1]
+    np.testing.assert_allclose(uncertainty(PROBS, "total_margin"), uncertainty(PROBS, "margin"))
+    with pytest.raises(ValueError, match="no confidence in \\[0, 1\\]"):
+        confidence_score(docs, "total_margin")
+
+
 def test_diversity_takes_one_per_cluster():
     rng = np.random.default_rng(0)
     centers = np.array([[10.0, 0.0], [0.0, 10.0], [-10.0, -10.0]])
@@ -108,7 +126,7 @@ def test_every_strategy_returns_distinct_pool_indices(name):
 
 
 def test_unknown_strategy_lists_names():
-    with pytest.raises(ValueError, match="least_confidence.*margin.*entropy.*diversity.*random"):
+    with pytest.raises(ValueError, match="least_confidence.*margin.*entropy.*total_margin.*diversity.*random"):
         get_strategy("coreset")
     with pytest.raises(ValueError):
         uncertainty(PROBS, "bald")

@@ -37,6 +37,10 @@ def test_classification_simulation(tmp_path):
         assert len(res["runs"]) == 2
         for run in res["runs"]:
             assert len(run["labeled_ids"]) == 80 == len(set(run["labeled_ids"]))
+            # the text read for each point's labels
+            text_of = {d["id"]: d["text"] for d in map(json.loads, (DATA / "tweets_300.jsonl").open())}
+            assert [p["characters"] for p in run["points"]] == [
+                sum(len(text_of[i]) for i in run["labeled_ids"][:n]) for n in (20, 40, 60, 80)]
             assert not test_ids & set(run["labeled_ids"])
         assert "ratio_to_random" in res and "labels_to_95" in res
         # each repeat's own labels-to-95, from its own points, against the same target as the mean curve
@@ -103,7 +107,7 @@ def test_errors(tmp_path):
 @pytest.mark.slow
 def test_ner_simulation_encoder_lr(tmp_path):
     rep = run_simulation(
-        DATA / "ncbi_60.jsonl", DATA / "ncbi.xml", ["margin", "diversity", "random"], query_model="auto",
+        DATA / "ncbi_60.jsonl", DATA / "ncbi.xml", ["margin", "total_margin", "diversity", "random"], query_model="auto",
         seed_size=10, batch_size=10, rounds=2, repeats=1, out=tmp_path / "ner.json", progress=False,
         self_training=True,
     )
