@@ -491,6 +491,8 @@ def score(data_dir, export_dir, predictions, split, as_json):
 @click.option("--seed-size", type=int, default=20, show_default=True)
 @click.option("--batch-size", type=int, default=20, show_default=True)
 @click.option("--rounds", type=int, default=10, show_default=True)
+@click.option("--random-rounds", type=click.IntRange(min=0), default=None,
+              help="Rounds for random's curve (default: --rounds): more, so the ratio to random resolves when random is slow to reach 95%.")
 @click.option("--repeats", type=int, default=3, show_default=True)
 @click.option("--query-model", type=click.Choice(["auto", "tfidf_lr", "encoder_lr", "finetune"]), default="auto", show_default=True,
               help="finetune: the loop's own fine-tuned model every round (minutes per round); the others refit in well under a second.")
@@ -503,7 +505,7 @@ def score(data_dir, export_dir, predictions, split, as_json):
 @click.option("--self-training-weight", type=click.FloatRange(0.0, min_open=True), default=None,
               help="Pseudo-labels' sample weight [default: 0.3; finetune the loop's 1.0].")
 @click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
-def simulate(data, schema, strategies, self_training, seed_size, batch_size, rounds, repeats, query_model, out, seed, mlm_steps,
+def simulate(data, schema, strategies, self_training, seed_size, batch_size, rounds, random_rounds, repeats, query_model, out, seed, mlm_steps,
              self_training_threshold, self_training_weight, device):
     """Simulate active learning offline against gold labels: learning curves and labels-to-95%."""
     from ml_backend.models.torch_utils import set_process_precision
@@ -513,7 +515,7 @@ def simulate(data, schema, strategies, self_training, seed_size, batch_size, rou
     settings = settings_for(None, device=device)
     set_process_precision(settings.precision)
     result = run_simulation(data, schema, list(strategies), self_training=self_training, seed_size=seed_size, batch_size=batch_size,
-                            rounds=rounds, repeats=repeats, query_model=query_model, out=out, seed=seed, mlm_steps=mlm_steps,
+                            rounds=rounds, random_rounds=random_rounds, repeats=repeats, query_model=query_model, out=out, seed=seed, mlm_steps=mlm_steps,
                             self_training_threshold=self_training_threshold, self_training_weight=self_training_weight,
                             device=settings.device, encoder_cache=settings.data_dir.encoders)
     click.echo(summary_table(result))

@@ -96,6 +96,21 @@ def test_simulation_is_reproducible(tmp_path):
     assert a["strategies"]["entropy"]["runs"][0]["labeled_ids"] == b["strategies"]["entropy"]["runs"][0]["labeled_ids"]
 
 
+def test_random_runs_more_rounds_than_the_strategies(tmp_path):
+    kw = dict(query_model="tfidf_lr", seed_size=20, batch_size=20, repeats=1, seed=3, progress=False)
+    long = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin", "random"], rounds=2, random_rounds=5,
+                          out=tmp_path / "a.json", **kw)
+    assert [p["labels"] for p in long["strategies"]["margin"]["curve"]] == [20, 40, 60]
+    assert [p["labels"] for p in long["strategies"]["random"]["curve"]] == [20, 40, 60, 80, 100, 120]
+    assert long["random_rounds"] == 5 and long["rounds"] == 2
+    # random's first rounds are the curve a plain run gives: the extension only adds points
+    short = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["random"], rounds=2, out=tmp_path / "b.json", **kw)
+    assert long["strategies"]["random"]["curve"][:3] == short["strategies"]["random"]["curve"]
+    with pytest.raises(ValueError, match="random_rounds"):
+        run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["random"], rounds=2, random_rounds=-1,
+                       out=tmp_path / "c.json", **kw)
+
+
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match="least_confidence"):
         run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["bald"], out=tmp_path / "x.json")
