@@ -93,7 +93,8 @@ def strategy_uncertainty(kind: str, pm: ProjectModel, texts: dict[str, list[str]
     control, as the task score takes the least confident one: a single-label choice from its label probabilities, a
     span control from its token probabilities (the mean of the 10 most uncertain tokens, or with ``total_margin``
     their sum over all tokens: ``sampling.span_uncertainty``, as the simulation ranks), any other control
-    (multi-label, cold-start matcher) from its confidence."""
+    (multi-label, cold-start matcher) from its confidence. A ``total_margin`` sum is not bounded by 1, so in a
+    project with span and document-label controls the span control usually decides."""
     from ml_backend.sampling import span_uncertainty, uncertainty
 
     cold = set(pm.meta.get("cold_start", []))
