@@ -126,10 +126,10 @@ def order_scores(strategy: str, items: list[dict], pm: ProjectModel, texts: dict
     conf = np.array([it["score"] for it in items], dtype=float)
     if strategy in ("least_confidence", "") or not len(items):
         return conf.tolist()
-    from ml_backend.sampling import get_strategy
+    from ml_backend.sampling import KINDS, get_strategy
 
     rng = np.random.default_rng(seed)
-    unc = strategy_uncertainty(strategy, pm, texts) if strategy in ("margin", "entropy", "total_margin") else 1.0 - conf
+    unc = strategy_uncertainty(strategy, pm, texts) if strategy in KINDS else 1.0 - conf
     kw: dict[str, Any] = {"uncertainty": unc, "rng": rng}
     if strategy == "diversity":
         proto = next((m for m in pm.models.values() if hasattr(m, "embed")), None)

@@ -31,6 +31,7 @@ def test_classification_simulation(tmp_path):
     png = out.with_suffix(".png")
     assert png.exists() and png.stat().st_size > 1000
     test_ids = set(on_disk["test_ids"])
+    text_of = {d["id"]: d["text"] for d in map(json.loads, (DATA / "tweets_300.jsonl").open())}
     for name, res in on_disk["strategies"].items():
         assert [p["labels"] for p in res["curve"]] == [20, 40, 60, 80]
         assert all(0 <= p["mean"] <= 1 and p["std"] >= 0 for p in res["curve"])
@@ -38,7 +39,6 @@ def test_classification_simulation(tmp_path):
         for run in res["runs"]:
             assert len(run["labeled_ids"]) == 80 == len(set(run["labeled_ids"]))
             # the text read for each point's labels
-            text_of = {d["id"]: d["text"] for d in map(json.loads, (DATA / "tweets_300.jsonl").open())}
             assert [p["characters"] for p in run["points"]] == [
                 sum(len(text_of[i]) for i in run["labeled_ids"][:n]) for n in (20, 40, 60, 80)]
             assert not test_ids & set(run["labeled_ids"])

@@ -37,9 +37,9 @@ def strategy_result(strategy: str, self_training: bool, runs: list[dict], full: 
     curve = []
     for i in range(length):
         vals = np.array([run["points"][i]["metric"] for run in runs])
-        chars = [run["points"][i].get("characters") for run in runs]
+        chars = np.mean([run["points"][i]["characters"] for run in runs])
         curve.append({"labels": runs[0]["points"][i]["labels"], "mean": float(vals.mean()), "std": float(vals.std()),
-                      **({"characters": float(np.mean(chars))} if None not in chars else {})})
+                      "characters": float(chars)})
     for run in runs:  # each repeat's own crossing: the spread behind the mean curve's
         own = [{"labels": p["labels"], "mean": p["metric"]} for p in run["points"]]
         run["labels_to_95"] = labels_to_target(own, 0.95 * full)

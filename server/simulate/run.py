@@ -169,6 +169,7 @@ def run_simulation(
 
         def n_points(name: str) -> int:
             return min(rounds_of(name), int(np.ceil((len(pool) - seed_size) / batch_size))) + 1
+
         bar = tqdm(total=repeats * sum(n_points(name) for name, _ in variants), desc="simulate", disable=not progress)
         results: dict[str, dict] = {}
         timing: dict[str, float] = {}
