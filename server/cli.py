@@ -488,6 +488,8 @@ def score(data_dir, export_dir, predictions, split, as_json):
 @click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="Labeling config XML.")
 @click.option("--strategy", "strategies", multiple=True, default=("least_confidence", "margin", "entropy", "random"), show_default=True, help="Repeat for several.")
 @click.option("--self-training", is_flag=True, help="Add confident pseudo-labels each round.")
+@click.option("--self-training-only", is_flag=True,
+              help="Run only the self-training variants (implies --self-training), when the plain curves are on record.")
 @click.option("--seed-size", type=int, default=20, show_default=True)
 @click.option("--batch-size", type=int, default=20, show_default=True)
 @click.option("--rounds", type=int, default=10, show_default=True)
@@ -505,7 +507,7 @@ def score(data_dir, export_dir, predictions, split, as_json):
 @click.option("--self-training-weight", type=click.FloatRange(0.0, min_open=True), default=None,
               help="Pseudo-labels' sample weight [default: 0.3; finetune the loop's 1.0].")
 @click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
-def simulate(data, schema, strategies, self_training, seed_size, batch_size, rounds, random_rounds, repeats, query_model, out, seed, mlm_steps,
+def simulate(data, schema, strategies, self_training, self_training_only, seed_size, batch_size, rounds, random_rounds, repeats, query_model, out, seed, mlm_steps,
              self_training_threshold, self_training_weight, device):
     """Simulate active learning offline against gold labels: learning curves and labels-to-95%."""
     from ml_backend.models.torch_utils import set_process_precision
@@ -514,7 +516,8 @@ def simulate(data, schema, strategies, self_training, seed_size, batch_size, rou
 
     settings = settings_for(None, device=device)
     set_process_precision(settings.precision)
-    result = run_simulation(data, schema, list(strategies), self_training=self_training, seed_size=seed_size, batch_size=batch_size,
+    result = run_simulation(data, schema, list(strategies), self_training=self_training,
+                            self_training_only=self_training_only, seed_size=seed_size, batch_size=batch_size,
                             rounds=rounds, random_rounds=random_rounds, repeats=repeats, query_model=query_model, out=out, seed=seed, mlm_steps=mlm_steps,
                             self_training_threshold=self_training_threshold, self_training_weight=self_training_weight,
                             device=settings.device, encoder_cache=settings.data_dir.encoders)

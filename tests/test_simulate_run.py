@@ -111,6 +111,26 @@ def test_random_runs_more_rounds_than_the_strategies(tmp_path):
                        out=tmp_path / "c.json", **kw)
 
 
+def test_self_training_only_skips_the_plain_curves(tmp_path):
+    kw = dict(query_model="tfidf_lr", seed_size=20, batch_size=20, rounds=2, repeats=1, seed=3, progress=False)
+    both = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin", "random"], self_training=True,
+                          out=tmp_path / "a.json", **kw)
+    only = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin", "random"], self_training_only=True,
+                          out=tmp_path / "b.json", **kw)
+    assert set(only["strategies"]) == {"margin+self_training", "random+self_training"}
+    assert only["self_training"] and only["self_training_only"] and not both["self_training_only"]
+    assert set(only["timing"]["strategies_s"]) == set(only["strategies"])  # no plain variant ran
+    for key in only["strategies"]:  # the same curves as the variants of a run with the plain ones
+        assert only["strategies"][key]["curve"] == both["strategies"][key]["curve"]
+        assert "gain_over_plain" not in only["strategies"][key]
+    # without plain random, ratios divide by random+self_training's labels to 95%
+    base = only["strategies"]["random+self_training"]["labels_to_95"]
+    l95 = only["strategies"]["margin+self_training"]["labels_to_95"]
+    assert only["ratio_to_random"]["margin+self_training"] == (l95 / base if l95 is not None and base else None)
+    if base:
+        assert only["ratio_to_random"]["random+self_training"] == 1.0
+
+
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match="least_confidence"):
         run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["bald"], out=tmp_path / "x.json")

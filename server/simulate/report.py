@@ -4,7 +4,8 @@ self-training's gain, and the plain-text summary table.
 ``labels_to_95``: the first labeled-document count at which the mean curve reaches 95% of the full-data
 metric, linearly interpolated between the two curve points that straddle it (the first point when it is
 already there); ``None`` when the curve never gets there. ``ratio_to_random`` divides a strategy's figure
-by random's (``None`` when either is ``None``). ``labels_to_95_runs`` holds each repeat's own crossing (same
+by random's (plain random's; ``random+self_training``'s when only self-training variants ran; ``None`` when either
+is ``None``). ``labels_to_95_runs`` holds each repeat's own crossing (same
 rule on that repeat's curve), the spread behind the mean: with few repeats the mean curve's crossing can swing
 by a hundred labels, most of all for random, whose curve flattens near the target.
 """
@@ -56,12 +57,15 @@ def strategy_result(strategy: str, self_training: bool, runs: list[dict], full: 
 
 def compare_strategies(results: dict[str, dict], strategies: list[str], self_training: bool) -> None:
     """Add every variant's ratio to random and, with self-training, its gain over the plain curve per point."""
-    base = results.get("random", {}).get("labels_to_95")
+    baseline = results.get("random") or results.get("random" + SELF_TRAINING_SUFFIX) or {}
+    base = baseline.get("labels_to_95")
     for res in results.values():
         l95 = res["labels_to_95"]
         res["ratio_to_random"] = (l95 / base) if (l95 is not None and base) else None
     if self_training:
         for name in strategies:
+            if name not in results:  # self-training variants only: no plain curve to compare with
+                continue
             plain, st = results[name]["curve"], results[name + SELF_TRAINING_SUFFIX]["curve"]
             results[name + SELF_TRAINING_SUFFIX]["gain_over_plain"] = [
                 {"labels": a["labels"], "gain": b["mean"] - a["mean"]} for a, b in zip(plain, st)
