@@ -167,8 +167,8 @@ def run_simulation(
         full = primary_metric(full_metrics)
         metric_name = "entity_f1" if corpus.task == "spans" else "macro_f1"
 
-        variants = ([] if self_training_only else [(s, False) for s in strategies]) + \
-            ([(s, True) for s in strategies] if self_training else [])
+        modes = [True] if self_training_only else [False, True] if self_training else [False]
+        variants = [(s, st) for st in modes for s in strategies]
         seeds = [seed + 1000 * (r + 1) for r in range(repeats)]
         def rounds_of(name: str) -> int:
             return random_rounds if name == "random" else rounds
