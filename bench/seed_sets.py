@@ -1,6 +1,6 @@
 """Which first documents to label: a random seed set against one chosen by typicality, for the loop's span model.
 
-Before a span control has ``GOLDLOOP_COLD_START_LABELS`` labels no trained model orders the queue, so the first
+Before a span control has ``GOLDLOOP_COLD_START_LABELS`` labels no fine-tuned model orders the queue, so the first
 documents are not chosen by uncertainty. This measures whether choosing them by typicality instead of at random
 gives the fine-tuned model a better start: k-means with ``size`` clusters over the pool's frozen-encoder embeddings
 (mean-pooled, unit length), and from each cluster the document with the smallest mean distance to its ``knn``
