@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
+TEST_FRACTION = 0.2  # goldloop simulate's default
 DISEASE_XML = """<View>
   <Labels name="label" toName="text"><Label value="Disease"/></Labels>
   <Text name="text" value="$text"/>
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from ml_backend.models.torch_utils import set_process_precision
     from server.simulate.corpus import load_corpus, split_test
     from server.simulate.query_models import build_query_model
+    from server.simulate.run import seed_set
 
     set_process_precision(args.precision)
     docs = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -81,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     backend, _, encoder = build_query_model(corpus, "finetune", None, progress=False)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        pool, test = split_test(corpus, 0.2, seed)
-        chosen = {"random": lambda: np.random.default_rng(seed + 1000).choice(pool, size=args.size, replace=False),
-                  "typical": lambda: pool[typical_set(backend.embeddings[pool], args.size, seed, args.knn)]}
+        pool, test = split_test(corpus, TEST_FRACTION, seed)
         for name in sets:
-            picked = chosen[name]()
+            if name == "random":  # the first repeat's seed set of `goldloop simulate --seed SEED`
+                picked = seed_set(pool, args.size, seed + 1000)
+            else:
+                picked = pool[typical_set(backend.embeddings[pool], args.size, seed, args.knn)]
             t0 = time.perf_counter()
             f1 = primary_metric(backend.evaluate(backend.fit(picked), test))
             rows.append({"seed": seed, "set": name, "entity_f1": round(f1, 4),
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['seed']:>4} {r['set']:<8} {r['entity_f1']:>9.3f} {r['characters']:>10} {r['mentions']:>8} {r['seconds']:>7.0f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"encoder": encoder, "precision": args.precision, "size": args.size, "knn": args.knn, "test_fraction": 0.2,
+    args.out.write_text(json.dumps({"encoder": encoder, "precision": args.precision, "size": args.size, "knn": args.knn, "test_fraction": TEST_FRACTION,
                                     "rows": rows}, indent=2))
     print(f"wrote {args.out}")
     return 0

@@ -31,6 +31,11 @@ from .query_models import QueryModel, build_query_model, pseudo_defaults, resolv
 from .report import SELF_TRAINING_SUFFIX, compare_strategies, strategy_result
 
 
+def seed_set(pool: np.ndarray, size: int, run_seed: int) -> np.ndarray:
+    """The random seed set of the repeat whose seed is ``run_seed`` (every strategy of that repeat starts from it)."""
+    return np.random.default_rng(run_seed).choice(pool, size=size, replace=False)
+
+
 def _one_run(model: QueryModel, strategy_name: str, self_training: bool, pool: np.ndarray, test: np.ndarray,
              seed_docs: np.ndarray, rng: np.random.Generator, *, batch_size: int, rounds: int,
              threshold: float, weight: float, strategy_kw: dict, tick: Callable[[], Any],
@@ -196,7 +201,7 @@ def run_simulation(
             ts = time.perf_counter()
             runs = []
             for r, s in enumerate(seeds):
-                seed_docs = np.random.default_rng(s).choice(pool, size=seed_size, replace=False)
+                seed_docs = seed_set(pool, seed_size, s)
                 run = _one_run(
                     backend, name, st, pool, test, seed_docs, np.random.default_rng(s + 1),
                     batch_size=batch_size, rounds=rounds_of(name), threshold=threshold,
