@@ -4,9 +4,12 @@ Hypothesis draws requests to /setup, /predict, /webhook, /versions, /metrics, /h
 unknown paths: random bytes, random JSON (NUL bytes, lone surrogates, huge numbers, deep nesting), valid
 Label Studio requests with random fields, truncated and strange labeling configs (no Text, two Texts,
 unknown tags, DOCTYPEs, billion laughs), wrong content types and 10 MB bodies. tests/test_fuzz_backend.py
-runs a few hundred cases in every test run; this script runs many more and prints a table.
+runs a few hundred cases in every test run; this script runs many more and prints a table. Then it sends the
+outside probe's corpus (bench/fuzz_probe.py: long labeled spans by webhook, many-control configs, thousands of
+choices, hundreds of new project ids) to a backend on the real encoder, and prints each case's status, seconds and
+RSS, the RSS ceiling and the slowest request.
 
-    .venv/bin/python bench/fuzz_backend.py [--cases 10000] [--seed 0] [--out bench/results/fuzz_backend.json]
+    .venv/bin/python bench/fuzz_backend.py [--cases 10000] [--seed 0] [--probe-model MODEL] [--out bench/results/fuzz_backend.json]
 """
 from __future__ import annotations
 
@@ -155,13 +158,13 @@ def check(client, req: dict) -> int:
     return resp.status_code
 
 
-def assert_healthy(client) -> None:
-    """The app still answers /health, /metrics and a real prediction after the fuzzing."""
+def assert_healthy(client, project: str | int = "1.1") -> None:
+    """The app still answers /health, /metrics and a real prediction (of a project it accepts) after the fuzzing."""
     assert client.get("/health").json["status"] == "UP"
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and "goldloop_requests_total" in metrics.get_data(as_text=True)
     config = (ROOT / "schemas" / "financial_news.xml").read_text()
-    resp = client.post("/predict", json={"project": "1.1", "label_config": config, "tasks": [{"id": 1, "data": {"text": "Shares rose 3%."}}]})
+    resp = client.post("/predict", json={"project": project, "label_config": config, "tasks": [{"id": 1, "data": {"text": "Shares rose 3%."}}]})
     assert resp.status_code == 200 and resp.json["results"][0]["result"]
 
 
@@ -208,6 +211,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--probe-model", default=None, help="encoder of the probe corpus' backend (default: the configured one)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fuzz_backend.json")
     args = ap.parse_args()
     logging.getLogger("ml_backend").setLevel(logging.ERROR)  # every bad task logs a warning: keep the table readable
@@ -229,9 +233,23 @@ def main() -> None:
     for code, n in sorted(counts.items()):
         print(f"{code:>8} {n:>9}")
     print(f"{'total':>8} {total:>9}   5xx: {five}   files outside the data dir: {len(outside)}   {seconds:.1f} s ({total / seconds:.0f} req/s)")
+
+    from bench import fuzz_probe
+
+    with tempfile.TemporaryDirectory() as tmp:  # a fresh process state would be cleaner; a fresh app and data dir is close
+        backend = Settings(home=Path(tmp) / "home", testing=True).backend_settings()
+        if args.probe_model:
+            backend = backend.with_overrides(model=args.probe_model)
+        probe_client = create_app(backend, trainer=lambda project, event: None).test_client()
+        rows, summary = fuzz_probe.run(probe_client, progress=True)
+        assert_healthy(probe_client, project=101)  # every new id is refused by now: one the corpus used
+    print(f"\nprobe corpus on {Path(backend.model).name}:")
+    print(fuzz_probe.table(rows, summary))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cases": total, "seed": args.seed, "status_counts": {str(k): v for k, v in sorted(counts.items())},
-                                    "5xx": five, "seconds": round(seconds, 1), "healthy_after": True}, indent=2))
+                                    "5xx": five, "seconds": round(seconds, 1), "healthy_after": True,
+                                    "probe": {"model": Path(backend.model).name, **summary,
+                                              "rows": [vars(r) for r in rows]}}, indent=2))
     print(f"wrote {args.out}")
 
 

@@ -20,6 +20,16 @@ class TextError(BadRequest):
     """A task's text is missing, empty, not a string or too long."""
 
 
+class DisallowedHost(BadRequest):
+    """The request's Host header names no host this backend answers for (a DNS-rebinding guard)."""
+
+
+class BackendConfigError(GoldloopError):
+    """The backend's settings cannot serve safely (basic auth without a strong enough password)."""
+
+    status = 500
+
+
 class Unauthorized(GoldloopError):
     """Missing or wrong HTTP basic auth credentials."""
 
@@ -42,6 +52,10 @@ class UnsupportedMediaType(BadRequest):
     """The request body is not sent as application/json."""
 
     status = 415
+
+
+class LimitExceeded(BadRequest):
+    """A request asks for more than a stated bound allows (controls, labels, project ids)."""
 
 
 class UnsafePath(BadRequest):

@@ -36,7 +36,6 @@ naming the item and the problem. Flask-free.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +44,7 @@ from dataclasses import dataclass
 from . import ids
 from .cache import PredictionCache
 from .errors import BadRequest
-from .models.sklearn_models import cjk_end, lexicon_regex
+from .models.sklearn_models import cjk_end, compile_lexicon
 from .registry import ProjectModel
 from .results import choice_item, span_item, value_of
 from .schema import Control, TaskSpec
@@ -215,7 +214,7 @@ def copies(text: str, marks: Sequence[Mark], model_spans: Sequence[tuple[int, in
             votes.setdefault(surface.casefold(), Counter())[m.labels] += 1
     if not votes:
         return []
-    pattern = re.compile(lexicon_regex(votes), re.IGNORECASE)
+    pattern = compile_lexicon(votes)
     marked = Cover(len(text), [(m.start, m.end) for m in marks])
     out = []
     for hit in pattern.finditer(text):

@@ -8,7 +8,8 @@ received the webhook, all of them serve what it taught. A promotion starts a new
 the trained version has learned from the labels themselves.
 
 Bounded: a record over ``MAX_RECORD_BYTES`` is not written, and a log that reached ``MAX_LOG_BYTES`` takes no
-more lines (online learning of that version pauses until the next round promotes). The path comes from
+more lines (online learning of that version pauses until the next round promotes; the promotion removes the older
+versions' logs). The path comes from
 ``Registry.path`` (validated project key and version), never from request data.
 """
 from __future__ import annotations
@@ -24,7 +25,10 @@ from .schema import TaskSpec
 log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # a task at the text limit (500,000 characters) with its result items fits
-MAX_LOG_BYTES = 64 * 1024 * 1024  # per project version; replaying a full log on a worker's first load stays bounded
+# per project: a promotion removes the other versions' logs (Registry.drop_online_logs), so one log per project
+# grows; with settings.max_projects (500) that bounds the disk the logs take at 8 GiB, and the replay on a worker's
+# first load of a project reads at most this much
+MAX_LOG_BYTES = 16 * 1024 * 1024
 LOG_PREFIX = "online-"
 
 

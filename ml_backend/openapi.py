@@ -32,7 +32,8 @@ _DOCUMENT = {
         "version": "1",
         "description": "Label Studio's ML backend protocol over goldloop's models. Every error is a JSON object "
                        "{error, message}; no route answers a traceback. HTTP basic auth guards every route but "
-                       "/health when it is configured.",
+                       "/health when it is configured. A Host header naming no allowed host answers 400 "
+                       "DisallowedHost on every route.",
     },
     "components": {
         "schemas": {
@@ -59,10 +60,13 @@ _DOCUMENT = {
     },
     "paths": {
         "/": {"get": {"summary": "Same as /health", "responses": _answers({"type": "object"})}},
-        "/health": {"get": {"summary": "Liveness; never loads a model", "security": [],
+        "/health": {"get": {"summary": "Liveness; never loads a model. loaded_projects and pid only for callers "
+                                       "who may read every route (the right credentials when basic auth is on)",
+                            "security": [],
                             "responses": _answers({"type": "object", "properties": {
                                 "status": {"const": "UP"}, "model_class": {"type": "string"},
-                                "loaded_projects": {"type": "array", "items": {"type": "string"}}}})}},
+                                "loaded_projects": {"type": "array", "items": {"type": "string"}},
+                                "pid": {"type": "integer"}}})}},
         "/setup": {"post": {
             "summary": "Register a project's labeling config; answers the model version at once, loads in the background",
             "requestBody": {"required": True, **_json({"type": "object", "properties": {

@@ -14,13 +14,14 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import ids
 from .cache import PredictionCache
-from .errors import UnsafePath
+from .errors import LimitExceeded, UnsafePath
 from .models import Examples, Model, PrototypeClassifier, SpanMatcher, TextPrediction, load_model
 from .models.base import chosen_labels
 from .online import LOG_PREFIX, OnlineLog, record_for
@@ -110,8 +111,7 @@ class ProjectModel:
             if isinstance(model, SpanMatcher):
                 for s, e, lbl in spans_of(result_items, control.name):
                     if 0 <= s < e <= len(text):
-                        model.add(text[s:e], lbl)
-                        changed = True
+                        changed |= model.add(text[s:e], lbl)
             elif isinstance(model, PrototypeClassifier):
                 labels = [c for c in choices_of(result_items, control.name) if c in model.labels]
                 if labels:
@@ -154,14 +154,20 @@ def cold_start_model(control: Control, settings: BackendSettings, model_name: st
 
 
 class Registry:
-    """Every project's serving model, loaded once and shared by requests; swapped atomically on promotion."""
+    """Every project's serving model, loaded once and shared by requests; swapped atomically on promotion.
+
+    Bounded: at most ``settings.max_loaded_projects`` projects are held in memory (the least recently used one is
+    unloaded and reloaded from disk, its online log replayed, on its next request), and at most
+    ``settings.max_projects`` project keys are accepted (``admit``).
+    """
 
     def __init__(self, settings: BackendSettings):
         self.settings = settings
         self.root = Path(settings.models_dir)
-        self._serving: dict[str, ProjectModel] = {}
+        self._serving: OrderedDict[str, ProjectModel] = OrderedDict()  # least recently used first
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._known: set[str] | None = None  # admitted project keys, read from the models dir on first use
         self.listeners: list[Callable[[str, str], None]] = []
 
     def path(self, project: str, version: str | None = None, control: str | None = None, file: str | None = None) -> Path:
@@ -186,6 +192,20 @@ class Registry:
         if root not in out.parents:
             raise UnsafePath(f"{ids.shown(str(out))} is not under the models dir {root}")
         return out
+
+    def admit(self, project: str) -> str:
+        """``project`` when this process may hold state for it: a key already known or with a models dir, or a new
+        one while fewer than ``max_projects`` are known; else LimitExceeded (a 400 naming the limit)."""
+        with self._guard:
+            if self._known is None:
+                self._known = set(self.projects())
+            if project in self._known:
+                return project
+            if len(self._known) >= self.settings.max_projects and not self.path(project).is_dir():
+                raise LimitExceeded(f"this backend already holds {len(self._known)} projects, its limit "
+                                    f"(GOLDLOOP_MAX_PROJECTS={self.settings.max_projects}); project {ids.shown(project)} is refused")
+            self._known.add(project)
+            return project
 
     def _lock(self, project: str) -> threading.Lock:
         with self._guard:
@@ -239,18 +259,30 @@ class Registry:
         """Serve a ProjectModel for a project without saving it (benchmarks, tests)."""
         with self._guard:
             self._serving[project] = pm
+            self._serving.move_to_end(project)
 
     def _fresh(self, project: str, spec: TaskSpec) -> ProjectModel | None:
         """The loaded ProjectModel when it serves this labeling config and the promoted version."""
         pm = self._serving.get(project)
         if pm is not None and pm.spec.config_hash == spec.config_hash and not self._stale(project, pm):
+            with self._guard:
+                if project in self._serving:
+                    self._serving.move_to_end(project)
             return pm
         return None
 
     def _serve(self, project: str, pm: ProjectModel) -> None:
-        """Swap pm in for the project and tell the listeners."""
+        """Swap pm in for the project (the most recently used), unload the least recently used past the bound, and
+        tell the listeners."""
         with self._guard:
             self._serving[project] = pm
+            self._serving.move_to_end(project)
+            unloaded = []
+            while len(self._serving) > max(1, self.settings.max_loaded_projects):
+                unloaded.append(self._serving.popitem(last=False)[0])
+        for name in unloaded:
+            log.info("project %s: unloaded (more than %d projects in memory); reloaded on its next request", name,
+                     self.settings.max_loaded_projects)
         for fn in self.listeners:
             fn(project, pm.version)
 
@@ -347,7 +379,18 @@ class Registry:
         tmp.write_text(json.dumps({"version": pm.version, "config_hash": pm.spec.config_hash}))
         os.replace(tmp, self.path(project, file="serving.json"))
         self._serve(project, pm)
+        self.drop_online_logs(project, keep=pm.version)
         return vdir
+
+    def drop_online_logs(self, project: str, keep: str) -> list[str]:
+        """Remove the online logs of every version but ``keep``: the promoted version learned from the labels
+        themselves, so only one log per project grows (at most online.MAX_LOG_BYTES). The names removed."""
+        removed = []
+        for p in self.path(project).glob(f"{LOG_PREFIX}*.jsonl"):
+            if p.name != f"{LOG_PREFIX}{keep}.jsonl":
+                p.unlink(missing_ok=True)
+                removed.append(p.name)
+        return removed
 
     def _prepare_serving(self, model: Model, saved: Path) -> None:
         """Build what serving needs (the int8 graph) before serving.json names the version: the load is then fast."""

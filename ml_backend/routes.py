@@ -6,8 +6,6 @@ lines show request values through ``ids.shown`` (ASCII, short).
 """
 from __future__ import annotations
 
-import base64
-import hmac
 import json
 import logging
 import os
@@ -16,7 +14,7 @@ import time
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import ids
+from . import auth, ids
 from .errors import BadRequest, Unauthorized, UnsupportedMediaType
 from .interactive import answer as interactive_answer
 from .interactive import read_context
@@ -70,21 +68,16 @@ def query_arg(name: str) -> str | None:
         raise BadRequest("the query string must be UTF-8 (percent-encode other bytes)") from None
 
 
-def _check_auth() -> None:
+def _check_auth() -> bool:
+    """True when the request may read every route (no basic auth configured, or the right credentials); 401 for
+    any route but /health otherwise (/health answers everyone, with less)."""
     s = state().settings
-    if not s.basic_auth_user or request.path == "/health":
-        return
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Basic "):
-        raise Unauthorized("this backend requires HTTP basic auth")
-    try:
-        user, _, pw = base64.b64decode(header[6:]).decode("utf-8").partition(":")
-    except (ValueError, UnicodeDecodeError):
-        raise Unauthorized("malformed basic auth header") from None
-    ok_user = hmac.compare_digest(user.encode(), s.basic_auth_user.encode())
-    ok_pw = hmac.compare_digest(pw.encode(), (s.basic_auth_pass or "").encode())
-    if not (ok_user and ok_pw):
-        raise Unauthorized("wrong basic auth credentials")
+    if not s.basic_auth_user:
+        return True
+    failure = auth.basic_auth_failure(request.headers.get("Authorization", ""), s.basic_auth_user, s.basic_auth_pass)
+    if failure and request.path != "/health":
+        raise Unauthorized(failure)
+    return failure is None
 
 
 def _spec_for(project: str, config: object) -> TaskSpec:
@@ -125,7 +118,7 @@ def task_problem(task: object, spec: TaskSpec, limit: int) -> tuple[str, str] | 
 @bp.before_app_request
 def _before():
     g.t0 = time.perf_counter()
-    _check_auth()
+    g.authorized = _check_auth()
 
 
 @bp.after_app_request
@@ -134,22 +127,27 @@ def _after(resp):
     m = state().metrics
     m.requests.labels(endpoint=endpoint, status=str(resp.status_code)).inc()
     m.latency.labels(endpoint=endpoint).observe(time.perf_counter() - g.get("t0", time.perf_counter()))
-    resp.headers[WORKER_HEADER] = str(os.getpid())
+    if g.get("authorized"):  # the pid only to callers who may read every route
+        resp.headers[WORKER_HEADER] = str(os.getpid())
     return resp
 
 
 @bp.get("/health")
 @bp.get("/")
 def health():
+    """Liveness for everyone; the loaded project names and the pid only for callers who may read every route
+    (the right basic auth credentials, or any caller when no auth is configured: /versions lists the same then)."""
     st = state()
-    return jsonify(status="UP", model_class="goldloop", loaded_projects=sorted(p for p, _ in st.registry.serving_items()), device=st.device,
-                   precision=st.precision, pid=os.getpid())
+    body = {"status": "UP", "model_class": "goldloop", "device": st.device, "precision": st.precision}
+    if g.get("authorized"):
+        body.update(loaded_projects=sorted(p for p, _ in st.registry.serving_items()), pid=os.getpid())
+    return jsonify(body)
 
 
 @bp.post("/setup")
 def setup():
     body = json_body()
-    project = ids.project_key(body.get("project"))
+    project = state().registry.admit(ids.project_key(body.get("project")))
     spec = _spec_for(project, body.get("schema"))
     st = state()
     version = st.registry.current_version(project, spec)
@@ -165,7 +163,7 @@ def predict():
         raise BadRequest("missing 'tasks': expected a list of Label Studio tasks")
     if not isinstance(tasks, list):
         raise BadRequest(f"'tasks' must be a list, got {type(tasks).__name__}")
-    project = ids.project_key(body.get("project"))
+    project = state().registry.admit(ids.project_key(body.get("project")))
     spec = _spec_for(project, body.get("label_config"))
     marks = read_context(body.get("params"), spec)
     st = state()
@@ -204,8 +202,8 @@ def webhook():
     if len(action) > 64 or not set(action) <= ACTION_CHARS:
         raise BadRequest(f"'action' must be a Label Studio webhook action such as ANNOTATION_CREATED, got {ids.shown(action)}")
     proj = body.get("project")
-    project = ids.project_key(proj.get("id") if isinstance(proj, dict) else proj)
     st = state()
+    project = st.registry.admit(ids.project_key(proj.get("id") if isinstance(proj, dict) else proj))
     st.record_event(action, project, body, metric_label=action if action in WEBHOOK_ACTIONS else "other")
     answer = {"status": "ok", "action": action}
     if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):

@@ -19,6 +19,12 @@ SPAN_TAGS = {"labels": "labels", "hypertextlabels": "hypertextlabels"}
 CHOICE_TAGS = {"choices": "choices"}
 TEXT_OBJECT_TAGS = {"text", "hypertext", "paragraphs"}
 
+# What one labeling config may ask of the backend. Every control holds a model (a Choices control's prototypes run
+# the shared encoder; a fine-tuned one is its own model), and a Choices control embeds every label name before its
+# first answer (about 60 names a second on 2 CPU cores), so both are bounded: a config past either answers 400.
+MAX_CONTROLS = 32
+MAX_LABELS = 500
+
 
 @dataclass(frozen=True)
 class Control:
@@ -110,10 +116,14 @@ def parse_label_config(xml: object) -> TaskSpec:
             if c.tag.lower() == child_tag
         )
         labels = tuple(lbl for lbl in labels if lbl)
+        if len(labels) > MAX_LABELS:
+            raise SchemaError(f"<{el.tag} name={name!r}> has {len(labels)} <{child_tag.title()}> values; the limit is {MAX_LABELS} per control")
         if not labels:
             raise SchemaError(f"<{el.tag} name={name!r}> has no <{child_tag.title()}> values")
         if len(set(labels)) != len(labels):
             raise SchemaError(f"<{el.tag} name={name!r}> repeats a label: {list(labels)}")
+        if len(controls) == MAX_CONTROLS:
+            raise SchemaError(f"label config has more than {MAX_CONTROLS} controls (<Labels>, <Choices>); the limit is {MAX_CONTROLS}")
         if tag in SPAN_TAGS:
             controls.append(Control(name, to_name, "spans", SPAN_TAGS[tag], labels, objects[to_name]))
         else:

@@ -56,7 +56,7 @@ def main(ctx, debug):
               help="int8: ONNX Runtime int8 (fastest on CPU); int8-torch: PyTorch dynamic int8; bf16: bfloat16.")
 @click.option("--threads", type=int, default=None, help="WSGI threads per worker process (default 8).")
 @click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
-@click.option("--insecure", is_flag=True, help="Serve on a non-loopback --host without basic auth.")
+@click.option("--insecure", is_flag=True, help="Serve on a non-loopback --host without basic auth (warns: anyone who reaches it may use it).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes (default 1 or $GOLDLOOP_BACKEND_WORKERS); above 1 gunicorn serves, one training job per project for all.")
 def backend(data_dir, host, port, model_name, quantize, threads, device, insecure, workers):
@@ -65,9 +65,7 @@ def backend(data_dir, host, port, model_name, quantize, threads, device, insecur
 
     settings = settings_for(data_dir, model_name=model_name, quantize=quantize, host=host, backend_port=port, device=device,
                             backend_workers=workers)
-    if not _is_loopback(host) and not settings.basic_auth_user and not insecure:
-        raise click.ClickException(f"--host {host} is reachable from other machines: set GOLDLOOP_BASIC_AUTH_USER and "
-                                   "GOLDLOOP_BASIC_AUTH_PASS, or pass --insecure")
+    _check_backend_access(settings, host, port, insecure)
     if settings.backend_workers < 1:
         raise click.ClickException(f"GOLDLOOP_BACKEND_WORKERS must be 1 or more, got {settings.backend_workers}")
     if settings.backend_workers > 1:
@@ -126,16 +124,33 @@ def worker_trainer():
     return backend_trainer(settings)
 
 
-def _is_loopback(host: str) -> bool:
-    """True for an address only this machine reaches (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
+def _check_backend_access(settings: Settings, host: str, port: int, insecure: bool) -> None:
+    """Refuse basic auth without a strong password and a public --host without auth (unless --insecure, then warn
+    loudly); say which Host names a public backend answers."""
+    from ml_backend.auth import ANY_HOST, check_basic_auth, is_loopback
+    from ml_backend.errors import BackendConfigError
 
-    if host.lower() == "localhost":
-        return True
+    from .config import ENV_ALLOWED_HOSTS, ENV_BASIC_AUTH_PASS, ENV_BASIC_AUTH_USER
+
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+        check_basic_auth(settings.basic_auth_user, settings.basic_auth_pass, ENV_BASIC_AUTH_USER, ENV_BASIC_AUTH_PASS)
+    except BackendConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if is_loopback(host):
+        return
+    if not settings.basic_auth_user:
+        if not insecure:
+            raise click.ClickException(f"--host {host} is reachable from other machines: set {ENV_BASIC_AUTH_USER} and "
+                                       f"{ENV_BASIC_AUTH_PASS}, or pass --insecure")
+        warning = (f"--insecure: the backend on {host}:{port} has no authentication and is reachable from other machines: "
+                   "anyone who reaches it can predict, train and read model versions")
+        logging.getLogger(__name__).warning(warning)
+        click.echo(f"WARNING: {warning}", err=True)
+    allowed = settings.backend_settings().allowed_hosts
+    if ANY_HOST not in allowed:
+        names = ", ".join(("loopback names", *allowed))
+        click.echo(f"the backend answers requests addressed to {names} only; set {ENV_ALLOWED_HOSTS} to the names "
+                   f"other machines use (comma-separated, or {ANY_HOST})", err=True)
 
 
 _progress_state = {"open": False}
@@ -243,7 +258,7 @@ def up(data_dir, ls_port, backend_port, no_samples, detach, database_url, switch
 @main.command()
 @data_dir_option
 def down(data_dir):
-    """Stop Label Studio and the ML backend started by `goldloop up --detach`."""
+    """Stop every process `goldloop up` started for the data dir: Label Studio, the ML backend, the starter training."""
     from . import stack
 
     settings = settings_for(data_dir)

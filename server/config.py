@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from ml_backend.auth import bind_host, parse_hosts
 from ml_backend.settings import check_precision
 
 from .datadir import DataDir
@@ -16,7 +17,8 @@ ENV_QUANTIZE = "GOLDLOOP_QUANTIZE"
 ENV_DEVICE = "GOLDLOOP_DEVICE"
 ENV_PRECISION = "GOLDLOOP_PRECISION"  # auto | bf16 | fp32 (ml_backend.settings.PRECISIONS)
 ENV_BASIC_AUTH_USER = "GOLDLOOP_BASIC_AUTH_USER"
-ENV_BASIC_AUTH_PASS = "GOLDLOOP_BASIC_AUTH_PASS"
+ENV_BASIC_AUTH_PASS = "GOLDLOOP_BASIC_AUTH_PASS"  # at least ml_backend.auth.MIN_PASSWORD_CHARS when the user is set
+ENV_ALLOWED_HOSTS = "GOLDLOOP_ALLOWED_HOSTS"  # comma-separated Host names the backend answers besides loopback; "*": any
 ENV_LS_URL = "LABEL_STUDIO_URL"
 ENV_LS_API_KEY = "LABEL_STUDIO_API_KEY"
 ENV_LS_PORT = "GOLDLOOP_LS_PORT"
@@ -26,12 +28,16 @@ ENV_MIN_ANNOTATIONS = "GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN"
 ENV_COLD_START_LABELS = "GOLDLOOP_COLD_START_LABELS"
 ENV_THREADS = "GOLDLOOP_THREADS"
 ENV_MAX_TEXT_CHARS = "GOLDLOOP_MAX_TEXT_CHARS"
+ENV_MAX_LOADED_PROJECTS = "GOLDLOOP_MAX_LOADED_PROJECTS"  # project models a backend process keeps in memory
+ENV_MAX_PROJECTS = "GOLDLOOP_MAX_PROJECTS"  # project ids a backend process accepts
 ENV_ADMIN_EMAIL = "GOLDLOOP_ADMIN_EMAIL"
 ENV_ADMIN_PASSWORD = "GOLDLOOP_ADMIN_PASSWORD"
 ENV_DATABASE_URL = "GOLDLOOP_DATABASE_URL"  # Label Studio's database: sqlite (default) or postgresql://...
 ENV_MASK_PII_SCHEMAS = "GOLDLOOP_MASK_PII_SCHEMAS"  # comma-separated schema names; "" masks none
 ENV_DISTILL_LAYERS = "GOLDLOOP_DISTILL_LAYERS"  # > 0: distil every promoted version into a student of this many layers
 ENV_STARTERS = "GOLDLOOP_STARTERS"  # 0: `goldloop up` trains no starter sets (server/starters/)
+ENV_START_TIMEOUT = "GOLDLOOP_START_TIMEOUT"  # seconds: the most `goldloop up` waits for Label Studio, then the backend
+ENV_START_STALL_TIMEOUT = "GOLDLOOP_START_STALL_TIMEOUT"  # seconds a starting server may show no sign of work
 
 DEFAULT_HOME = Path.home() / ".goldloop"
 LOCAL_HOST = "127.0.0.1"  # the local stack's processes listen here only
@@ -63,6 +69,7 @@ class Settings:
     precision: str = "auto"  # auto | bf16 | fp32: autocast (auto: bf16/fp16 on CUDA, fp32 on the CPU)
     basic_auth_user: str | None = None
     basic_auth_pass: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] = ()  # Host names the backend answers besides loopback ones and a named --host
     ls_url: str | None = None
     ls_api_key: str | None = field(default=None, repr=False)
     ls_port: int = 8080
@@ -75,6 +82,8 @@ class Settings:
     distill_layers: int = 0  # > 0: `goldloop train` distils each promoted version (docs/distill.md)
     threads: int = 0  # 0: one per available core
     max_text_chars: int = 500_000
+    max_loaded_projects: int = 8  # ml_backend.settings.BackendSettings says why
+    max_projects: int = 500
     batch_size: int = 16
     max_length: int = 256  # tokens per window (incl. special tokens)
     cache_size: int = 50_000
@@ -87,8 +96,11 @@ class Settings:
     # local stack (goldloop up/import): schemas whose imports mask PII, timeouts, batch sizes
     mask_pii_schemas: tuple[str, ...] = ("medical_records",)
     starters: bool = True  # `goldloop up` trains the projects' missing starter sets in the background
-    ls_start_timeout: float = 240.0  # first start migrates the database (~40 s on 2 cores)
-    backend_start_timeout: float = 180.0
+    # start-up waits (stack.wait_healthy): as long as the child lives and works (its log grows or it uses CPU: Label
+    # Studio's first start migrates silently, ~40 s on 2 idle cores, many minutes on a loaded laptop), up to a hard cap
+    ls_start_timeout: float = 1800.0
+    backend_start_timeout: float = 1800.0
+    start_stall_timeout: float = 120.0  # no log line and no CPU for this long: the child is stuck, give up
     stop_timeout: float = 15.0
     import_batch_size: int = 500  # tasks per Label Studio import request
     predict_batch_chars: int = 60_000  # characters per pre-annotation request (LS waits at most 100 s)
@@ -122,7 +134,9 @@ class Settings:
         return BackendSettings(
             model=self.model, models_dir=self.models_dir, quantize=self.quantize, threads=self.threads, device=self.device,
             precision=self.precision, max_length=self.max_length, cache_size=self.cache_size, max_text_chars=self.max_text_chars,
+            max_loaded_projects=self.max_loaded_projects, max_projects=self.max_projects,
             basic_auth_user=self.basic_auth_user, basic_auth_pass=self.basic_auth_pass,
+            allowed_hosts=self.allowed_hosts + bind_host(self.host),
         )
 
     def with_overrides(self, **kw) -> "Settings":
@@ -140,6 +154,10 @@ class Settings:
         s.precision = check_precision(env.get(ENV_PRECISION) or "auto", ENV_PRECISION)
         s.basic_auth_user = env.get(ENV_BASIC_AUTH_USER) or None
         s.basic_auth_pass = env.get(ENV_BASIC_AUTH_PASS) or None
+        try:
+            s.allowed_hosts = parse_hosts(env.get(ENV_ALLOWED_HOSTS, ""))
+        except ValueError as exc:
+            raise ValueError(f"{ENV_ALLOWED_HOSTS}: {exc}") from None
         s.ls_url = env.get(ENV_LS_URL) or None
         s.ls_api_key = env.get(ENV_LS_API_KEY) or None
         s.admin_email = env.get(ENV_ADMIN_EMAIL, s.admin_email)
@@ -153,6 +171,8 @@ class Settings:
             (ENV_COLD_START_LABELS, "cold_start_labels"),
             (ENV_THREADS, "threads"),
             (ENV_MAX_TEXT_CHARS, "max_text_chars"),
+            (ENV_MAX_LOADED_PROJECTS, "max_loaded_projects"),
+            (ENV_MAX_PROJECTS, "max_projects"),
             (ENV_DISTILL_LAYERS, "distill_layers"),
         ):
             if env.get(name):
@@ -160,6 +180,16 @@ class Settings:
                     setattr(s, attr, int(env[name]))
                 except ValueError as exc:
                     raise ValueError(f"{name} must be an integer, got {env[name]!r}") from exc
+        for name, attrs in ((ENV_START_TIMEOUT, ("ls_start_timeout", "backend_start_timeout")), (ENV_START_STALL_TIMEOUT, ("start_stall_timeout",))):
+            if env.get(name):
+                try:
+                    seconds = float(env[name])
+                except ValueError as exc:
+                    raise ValueError(f"{name} must be a number of seconds, got {env[name]!r}") from exc
+                if seconds <= 0:
+                    raise ValueError(f"{name} must be a positive number of seconds, got {env[name]!r}")
+                for attr in attrs:
+                    setattr(s, attr, seconds)
         if env.get(ENV_STARTERS) is not None:
             s.starters = env[ENV_STARTERS].strip().lower() not in ("0", "false", "no", "off")
         if env.get(ENV_MASK_PII_SCHEMAS) is not None:

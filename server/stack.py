@@ -18,7 +18,7 @@ import requests
 from . import store
 from .config import ENV_HOME, ENV_LS_API_KEY, ENV_LS_URL, LOCAL_HOST, Settings, local_url
 from .errors import StackError
-from .procs import pid_alive
+from .procs import group_cpu_seconds, pid_alive
 
 Progress = Callable[[str], None]
 _START_MARK = "--- goldloop: starting "
@@ -215,21 +215,86 @@ def health(url: str, timeout: float = 2.0) -> dict:
     return body if isinstance(body, dict) else {}
 
 
-def wait_healthy(name: str, url: str, pid: int, timeout: float, log: Path, progress: Progress | None = None) -> float:
-    """Poll url until it answers; StackError with the log's tail when the process dies or time runs out."""
-    start = time.monotonic()
+def last_log_line(path: Path, width: int = 200) -> str:
+    """The last non-empty line of a log file (read from its end), cut to width; "" when there is none."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:width] if lines else ""
+
+
+def _log_state(path: Path) -> tuple[int, int]:
+    """Size and mtime of a log file ((0, 0) when missing): it moved when this changed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (st.st_size, st.st_mtime_ns)
+
+
+CPU_STEP = 0.2  # CPU seconds a silent child must use to count as busy (Label Studio migrates without a log line)
+CPU_EVERY = 2.0  # seconds between two CPU readings (each reads /proc/*/stat)
+
+
+class _Activity:
+    """Whether a starting child still works: its log moved or its process group used CPU since the last look."""
+
+    def __init__(self, pid: int, log: Path):
+        self.pid, self.log = pid, log
+        self.log_state = _log_state(log)
+        self.cpu = group_cpu_seconds(pid)
+        self.cpu_at = time.monotonic()
+        self.measured = self.cpu is not None  # without /proc, a silent child cannot be told from a stuck one
+
+    def moved(self) -> bool:
+        log_state = _log_state(self.log)
+        moved, self.log_state = log_state != self.log_state, log_state
+        if self.measured and not moved and time.monotonic() - self.cpu_at >= CPU_EVERY:
+            cpu, self.cpu_at = group_cpu_seconds(self.pid), time.monotonic()
+            if cpu is not None and cpu - self.cpu >= CPU_STEP:
+                moved, self.cpu = True, cpu
+        return moved
+
+
+def wait_healthy(
+    name: str, url: str, pid: int, timeout: float, log: Path, progress: Progress | None = None, stall: float | None = None,
+    poll: float = 0.5,
+) -> float:
+    """Poll url until it answers; return the seconds it took.
+
+    Waits as long as the process lives and works: its log grows or its process group uses CPU (Label Studio migrates
+    its database without a log line). StackError with the log's tail when the process dies (noticed within a poll),
+    when it shows no sign of work for `stall` seconds (default Settings.start_stall_timeout; where CPU cannot be
+    measured only the hard cap applies), or when `timeout` seconds pass in all.
+    """
+    stall = Settings.start_stall_timeout if stall is None else stall
+    start = last_work = time.monotonic()
+    activity = _Activity(pid, log)
     while True:
-        elapsed = time.monotonic() - start
+        now = time.monotonic()
+        elapsed, idle = now - start, now - last_work
         if progress:
-            progress(f"waiting for {name} at {url} … {elapsed:4.0f} s")
+            head = f"waiting for {name} … {elapsed:.0f} s" + (f" (log and CPU idle {idle:.0f} s)" if idle >= 10 else "")
+            line = last_log_line(log)
+            progress(f"{head}: {line}"[:78] if line else head)
         if http_ok(url):
             return elapsed
         if not pid_alive(pid):
             _reap(pid)
             raise StackError(f"{name} exited during start-up; last lines of {log}: {log_tail(log)}")
+        if activity.moved():
+            last_work = time.monotonic()
+        elif activity.measured and time.monotonic() - last_work > stall:
+            raise StackError(
+                f"{name} did not answer {url} and showed no sign of work (no log line, no CPU) for {stall:.0f} s "
+                f"after {elapsed:.0f} s; last lines of {log}: {log_tail(log)}"
+            )
         if elapsed > timeout:
             raise StackError(f"{name} did not answer {url} within {timeout:.0f} s; last lines of {log}: {log_tail(log)}")
-        time.sleep(0.5)
+        time.sleep(poll)
 
 
 def check_token(url: str, token: str) -> None:
@@ -249,13 +314,25 @@ def check_token(url: str, token: str) -> None:
 
 
 def _recorded(db, name: str) -> dict | None:
-    """The recorded process row when that process is still alive, else None (and forget it)."""
+    """The newest recorded process called name when it is still alive, else None (and forget it)."""
     row = store.get_process(db, name)
     if row and pid_alive(row["pid"]):
         return row
     if row:
-        store.forget_process(db, name)
+        store.forget_process(db, name, row["pid"])
     return None
+
+
+def live_processes(db, name: str) -> list[dict]:
+    """The recorded processes called name that are alive (the dead ones are forgotten)."""
+    alive = []
+    for row in store.list_processes(db, name):
+        if pid_alive(row["pid"]):
+            alive.append(row)
+        else:
+            _reap(row["pid"])
+            store.forget_process(db, name, row["pid"])
+    return alive
 
 
 def running_stack(settings: Settings, db) -> StackInfo | None:
@@ -289,9 +366,10 @@ def start_stack(settings: Settings, db, progress: Progress | None = None) -> Sta
     try:
         be_proc = spawn(be_cmd, backend_env(settings, token), be_log, cwd=home)
         store.record_process(db, store.BACKEND, be_proc.pid, settings.backend_port, be_url, str(be_log), " ".join(be_cmd))
-        wait_healthy("Label Studio", f"{ls_url}/health", ls_proc.pid, settings.ls_start_timeout, ls_log, progress)
+        stall = settings.start_stall_timeout
+        wait_healthy("Label Studio", f"{ls_url}/health", ls_proc.pid, settings.ls_start_timeout, ls_log, progress, stall)
         check_token(ls_url, token)
-        wait_healthy("the ML backend", f"{be_url}/health", be_proc.pid, settings.backend_start_timeout, be_log, progress)
+        wait_healthy("the ML backend", f"{be_url}/health", be_proc.pid, settings.backend_start_timeout, be_log, progress, stall)
     except BaseException:
         stop_stack(settings, db)
         raise
@@ -301,17 +379,21 @@ def start_stack(settings: Settings, db, progress: Progress | None = None) -> Sta
     )  # fmt: skip
 
 
+STOP_ORDER = (store.STARTERS, store.BACKEND, store.LABEL_STUDIO)  # what publishes through Label Studio stops first
+
+
 def stop_stack(settings: Settings, db) -> list[dict]:
-    """Stop the recorded processes (backend first); return what was stopped, each verified by pid."""
+    """Stop every recorded process of the data dir, whichever `goldloop up` started it (starters, then the backend,
+    then Label Studio; anything else first); return what was stopped, each verified by pid."""
+    def order(row: dict) -> tuple[int, float]:
+        return (STOP_ORDER.index(row["name"]) + 1 if row["name"] in STOP_ORDER else 0, -(row["started_at"] or 0.0))
+
     stopped = []
-    for name in (store.STARTERS, store.BACKEND, store.LABEL_STUDIO):
-        row = store.get_process(db, name)
-        if not row:
-            continue
+    for row in sorted(store.list_processes(db), key=order):
         was_alive = pid_alive(row["pid"])
         stop_pid(row["pid"], settings.stop_timeout)
-        store.forget_process(db, name)
-        stopped.append({"name": name, "pid": row["pid"], "was_alive": was_alive, "alive": pid_alive(row["pid"])})
+        store.forget_process(db, row["name"], row["pid"])
+        stopped.append({"name": row["name"], "pid": row["pid"], "was_alive": was_alive, "alive": pid_alive(row["pid"])})
     return stopped
 
 
@@ -321,7 +403,7 @@ def process_status(db) -> list[dict]:
     for row in store.list_processes(db):
         alive = pid_alive(row["pid"])
         if row["name"] == store.STARTERS and not alive:  # finished (its outcome is in the projects' starter lines)
-            store.forget_process(db, row["name"])
+            store.forget_process(db, row["name"], row["pid"])
             continue
         healthy = alive and (not row["url"] or http_ok(f"{row['url']}/health", timeout=2))  # the starters serve nothing
         entry = {"name": row["name"], "pid": row["pid"], "port": row["port"], "url": row["url"], "alive": alive,
@@ -348,7 +430,7 @@ def supervise(settings: Settings, db, info: StackInfo, poll: float = 1.0) -> str
                 if not pid_alive(pid):
                     _reap(pid)
                     time.sleep(1.0)  # `goldloop down` forgets a process right after stopping it
-                    if store.get_process(db, name) is None:
+                    if store.process_by_pid(db, pid) is None:
                         reason = STOPPED_BY_DOWN
                     else:
                         reason = f"{name} (pid {pid}) exited; last lines of {log}: {log_tail(log, 5)}"

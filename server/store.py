@@ -14,10 +14,11 @@ from .procs import pid_alive
 PROCESSES = "processes"
 PROJECTS = "projects"
 IMPORTS = "imports"
-# the processes of the local stack, by their row name in PROCESSES
+# the processes of the local stack, by their row name in PROCESSES (one row per pid: a name may have several)
 LABEL_STUDIO = "label_studio"
 BACKEND = "backend"
 STARTERS = "starters"  # the background training of the starter sets (no port, no URL)
+PROCESS_COLUMNS = {"name": str, "pid": int, "port": int, "url": str, "log_path": str, "command": str, "started_at": float}
 
 
 def _now() -> float:
@@ -43,10 +44,9 @@ def open_db(path: Path | str) -> sqlite_utils.Database:
 def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create the stack tables when they do not exist yet (idempotent)."""
     if PROCESSES not in db.table_names():
-        db[PROCESSES].create(
-            {"name": str, "pid": int, "port": int, "url": str, "log_path": str, "command": str, "started_at": float},
-            pk="name",
-        )
+        db[PROCESSES].create(PROCESS_COLUMNS, pk="pid")
+    elif db[PROCESSES].pks == ["name"]:
+        _key_processes_by_pid(db)
     if PROJECTS not in db.table_names():
         db[PROJECTS].create(
             {
@@ -86,27 +86,55 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
 # --- processes ---------------------------------------------------------------------------------
 
 
+def _key_processes_by_pid(db: sqlite_utils.Database) -> None:
+    """Rewrite a PROCESSES table of an older goldloop (one row per name) as one row per pid, in one transaction."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")  # a second process opening the store waits here, then finds the new table
+    try:
+        if db[PROCESSES].pks == ["name"]:
+            columns = ", ".join(f'"{c}"' for c in PROCESS_COLUMNS)
+            conn.execute(f'ALTER TABLE "{PROCESSES}" RENAME TO "{PROCESSES}_by_name"')
+            conn.execute(f'CREATE TABLE "{PROCESSES}" ("name" TEXT, "pid" INTEGER PRIMARY KEY, "port" INTEGER, "url" TEXT, '
+                         '"log_path" TEXT, "command" TEXT, "started_at" FLOAT)')
+            conn.execute(f'INSERT OR REPLACE INTO "{PROCESSES}" ({columns}) SELECT {columns} FROM "{PROCESSES}_by_name"')
+            conn.execute(f'DROP TABLE "{PROCESSES}_by_name"')
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def record_process(db: sqlite_utils.Database, name: str, pid: int, port: int, url: str, log_path: str, command: str) -> None:
-    """Remember a started child process (one row per name: label_studio, backend)."""
+    """Remember a started child process: one row per pid, so every child of every `goldloop up` of the data dir stays
+    recorded until it is stopped (a name such as STARTERS may have several rows)."""
     db[PROCESSES].upsert(
-        {"name": name, "pid": pid, "port": port, "url": url, "log_path": log_path, "command": command, "started_at": _now()},
-        pk="name",
+        {"name": name, "pid": int(pid), "port": port, "url": url, "log_path": log_path, "command": command, "started_at": _now()},
+        pk="pid",
     )
 
 
 def get_process(db: sqlite_utils.Database, name: str) -> dict[str, Any] | None:
-    """The recorded process called name, or None."""
-    return _first(db, PROCESSES, "name = ?", [name])
+    """The newest recorded process called name, or None."""
+    return next(iter(db[PROCESSES].rows_where("name = ?", [name], order_by="started_at desc", limit=1)), None)
 
 
-def list_processes(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Every recorded process, by name."""
-    return list(db[PROCESSES].rows_where(order_by="name"))
+def process_by_pid(db: sqlite_utils.Database, pid: int) -> dict[str, Any] | None:
+    """The recorded process of a pid, or None (never recorded, or forgotten once stopped)."""
+    return _first(db, PROCESSES, "pid = ?", [int(pid)])
 
 
-def forget_process(db: sqlite_utils.Database, name: str) -> None:
-    """Drop the record of a stopped process."""
-    db[PROCESSES].delete_where("name = ?", [name])
+def list_processes(db: sqlite_utils.Database, name: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded process (or those called name), by name, oldest first."""
+    where, args = ("name = ?", [name]) if name is not None else (None, [])
+    return list(db[PROCESSES].rows_where(where, args, order_by="name, started_at"))
+
+
+def forget_process(db: sqlite_utils.Database, name: str, pid: int | None = None) -> None:
+    """Drop the record of a stopped process: the row of pid, or every row called name."""
+    if pid is None:
+        db[PROCESSES].delete_where("name = ?", [name])
+    else:
+        db[PROCESSES].delete_where("name = ? and pid = ?", [name, int(pid)])
 
 
 # --- projects ----------------------------------------------------------------------------------

@@ -131,25 +131,33 @@ class UpResult:
     starters: str = ""  # what became of the starter sets: training in the background (pid), or why not
 
 
-# a Label Studio user created before goldloop generated passwords keeps its password: Label Studio ignores this one
-LEGACY_PASSWORD_PLACEHOLDER = "unknown-created-before-generated-passwords"
+# how to give a Label Studio admin a new password (Label Studio 1.23.2's own command; it runs with the stack stopped
+# or running); filled with the admin's email, the new password and the data dir's Label Studio folder
+RESET_PASSWORD_COMMAND = "label-studio reset_password --username {email} --password {password} --data-dir {ls_data}"
 
 
 def admin_login(settings: Settings) -> tuple[Settings, str]:
     """The settings that start Label Studio with the admin password, and the login line `goldloop up` prints.
 
-    The generated password is shown once, by the call that generates it; later starts name the file.
+    The generated password is shown once, by the call that generates it; later starts name the file. A data dir
+    whose Label Studio admin was created before goldloop generated passwords gets a generated one too (never a
+    fixed one): Label Studio ignores it for the existing admin, and the line says how to make it the admin's.
     """
     from .config import ENV_ADMIN_PASSWORD
 
     data_dir = settings.data_dir
     if settings.admin_password:
         return settings, f"{settings.admin_email}, password from ${ENV_ADMIN_PASSWORD}"
-    if not data_dir.admin_password_path.exists() and any(data_dir.ls_data.glob("*.sqlite3")):
-        return settings.with_overrides(admin_password=LEGACY_PASSWORD_PLACEHOLDER), (
-            f"{settings.admin_email}, the password the admin was created with (this data dir predates generated "
-            "passwords; change it in Label Studio's account settings)")
+    predates = not data_dir.admin_password_path.exists() and any(data_dir.ls_data.glob("*.sqlite3"))
     password, created = data_dir.read_or_create_admin_password()
+    if predates:
+        import shlex
+
+        reset = RESET_PASSWORD_COMMAND.format(email=shlex.quote(settings.admin_email), ls_data=shlex.quote(str(data_dir.ls_data)),
+                                              password=f'"$(cat {shlex.quote(str(data_dir.admin_password_path))})"')
+        return settings, (f"{settings.admin_email}, the password the admin was created with (this data dir predates "
+                          f"generated passwords; Label Studio keeps it); to use the generated one kept in "
+                          f"{data_dir.admin_password_path}, run once: {reset}")
     if created:
         return settings, f"{settings.admin_email}, password {password}  (generated; shown once, kept in {data_dir.admin_password_path})"
     return settings, f"{settings.admin_email}, password in {data_dir.admin_password_path}"
@@ -193,21 +201,25 @@ def bring_up(
         if info.started:
             stack.stop_stack(settings, db)
         raise
-    return UpResult(info, synced, imports, login, chosen.display(), _start_starters(settings, db, synced))
+    return UpResult(info, synced, imports, login, chosen.display(), start_starters(settings, db, synced))
 
 
-def _start_starters(settings: Settings, db, synced: list[ProjectSync]) -> str:
-    """Train the projects' missing starter sets in a background process (server/starters/); what was done."""
+def start_starters(settings: Settings, db, synced: list[ProjectSync]) -> str:
+    """Train the projects' missing starter sets in a background process (server/starters/), unless one already
+    trains for this data dir (whichever `goldloop up` started it); what was done."""
     from . import starters
 
     if not settings.starters:
         return "off"
+    running = stack.live_processes(db, store.STARTERS)
+    if running:  # it trains every project that lacks its starter, one after the other: a second one would race it
+        return f"training in the background already (pid {', '.join(str(r['pid']) for r in running)}; goldloop status shows progress)"
     missing = [s.schema for s in synced if starters.needed(settings, db, s.schema, s.project_id)]
     if not missing:
         return "none missing"
     pid = starters.start_background(settings)
-    # recorded with the stack's processes: `goldloop down` and Ctrl-C stop it (it publishes through the stack)
-    store.record_process(db, store.STARTERS, pid, 0, "", str(settings.data_dir.log(starters.LOG_NAME)), "goldloop pretrain --starters")
+    # recorded with the stack's processes (one row per pid): `goldloop down` and Ctrl-C stop it (it publishes through the stack)
+    store.record_process(db, store.STARTERS, pid, 0, "", str(settings.data_dir.log(starters.LOG_NAME)), starters.COMMAND)
     return f"training {', '.join(missing)} in the background (pid {pid}; goldloop status shows progress)"
 
 

@@ -211,3 +211,43 @@ def test_foreground_up_stops_both_on_ctrl_c(up, tmp_path):
         if proc.poll() is None:
             proc.kill()
             goldloop("down", home=home, check=False)
+
+
+def test_down_after_up_and_up_detach_stops_every_process_of_the_data_dir(ls_template, tmp_path):
+    """`goldloop up` (foreground), `goldloop up --detach` on the same data dir (a no-op), `goldloop down`: Label Studio,
+    the backend and the starter training all stop; no process names the data dir afterwards."""
+    from tests.test_stack import processes_naming
+
+    home = copy_home(ls_template, tmp_path / "home")
+    ls_port, be_port = free_port(), free_port()
+    while be_port == ls_port:
+        be_port = free_port()
+    out = tmp_path / "up.out"
+    # with the samples: the starters then train for minutes (without documents they fail in a second)
+    cmd = [sys.executable, "-m", "server.cli", "up", "--data-dir", str(home), "--ls-port", str(ls_port), "--backend-port", str(be_port)]
+    with open(out, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, text=True, env={**os.environ, "GOLDLOOP_STARTERS": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while "press Ctrl-C" not in out.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        text = out.read_text()
+        found = re.search(r"^starter sets\s+training .* \(pid (\d+);", text, re.M)
+        assert "press Ctrl-C" in text and found, text[-3000:]
+        starters_pid = int(found.group(1))
+        assert procs.pid_alive(starters_pid)
+        again = goldloop("up", "--detach", "--no-samples", home=home, env={"GOLDLOOP_STARTERS": "1"})
+        assert "already running" in again.stdout, again.stdout
+        assert f"already (pid {starters_pid};" in again.stdout, again.stdout  # no second starters process
+        assert [r["pid"] for r in store.list_processes(store.open_db(DataDir(home).db_path), store.STARTERS)] == [starters_pid]
+        down = goldloop("down", home=home)
+        for name in (store.STARTERS, store.BACKEND, store.LABEL_STUDIO):
+            assert re.search(rf"^{name}\s+pid \d+\s+stopped$", down.stdout, re.M), down.stdout
+        assert proc.wait(timeout=60) == 0 and "stopped by goldloop down" in out.read_text(), out.read_text()[-3000:]
+        assert not procs.pid_alive(starters_pid)
+        assert processes_naming(home) == []
+        assert not stack.port_in_use(ls_port) and not stack.port_in_use(be_port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        goldloop("down", home=home, check=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from bench import fuzz_probe
 from bench.fuzz_backend import RAW_BODIES, STRANGE_CONFIGS, assert_healthy, check, fuzz, requests
 from ml_backend import create_app
 
@@ -50,3 +51,37 @@ def test_the_app_is_healthy_after_the_fuzzing_and_wrote_nothing_outside_its_data
     assert_healthy(fuzz_client)
     root = Path(fuzz_client.home).parent
     assert {p.name for p in root.iterdir()} <= {"home"}
+
+
+def probe_client(home: Path, **overrides):
+    from server.config import Settings
+
+    backend = Settings(home=home, testing=True).backend_settings().with_overrides(**overrides)
+    return create_app(backend, trainer=lambda project, event: None).test_client()
+
+
+def test_the_outside_probe_corpus_gets_no_5xx_and_predict_stays_up(tmp_path, tiny_model_dir):
+    """Long spans by webhook, nested prefixes, configs past the limits, new project ids past the limit: every
+    request answers below 500 and the project's next /predict answers 200 (tiny encoder: statuses only)."""
+    client = probe_client(tmp_path / "home", model=tiny_model_dir, max_projects=40)
+    rows, summary = fuzz_probe.run(client, project_ids=60, nested=60)
+    assert summary["5xx"] == 0 and summary["broken_follow_ups"] == 0, summary
+    status = {r.name: r.status for r in rows}
+    assert all(status[n] == 200 for n in status if n.startswith("webhook:") and "span" in n or "nested" in n)
+    assert status["predict: 32 controls x 20 choices"] == 200 and status["predict: 1 controls x 500 choices"] == 200
+    assert status["predict: 33 controls x 2 choices"] == status["predict: 500 controls x 2 choices"] == 400
+    assert status["predict: 1 controls x 3000 choices"] == 400 and status["webhook: 60 new project ids"] == 400
+    assert_healthy(client, project=101)  # a project the corpus used: every new id is refused by now
+
+
+PROBE_RSS_GROWTH_MB = 400  # docs/security.md: what the whole probe corpus may add to a backend on MiniLM
+PROBE_SLOWEST_S = 5.0
+
+
+@pytest.mark.slow
+def test_the_outside_probe_corpus_on_the_real_encoder_holds_the_rss_and_latency_bounds(tmp_path):
+    client = probe_client(tmp_path / "home")
+    rows, summary = fuzz_probe.run(client)
+    assert summary["5xx"] == 0 and summary["broken_follow_ups"] == 0, summary
+    assert summary["rss_end_mb"] - summary["rss_start_mb"] < PROBE_RSS_GROWTH_MB, fuzz_probe.table(rows, summary)
+    assert summary["slowest_s"] < PROBE_SLOWEST_S, fuzz_probe.table(rows, summary)

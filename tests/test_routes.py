@@ -170,13 +170,13 @@ def test_start_training_calls_the_injected_trainer_in_background(tiny_settings):
 
 
 def test_basic_auth(tiny_settings):
-    client = create_app(tiny_settings.with_overrides(basic_auth_user="ls", basic_auth_pass="s3cret")).test_client()
+    client = create_app(tiny_settings.with_overrides(basic_auth_user="ls", basic_auth_pass="s3cret-s3cret")).test_client()
     assert client.get("/health").status_code == 200
     resp = client.post("/setup", json={"project": "1.1", "schema": schema_xml("financial_news")})
     assert resp.status_code == 401 and resp.is_json and resp.json["error"] == "Unauthorized"
     bad = {"Authorization": "Basic " + base64.b64encode(b"ls:wrong").decode()}
     assert client.get("/versions", headers=bad).status_code == 401
-    good = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret").decode()}
+    good = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret-s3cret").decode()}
     assert client.post("/setup", json={"project": "1.1", "schema": schema_xml("financial_news")}, headers=good).status_code == 200
     assert client.get("/metrics", headers=good).status_code == 200
 

@@ -264,3 +264,203 @@ def test_the_starters_process_is_stopped_with_the_stack_and_forgotten_once_done(
     done.wait()
     store.record_process(db, store.STARTERS, done.pid, 0, "", str(tmp_path / "starters.log"), "goldloop pretrain --starters")
     assert stack.process_status(db) == [] and store.list_processes(db) == []  # a finished run is not shown as a dead server
+
+
+# --- start-up waits: as long as the child lives and works --------------------------------------------------------
+
+SERVE = """
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", PORT), H).serve_forever()
+"""
+
+
+def _serve(port: int) -> str:
+    """Python code that answers 200 on every GET at 127.0.0.1:port."""
+    return SERVE.replace("PORT", str(port))
+
+
+def test_wait_healthy_waits_past_the_stall_window_while_the_log_moves(tmp_path):
+    """A start that logs for longer than the stall window is not given up on (the old fixed timeout's failure)."""
+    log, port = tmp_path / "ls.log", stack.free_port()
+    code = "import time\nfor i in range(15):\n    print(f'Applying migration {i}', flush=True); time.sleep(0.2)\n" + _serve(port)
+    proc = _spawn_python(code, log)
+    seen = []
+    try:
+        elapsed = stack.wait_healthy("Label Studio", f"http://127.0.0.1:{port}/health", proc.pid, 60, log, seen.append, stall=1)
+    finally:
+        stack.stop_pid(proc.pid)
+    assert elapsed > 2.5  # three stall windows and more
+    assert any("waiting for Label Studio" in m and " s: Applying migration" in m for m in seen), seen
+    assert all(len(m) <= 78 for m in seen)
+
+
+def test_wait_healthy_waits_for_a_silent_child_that_uses_cpu(tmp_path):
+    """Label Studio migrates its database without a log line: CPU use counts as work."""
+    log, port = tmp_path / "ls.log", stack.free_port()
+    code = "import time\nprint('Initializing database..', flush=True)\nend = time.time() + 7\nwhile time.time() < end: pass\n" + _serve(port)
+    proc = _spawn_python(code, log)
+    try:
+        elapsed = stack.wait_healthy("Label Studio", f"http://127.0.0.1:{port}/health", proc.pid, 60, log, stall=4)
+    finally:
+        stack.stop_pid(proc.pid)
+    assert elapsed > 6
+
+
+def test_wait_healthy_gives_up_when_the_child_shows_no_sign_of_work(tmp_path):
+    log = tmp_path / "ls.log"
+    proc = _spawn_python("import time; print('still migrating', flush=True); time.sleep(60)", log)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(StackError, match=r"did not answer .* no sign of work .* for 1 s .*still migrating"):
+            stack.wait_healthy("Label Studio", f"http://127.0.0.1:{stack.free_port()}/health", proc.pid, 60, log, stall=1)
+    finally:
+        stack.stop_pid(proc.pid)
+    assert time.monotonic() - t0 < 15  # the stall window (+ the CPU of the child's own start), not the hard cap
+
+
+def test_wait_healthy_fails_fast_when_the_child_dies_after_a_while(tmp_path):
+    log = tmp_path / "ls.log"
+    code = ("import sys, time\nfor i in range(8):\n    print(f'Applying migration {i}', flush=True); time.sleep(0.2)\n"
+            "print('django.db.utils.OperationalError: disk I/O error', flush=True)\nprint(f'dying at {time.time()}', flush=True)\nsys.exit(3)")
+    proc = _spawn_python(code, log)
+    with pytest.raises(StackError, match="exited during start-up.*OperationalError: disk I/O error") as err:
+        stack.wait_healthy("Label Studio", f"http://127.0.0.1:{stack.free_port()}/health", proc.pid, 600, log, stall=600)
+    died = float(log.read_text().rsplit("dying at ", 1)[1].split()[0])
+    assert time.time() - died < 2.0, str(err.value)
+
+
+def test_start_timeouts_come_from_the_environment():
+    from server.config import ENV_START_STALL_TIMEOUT, ENV_START_TIMEOUT
+
+    s = Settings.from_env({ENV_START_TIMEOUT: "3600", ENV_START_STALL_TIMEOUT: "300"})
+    assert (s.ls_start_timeout, s.backend_start_timeout, s.start_stall_timeout) == (3600, 3600, 300)
+    assert Settings().ls_start_timeout >= 1800 and Settings().start_stall_timeout == 120
+    with pytest.raises(ValueError, match=ENV_START_STALL_TIMEOUT):
+        Settings.from_env({ENV_START_STALL_TIMEOUT: "soon"})
+
+
+# --- one record of every child, whichever `up` started it --------------------------------------------------------
+
+
+def processes_naming(path: Path) -> list[str]:
+    """Live processes whose command line or environment names path: 'pid command' each (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid == os.getpid() or not procs.pid_alive(pid):
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        if str(path).encode() in cmdline + environ:
+            command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{pid} {command}")
+    return found
+
+
+def test_every_child_of_a_name_is_recorded_and_down_stops_them_all(tmp_path):
+    settings = Settings(home=tmp_path)
+    db = store.open_db(settings.data_dir.db_path)
+    names = [store.LABEL_STUDIO, store.BACKEND, store.STARTERS, store.STARTERS]
+    children = [_spawn_python("import time; time.sleep(60)", tmp_path / f"{i}.log") for i in range(len(names))]
+    for i, (name, child) in enumerate(zip(names, children)):
+        store.record_process(db, name, child.pid, i, "", str(tmp_path / f"{i}.log"), name)
+    assert sorted(r["pid"] for r in store.list_processes(db, store.STARTERS)) == sorted(c.pid for c in children[2:])
+    assert store.get_process(db, store.STARTERS)["pid"] == children[3].pid  # the newest of a name
+    result = run_cli("down", "--data-dir", str(tmp_path))
+    assert result.exit_code == 0 and result.output.count("stopped") == 4, result.output
+    assert [ln.split()[0] for ln in result.output.splitlines()] == [store.STARTERS, store.STARTERS, store.BACKEND, store.LABEL_STUDIO]
+    for child in children:
+        child.wait(timeout=5)
+    assert store.list_processes(db) == []
+
+
+def test_a_process_table_keyed_by_name_is_rekeyed_by_pid(tmp_path):
+    import sqlite_utils
+
+    path = tmp_path / "goldloop.db"
+    old = sqlite_utils.Database(path)
+    old[store.PROCESSES].create(store.PROCESS_COLUMNS, pk="name")
+    old[store.PROCESSES].insert({"name": store.STARTERS, "pid": 4242, "port": 0, "url": "", "log_path": "s.log", "command": "c", "started_at": 1.0})
+    old.close()
+    db = store.open_db(path)
+    assert db[store.PROCESSES].pks == ["pid"]
+    assert [r["pid"] for r in store.list_processes(db)] == [4242]
+    store.record_process(db, store.STARTERS, 4343, 0, "", "s.log", "c")
+    assert len(store.list_processes(db, store.STARTERS)) == 2
+
+
+def test_a_second_up_starts_no_second_starters_process_and_down_stops_it(tmp_path, listening):
+    """up; up --detach; down at the level of the process record, with the real `goldloop pretrain --starters` process:
+    the second `up` finds it training, `down` stops it, and the process also ends by itself once Label Studio is gone."""
+    from server.up import ProjectSync, start_starters
+
+    home = tmp_path / "home"
+    settings = Settings(home=home, starters=True)
+    settings.data_dir.ensure()
+    settings.data_dir.read_or_create_token()
+    db = store.open_db(settings.data_dir.db_path)
+    # "Label Studio": a live process recorded for the data dir, its URL a socket that accepts and never answers
+    ls = _spawn_python("import time; time.sleep(120)", tmp_path / "ls.log")
+    store.record_process(db, store.LABEL_STUDIO, ls.pid, listening, f"http://127.0.0.1:{listening}", str(tmp_path / "ls.log"), "ls")
+    synced = [ProjectSync("medical_records", 3, "Medical records")]
+    try:
+        first = start_starters(settings, db, synced)
+        [row] = store.list_processes(db, store.STARTERS)
+        assert f"(pid {row['pid']};" in first
+        again = start_starters(settings, db, synced)  # what `goldloop up --detach` on the running stack does
+        assert "already" in again and str(row["pid"]) in again
+        assert [r["pid"] for r in store.list_processes(db, store.STARTERS)] == [row["pid"]]
+        stopped = stack.stop_stack(settings, db)
+        assert {(r["name"], r["pid"]) for r in stopped} == {(store.STARTERS, row["pid"]), (store.LABEL_STUDIO, ls.pid)}
+        assert not procs.pid_alive(row["pid"]) and not procs.pid_alive(ls.pid)
+        assert processes_naming(home) == [] and store.list_processes(db) == []
+    finally:
+        for r in store.list_processes(db):
+            stack.stop_pid(r["pid"])
+        stack.stop_pid(ls.pid)
+
+
+def test_the_starters_process_ends_when_the_label_studio_it_publishes_to_is_gone(tmp_path):
+    from server import starters
+    from server.up import ProjectSync, start_starters
+
+    home = tmp_path / "home"
+    settings = Settings(home=home, starters=True)
+    settings.data_dir.ensure()
+    settings.data_dir.read_or_create_token()
+    db = store.open_db(settings.data_dir.db_path)
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # Label Studio's URL: accepts, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    port = silent.getsockname()[1]
+    ls = _spawn_python("import time; time.sleep(120)", tmp_path / "ls.log")
+    store.record_process(db, store.LABEL_STUDIO, ls.pid, port, f"http://127.0.0.1:{port}", str(tmp_path / "ls.log"), "ls")
+    conn = None
+    try:
+        start_starters(settings, db, [ProjectSync("medical_records", 3, "Medical records")])
+        [row] = store.list_processes(db, store.STARTERS)
+        silent.settimeout(120)
+        conn, _ = silent.accept()  # it got past stop_with_stack and asks Label Studio who it is
+        stack.stop_pid(ls.pid)  # Label Studio dies (no `goldloop down`: its record stays)
+        t0 = time.monotonic()
+        while procs.pid_alive(row["pid"]) and time.monotonic() - t0 < starters.WATCH_INTERVAL + 20:
+            time.sleep(0.2)
+        log = settings.data_dir.log(starters.LOG_NAME).read_text()
+        assert not procs.pid_alive(row["pid"]), log[-2000:]
+        assert f"Label Studio (pid {ls.pid}) is gone" in log
+    finally:
+        for r in store.list_processes(db):
+            stack.stop_pid(r["pid"])
+        stack.stop_pid(ls.pid)
+        if conn is not None:
+            conn.close()
+        silent.close()

@@ -85,16 +85,28 @@ def test_admin_password_from_the_environment_wins_and_is_never_printed(tmp_path)
     assert not settings.data_dir.admin_password_path.exists()
 
 
-def test_data_dir_from_before_generated_passwords_gets_no_made_up_password(tmp_path):
+def test_data_dir_from_before_generated_passwords_gets_a_generated_password_and_the_reset_command(tmp_path):
+    import shlex
+
     from server.config import Settings
     from server.up import admin_login
 
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(home=tmp_path / "home dir")
     settings.data_dir.ls_data.mkdir(parents=True)
     (settings.data_dir.ls_data / "label_studio.sqlite3").write_bytes(b"")  # a Label Studio that created its admin already
     used, line = admin_login(settings)
-    assert not settings.data_dir.admin_password_path.exists() and "created with" in line
-    assert used.ls_admin_password() != "goldloop-admin"
+    path = settings.data_dir.admin_password_path
+    generated = path.read_text().strip()
+    assert len(generated) >= 20 and used.ls_admin_password() == generated  # random, never a fixed fallback
+    other = Settings(home=tmp_path / "other")
+    other.data_dir.ls_data.mkdir(parents=True)
+    (other.data_dir.ls_data / "label_studio.sqlite3").write_bytes(b"")
+    assert admin_login(other)[0].ls_admin_password() != generated
+    assert "created with" in line and generated not in line  # the admin keeps its password: the generated one is no login
+    command = line.split("run once: ", 1)[1]
+    assert shlex.split(command)[:2] == ["label-studio", "reset_password"]
+    assert f"--username {settings.admin_email}" in command and f"--data-dir {shlex.quote(str(settings.data_dir.ls_data))}" in command
+    assert f'--password "$(cat {shlex.quote(str(path))})"' in command
 
 
 def test_label_studio_starts_with_the_generated_password(label_studio):

@@ -8,6 +8,7 @@ runs on the model's device (``HFModel``); the prototypes are numpy arrays, saved
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
@@ -16,7 +17,7 @@ import numpy as np
 
 from .base import Examples, TextPrediction, choice_predictions
 from .hf import HFTaskModel
-from .torch_utils import mean_pool, softmax
+from .torch_utils import LOAD_LOCK, mean_pool, resolve_device, softmax, transformers_module
 
 
 class _MeanPool:
@@ -39,6 +40,35 @@ class _MeanPool:
         return self
 
 
+# Frozen encoders shared by every prototype model of the process, per (encoder, device): a labeling config with
+# eight Choices controls, or twenty projects on one encoder, hold one copy (~90 MB for MiniLM) instead of one each.
+# At most MAX_SHARED_ENCODERS distinct encoders are kept for new models; one dropped here lives on only as long as
+# a loaded model still uses it (Registry.max_loaded bounds those).
+MAX_SHARED_ENCODERS = 4
+_shared: "OrderedDict[tuple[str, str], tuple[Any, Any]]" = OrderedDict()
+
+
+def shared_encoder(model_name: str, device: str | None = None) -> tuple[Any, Any]:
+    """The process's (mean-pooling encoder, tokenizer) for ``model_name`` on ``device``, loaded on first use."""
+    key = (str(model_name), str(resolve_device(device)))
+    with LOAD_LOCK:  # one load per key, even when several projects warm at once
+        if key in _shared:
+            _shared.move_to_end(key)
+            return _shared[key]
+        transformers = transformers_module()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_name)
+        encoder = _MeanPool(transformers.AutoModel.from_pretrained(model_name))
+        _shared[key] = (encoder, tokenizer)
+        while len(_shared) > MAX_SHARED_ENCODERS:
+            _shared.popitem(last=False)
+        return encoder, tokenizer
+
+
+def shared_encoders() -> int:
+    """How many encoders the process keeps for new prototype models (tests, /metrics-style checks)."""
+    return len(_shared)
+
+
 class PrototypeClassifier(HFTaskModel):
     """Cosine similarity to label prototypes on mean-pooled frozen encoder embeddings."""
 
@@ -49,6 +79,8 @@ class PrototypeClassifier(HFTaskModel):
     def __init__(self, labels, multi=False, **kw):
         kw.setdefault("max_windows", 2)
         kw.setdefault("quantize", "none")
+        if kw.get("_model") is None and kw.get("quantize") == "none":  # frozen and never changed: one copy serves all
+            kw["_model"], kw["_tokenizer"] = shared_encoder(kw["model_name"], kw.get("device"))
         super().__init__(labels, multi, **kw)
         names = self.embed(list(self.labels))
         self.name_vectors = names

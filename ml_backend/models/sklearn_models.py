@@ -1,6 +1,8 @@
 """Cheap models for cold start: TF-IDF + logistic regression for Choices, an exact-string matcher for spans."""
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -143,8 +145,17 @@ def surface_regex(surface: str) -> str:
     """The regex of one labeled string: whole-word at an end that is a (non-CJK) word character; a CJK end
     needs no boundary, since CJK text has no spaces between words."""
     pre = r"(?<!\w)" if re.match(r"\w", surface[0]) and not _is_cjk(surface[0]) else ""
-    post = r"(?!\w)" if re.match(r"\w", surface[-1]) and not _is_cjk(surface[-1]) else ""
-    return pre + re.escape(surface) + post
+    return pre + re.escape(surface) + _word_end(surface)
+
+
+# Nesting depth of the prefix tree's groups. Below it the tree branches per character; at it, a node's remaining
+# strings become one flat alternation, longest first, which matches the same. So no labeled string, however long or
+# repetitive, makes this module or the regex compiler recurse more than a few hundred frames.
+MAX_TREE_DEPTH = 40
+
+
+def _word_end(surf: str) -> str:
+    return r"(?!\w)" if re.match(r"\w", surf[-1]) and not _is_cjk(surf[-1]) else ""
 
 
 def lexicon_regex(surfaces) -> str:
@@ -153,32 +164,61 @@ def lexicon_regex(surfaces) -> str:
     A prefix tree, not a flat alternation: the engine tries one branch per character instead of every string at
     every position (600 strings over 5,000 characters: milliseconds, not a tenth of a second). At each node the
     longer continuations come before the string that ends there, so the longest match wins, as in a flat
-    alternation sorted by length.
+    alternation sorted by length. The tree is built from the sorted strings: a run of characters the strings
+    below a node share is one literal, and below :data:`MAX_TREE_DEPTH` branch points a node's strings are a flat
+    alternation. So neither this builder nor the regex compiler recurses per character, and a 5,000-character
+    clause or a thousand nested prefixes compile like any other string.
     """
-    tree: dict = {}
-    for surf in surfaces:
-        if not surf:
-            continue
-        node = tree
-        for ch in surf:
-            node = node.setdefault(ch, {})
-        node[""] = r"(?!\w)" if re.match(r"\w", surf[-1]) and not _is_cjk(surf[-1]) else ""
+    items = sorted({s for s in surfaces if s})
 
-    def branch(node: dict) -> str:
-        alts = [re.escape(ch) + branch(child) for ch, child in sorted((k, v) for k, v in node.items() if k)]
-        if "" in node:
-            alts.append(node[""])  # ends here: after every longer continuation
+    def branch(strs: list[str], p: int, depth: int) -> str:
+        """The regex of ``strs`` (sorted, sharing their first ``p`` characters) after those characters."""
+        ends = strs[0] if len(strs[0]) == p else None  # the string that ends here sorts first
+        rest = strs[1:] if ends is not None else strs
+        if depth >= MAX_TREE_DEPTH:
+            alts = [re.escape(s[p:]) + _word_end(s) for s in sorted(rest, key=lambda s: (-len(s), s))]
+        else:
+            alts = []
+            for _, group in itertools.groupby(rest, key=lambda s: s[p]):
+                group = list(group)
+                q = p + len(os.path.commonprefix([group[0][p:], group[-1][p:]]))  # sorted: first and last bound it
+                alts.append(re.escape(group[0][p:q]) + branch(group, q, depth + 1))
+        if ends is not None:
+            alts.append(_word_end(ends))  # ends here: after every longer continuation
         return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
-    bounded = {k: v for k, v in tree.items() if re.match(r"\w", k) and not _is_cjk(k)}
-    free = {k: v for k, v in tree.items() if k not in bounded}
-    parts = ([r"(?<!\w)" + branch(bounded)] if bounded else []) + ([branch(free)] if free else [])
+    def starts_word(s: str) -> bool:
+        return bool(re.match(r"\w", s[0])) and not _is_cjk(s[0])
+
+    bounded = [s for s in items if starts_word(s)]
+    free = [s for s in items if not starts_word(s)]
+    parts = ([r"(?<!\w)" + branch(bounded, 0, 0)] if bounded else []) + ([branch(free, 0, 0)] if free else [])
     return "|".join(parts) if parts else r"(?!x)x"
+
+
+def compile_lexicon(surfaces) -> "re.Pattern[str]":
+    """:func:`lexicon_regex` compiled case-insensitively, and not kept in ``re``'s own cache: the matcher recompiles
+    after every annotation, and ``re`` keeps its last 512 patterns by their text, which for lexicons near the bounds
+    below would pin gigabytes of dead patterns."""
+    pattern = lexicon_regex(surfaces)
+    compiled = re.compile(pattern, re.IGNORECASE)
+    if len(pattern) > 10_000:
+        re.purge()  # the cache holds compiled patterns only: the rest of the process recompiles its few on next use
+    return compiled
 
 
 def cjk_end(surface: str) -> bool:
     """Whether the string starts or ends with a CJK character (an end :func:`surface_regex` leaves unbounded)."""
     return bool(surface) and (_is_cjk(surface[0]) or _is_cjk(surface[-1]))
+
+
+# The matcher's memory bound. A labeled string longer than MAX_SURFACE_CHARS is not learned (a clause that long
+# recurring word for word is the fine-tuned model's to find); past MAX_SURFACES strings or MAX_LEXICON_CHARS
+# characters, new strings are not learned while known ones still count. At the bounds the compiled pattern takes
+# ~100 MB and ~2.5 s to build (after each annotation); NCBI's whole training set is ~2,100 strings, ~30,000 characters.
+MAX_SURFACE_CHARS = 10_000
+MAX_SURFACES = 50_000
+MAX_LEXICON_CHARS = 1_000_000
 
 
 class SpanMatcher(Model):
@@ -199,6 +239,7 @@ class SpanMatcher(Model):
     def __init__(self, labels: Sequence[str], multi: bool = False, **_: Any):
         super().__init__(labels, multi)
         self.lexicon: dict[str, Counter] = defaultdict(Counter)
+        self.chars = 0  # characters of the lexicon's strings (MAX_LEXICON_CHARS)
         self._regex = None
         self.revision = 0
         self.recognizers = recognizers_for(self.labels)  # follow from the labels: nothing to save
@@ -206,13 +247,21 @@ class SpanMatcher(Model):
     def cache_key(self) -> str:
         return f"{self.kind}:{id(self)}:{self.revision}"
 
-    def add(self, surface: str, label: str) -> None:
-        """Learn one labeled string (called per annotation, so proposals improve as annotators work)."""
+    def add(self, surface: str, label: str) -> bool:
+        """Learn one labeled string (called per annotation, so proposals improve as annotators work); False when
+        it is not learned: an unknown label, an empty string, or one past the lexicon's bounds."""
         surface = surface.strip()
-        if surface and label in self.labels:
-            self.lexicon[surface.casefold()][label] += 1
-            self._regex = None
-            self.revision += 1
+        if not surface or label not in self.labels:
+            return False
+        key = surface.casefold()
+        if key not in self.lexicon:
+            if len(key) > MAX_SURFACE_CHARS or len(self.lexicon) >= MAX_SURFACES or self.chars + len(key) > MAX_LEXICON_CHARS:
+                return False
+            self.chars += len(key)
+        self.lexicon[key][label] += 1
+        self._regex = None
+        self.revision += 1
+        return True
 
     def fit(self, examples: Examples, **options: Any) -> dict:
         for text, spans in zip(examples.texts, examples.targets):
@@ -225,7 +274,7 @@ class SpanMatcher(Model):
 
     def _pattern(self):
         if self._regex is None and self.lexicon:
-            self._regex = re.compile(lexicon_regex(self.lexicon), re.IGNORECASE)
+            self._regex = compile_lexicon(self.lexicon)
         return self._regex
 
     def predict(self, texts: Sequence[str]) -> list[TextPrediction]:
@@ -260,4 +309,5 @@ class SpanMatcher(Model):
         m = cls(meta["labels"])
         for k, v in json.loads((Path(path) / "lexicon.json").read_text()).items():
             m.lexicon[k] = Counter(v)
+            m.chars += len(k)
         return m

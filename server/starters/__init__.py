@@ -13,8 +13,11 @@ import hashlib
 import json
 import logging
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 TABLE = "starters"  # one row per project: key, status, version, started_at, duration_s, decision, pid
 LOG_NAME = "starters"
+COMMAND = "goldloop pretrain --starters"  # how the background process is shown in the stack's process record
+WATCH_INTERVAL = 5.0  # seconds between two looks of the background process at the Label Studio it publishes to
 
 
 def available() -> list[str]:
@@ -102,13 +107,23 @@ def train_missing(settings, echo: Callable[[str], None] = print, options=None, p
 
     Skipped: a project whose starter with the same key was trained (promoted or rejected), one already served by
     a trained version (its annotators got there first), one whose starter is being trained by a live process.
+    The background process `goldloop up` starts ends with the stack it publishes to (stop_with_stack).
     """
+    db = store.open_db(settings.data_dir.db_path)
+    release = stop_with_stack(settings, db)
+    try:
+        return _train_each(settings, db, echo, options, progress)
+    finally:
+        release()
+
+
+def _train_each(settings, db, echo: Callable[[str], None], options, progress: bool) -> list[dict]:
+    """train_missing's work: each schema's project in turn."""
     from ml_backend.registry import Registry
 
     from .. import ls_client
     from ..pretrain import pretrain
 
-    db = store.open_db(settings.data_dir.db_path)
     client = ls_client.connect(settings, db)
     registry = Registry(settings.backend_settings())
     done = []
@@ -151,6 +166,42 @@ def train_missing(settings, echo: Callable[[str], None] = print, options=None, p
         echo(f"starter {schema}: {status} {version or ''} in {took:.0f} s — {decision}")
         done.append({"schema": schema, "project_id": pid, "status": status, "version": version, "duration_s": took})
     return done
+
+
+def stop_with_stack(settings, db, interval: float = WATCH_INTERVAL) -> Callable[[], None]:
+    """In the background process `goldloop up` starts (it leads its own session), publishing to the data dir's own
+    Label Studio: record this process with the stack's children (so `goldloop down` stops it, whichever `up` started
+    it) and end it (SIGTERM, as `down` would) once that Label Studio is gone — stopped or dead — instead of training
+    for minutes into nothing. Returns what undoes both; elsewhere (a command run in a terminal, a test, a Label Studio
+    given by URL) it does nothing."""
+    ls = store.get_process(db, store.LABEL_STUDIO)
+    me = os.getpid()
+    if settings.ls_url or os.getsid(0) != me or not ls or not pid_alive(ls["pid"]):
+        return lambda: None
+    store.record_process(db, store.STARTERS, me, 0, "", str(settings.data_dir.log(LOG_NAME)), COMMAND)
+    done = threading.Event()
+    threading.Thread(target=_watch, args=(settings.data_dir.db_path, int(ls["pid"]), done, interval), name="starters-watch",
+                     daemon=True).start()
+
+    def release() -> None:
+        done.set()
+        store.forget_process(db, store.STARTERS, me)
+
+    return release
+
+
+def _watch(db_path: Path, ls_pid: int, done: threading.Event, interval: float) -> None:
+    """Every interval seconds: is Label Studio (ls_pid) alive and still recorded? If not, SIGTERM this process."""
+    db = store.open_db(db_path)  # this thread's own connection
+    while not done.wait(interval):
+        try:
+            if pid_alive(ls_pid) and store.process_by_pid(db, ls_pid) is not None:
+                continue
+        except sqlite3.OperationalError:  # the store is busy: look again next time
+            continue
+        log.warning("Label Studio (pid %d) is gone: stopping the starter training, its model has nowhere to go", ls_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
 
 
 def start_background(settings) -> int:
