@@ -243,12 +243,13 @@ def main() -> None:
         probe_client = create_app(backend, trainer=lambda project, event: None).test_client()
         rows, summary = fuzz_probe.run(probe_client, progress=True)
         assert_healthy(probe_client, project=101)  # every new id is refused by now: one the corpus used
-    print(f"\nprobe corpus on {Path(backend.model).name}:")
+    model_label = "/".join(Path(backend.model).parts[-2:])
+    print(f"\nprobe corpus on {model_label}:")
     print(fuzz_probe.table(rows, summary))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cases": total, "seed": args.seed, "status_counts": {str(k): v for k, v in sorted(counts.items())},
                                     "5xx": five, "seconds": round(seconds, 1), "healthy_after": True,
-                                    "probe": {"model": Path(backend.model).name, **summary,
+                                    "probe": {"model": model_label, **summary,
                                               "rows": [vars(r) for r in rows]}}, indent=2))
     print(f"wrote {args.out}")
 

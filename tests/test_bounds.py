@@ -191,3 +191,17 @@ def test_a_promotion_removes_the_older_versions_online_logs(settings):
 
     registry.promote("3", ProjectModel(pm.spec, new_version_name(), pm.models, {"cold_start": []}))
     assert not logs[0].exists()
+
+
+def test_the_cold_start_round_fits_and_evaluates_a_5000_character_clause():
+    """A round below the fine-tuning threshold fits the matcher on the exported labels and scores it: the same
+    lexicon regex the webhook path builds."""
+    from ml_backend.models import Examples
+
+    long = clause(5000)
+    texts = [f"Doc {i}. " + long + " Signed." for i in range(3)]
+    spans = [[(len(f"Doc {i}. "), len(f"Doc {i}. ") + len(long), "Obligation")] for i in range(3)]
+    m = SpanMatcher(["Obligation", "Term"])
+    assert m.fit(Examples(texts, spans))["surfaces"] == 1
+    pred = m.predict(["Other. " + long + "."])[0]
+    assert [(s.start, s.end, s.label) for s in pred.spans] == [(7, 7 + len(long), "Obligation")]

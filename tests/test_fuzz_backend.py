@@ -75,7 +75,7 @@ def test_the_outside_probe_corpus_gets_no_5xx_and_predict_stays_up(tmp_path, tin
 
 
 PROBE_RSS_GROWTH_MB = 400  # docs/security.md: what the whole probe corpus may add to a backend on MiniLM
-PROBE_SLOWEST_S = 5.0
+PROBE_SLOWEST_S = 15.0  # the first /predict of a 32-control config embeds 640 label names: 2-10 s on 2 busy cores
 
 
 @pytest.mark.slow
