@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.deid_corpus import NAMES, STRUCTURED, Note, build_notes, english_name_pool, fragments  # noqa: E402
-from server.deid import DeidOptions, deidentify, find  # noqa: E402
+from server.deid import DeidOptions, deidentify, find, redact  # noqa: E402
 from server.deid.names import tagged_names  # noqa: E402
 from server.deid.regex_baseline import mask_pii as regex_mask  # noqa: E402
 
@@ -120,17 +120,20 @@ def run(data: Path, n_en: int, n_zh: int, seed: int = 0, min_seconds: float = 2.
 
 def fragment_masks(data: Path) -> dict:
     """Over-masking on the real fragments with nothing inserted: every mask there is a false positive unless the
-    fragment itself names a person or a date. Counts per kind, and the name tagger's spans with their text."""
+    fragment itself names a person or a date. Counts per kind, the name tagger's spans with their text, and the
+    fragments the import would flag for review (a borderline span left unmasked)."""
     from collections import Counter
 
     out = {}
     for lang, frags in zip(("en", "zh"), fragments(data)):
-        kinds, tagged = Counter(), Counter()
+        kinds, tagged, review = Counter(), Counter(), 0
         for text, _ in frags:
-            kinds.update(f.kind for f in find(text))
+            result = redact(text)
+            kinds.update(result.counts)
+            review += bool(result.borderline)
             tagged.update(text[s:e] for s, e in tagged_names(text, lang == "en", lang == "zh"))
         out[lang] = {"fragments": len(frags), "masks": dict(kinds), "tagger_spans": sum(tagged.values()),
-                     "tagger_texts": dict(tagged.most_common())}
+                     "tagger_texts": dict(tagged.most_common()), "review_documents": review}
     return out
 
 
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     for lang, r in result["fragments_alone"].items():
         top = ", ".join(f"{t} ×{n}" for t, n in list(r["tagger_texts"].items())[:12])
-        print(f"{lang} fragments alone ({r['fragments']}): masks {r['masks']}; name tagger {r['tagger_spans']}: {top}")
+        print(f"{lang} fragments alone ({r['fragments']}): masks {r['masks']}; flagged for review "
+              f"{r['review_documents']}; name tagger {r['tagger_spans']}: {top}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

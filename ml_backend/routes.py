@@ -15,6 +15,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import auth, ids
+from .control_group import in_control_group
 from .errors import BadRequest, Unauthorized, UnsupportedMediaType
 from .interactive import answer as interactive_answer
 from .interactive import read_context
@@ -91,30 +92,6 @@ def _spec_for(project: str, config: object) -> TaskSpec:
     return spec
 
 
-def task_problem(task: object, spec: TaskSpec, limit: int) -> tuple[str, str] | None:
-    """(reason code, message) saying why a task cannot be predicted (it then gets an empty result), or None.
-
-    The reason code is one of a fixed set (it becomes a metric label); the message may quote request values
-    and is ASCII.
-    """
-    data = task.get("data") if isinstance(task, dict) else None
-    if not isinstance(data, dict):
-        return "no_data", "task has no 'data' object"
-    for f in spec.value_fields:
-        v = data.get(f)
-        if v is None:
-            return "missing_field", f"task data has no {f!r} field (the labeling config reads ${f}); fields: {ids.shown(sorted(data)[:20], 200)}"
-        if not isinstance(v, str):
-            return "not_a_string", f"task data {f!r} must be a string, got {type(v).__name__}"
-        if not v.strip():
-            return "empty", f"task data {f!r} is empty"
-        if len(v) > limit:
-            return "too_long", f"task data {f!r} has {len(v)} characters, over the limit of {limit}"
-        if not ids.valid_unicode(v):
-            return "invalid_unicode", f"task data {f!r} is not valid Unicode (it holds a lone surrogate)"
-    return None
-
-
 @bp.before_app_request
 def _before():
     g.t0 = time.perf_counter()
@@ -170,12 +147,12 @@ def predict():
     pm = st.registry.get(project, spec)
     if marks is not None:  # Label Studio's Auto-Annotation: the annotator's partial result, answered at once
         st.metrics.tasks.labels(project=project).inc(len(tasks))
-        return jsonify(interactive_answer(pm, tasks, marks, st.cache, lambda t: task_problem(t, spec, st.settings.max_text_chars)))
+        return jsonify(interactive_answer(pm, tasks, marks, st.cache, lambda t: spec.problem(t, st.settings.max_text_chars)))
     texts = {f: [] for f in spec.value_fields}
     ok: list[int] = []
     results: list[dict] = [{"result": [], "score": 0.0, "model_version": pm.version} for _ in tasks]
     for i, task in enumerate(tasks):
-        problem = task_problem(task, spec, st.settings.max_text_chars)
+        problem = spec.problem(task, st.settings.max_text_chars)
         if problem:
             tid = task.get("id") if isinstance(task, dict) else None
             log.warning("project %s task %s: empty prediction: %s", project, ids.shown(tid), problem[1])
@@ -186,6 +163,8 @@ def predict():
             texts[f].append(task["data"][f])
     if ok:
         for i, item in zip(ok, pm.to_results(texts, st.cache)):
+            if in_control_group(tasks[i].get("id"), st.settings.control_share):
+                item = {**item, "result": []}  # the control group: an empty task, ordered by its score like any other
             results[i] = item
     st.metrics.tasks.labels(project=project).inc(len(tasks))
     st.metrics.cache_hits.set(st.cache.hits)

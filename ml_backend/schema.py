@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as safe_fromstring
 
+from . import ids
 from .errors import SchemaError
 
 SPAN_TAGS = {"labels": "labels", "hypertextlabels": "hypertextlabels"}
@@ -60,6 +61,29 @@ class TaskSpec:
         for c in self.controls:
             seen.setdefault(c.value_field, None)
         return tuple(seen)
+
+    def problem(self, task: object, limit: int) -> tuple[str, str] | None:
+        """(reason code, message) saying why a task cannot be predicted (it then gets an empty result), or None.
+
+        The reason code is one of a fixed set (it becomes a metric label); the message may quote request values
+        and is ASCII.
+        """
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict):
+            return "no_data", "task has no 'data' object"
+        for f in self.value_fields:
+            v = data.get(f)
+            if v is None:
+                return "missing_field", f"task data has no {f!r} field (the labeling config reads ${f}); fields: {ids.shown(sorted(data)[:20], 200)}"
+            if not isinstance(v, str):
+                return "not_a_string", f"task data {f!r} must be a string, got {type(v).__name__}"
+            if not v.strip():
+                return "empty", f"task data {f!r} is empty"
+            if len(v) > limit:
+                return "too_long", f"task data {f!r} has {len(v)} characters, over the limit of {limit}"
+            if not ids.valid_unicode(v):
+                return "invalid_unicode", f"task data {f!r} is not valid Unicode (it holds a lone surrogate)"
+        return None
 
     def control(self, name: str) -> Control:
         for c in self.controls:

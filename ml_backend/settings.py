@@ -39,6 +39,9 @@ class BackendSettings:
     # project keys a process accepts (those with a models dir count, plus new ones seen since the start): a request
     # naming a new one past it answers 400, so requests cannot create files or state for unbounded project ids
     max_projects: int = 500
+    # share of tasks served without suggestions (ml_backend.control_group): the effort report's control group;
+    # goldloop's commands set it from GOLDLOOP_CONTROL_SHARE (default 0.05), a library caller gets none unless it asks
+    control_share: float = 0.0
     basic_auth_user: str | None = None
     basic_auth_pass: str | None = field(default=None, repr=False)
     # Host header names answered besides the loopback ones (auth.host_allowed); "*": any

@@ -38,11 +38,11 @@ class TrainOptions:
     span_early_stopping: bool = False  # False: the whole schedule runs, its last weights are kept
     span_o_weight: float = 1.0  # loss weight of the outside tag (entity tags weigh 1)
     # dropout on attention probabilities while a span model trains (< 0: the encoder's own). Without it torch takes its
-    # fused attention kernel: an e5 step costs 25% less, F1 the same over three seeds (docs/benchmarks.md, "Attention dropout")
+    # fused attention kernel: an e5 step costs 25% less, F1 the same over three seeds (docs/benchmarks-appendix.md, "Attention dropout")
     span_attention_dropout: float = 0.0
     # every other dropout while a span model trains (< 0: the encoder's own), and layer-wise rates (< 1: each encoder
     # layer at this times the rate of the one above). Measured, not defaults: without hidden dropout an e5 fit is
-    # 12-18% cheaper but 1.8 points worse, a decay of 0.85 2.2 points worse (docs/benchmarks.md, "Hidden dropout ...")
+    # 12-18% cheaper but 1.8 points worse, a decay of 0.85 2.2 points worse (docs/benchmarks-appendix.md, "Hidden dropout ...")
     span_hidden_dropout: float = -1.0
     span_layer_decay: float = 1.0
     # the lowest transformer layers of its encoder a new span model keeps (the top ones are left out, and a step costs
@@ -50,7 +50,7 @@ class TrainOptions:
     # every layer of any other), 0 every layer, N at most N
     span_encoder_layers: int = -1
     # each epoch a gold mention is swapped, with this probability, for another mention of its label from the training
-    # documents (models/augment.py; docs/benchmarks.md, "Mention replacement"); 0: off
+    # documents (models/augment.py; docs/benchmarks-appendix.md, "Mention replacement"); 0: off
     span_mention_swap: float = 0.3
     doc_lr: float = 3e-5  # document classifiers: they start from a linear probe, which a high rate washes out
     pooling: str = "mean"  # document classifiers: "mean" of the token vectors, or "model" (the architecture's [CLS] head)
@@ -64,7 +64,7 @@ class TrainOptions:
     self_training: bool = False
     pseudo_threshold: float = 0.9
     pseudo_weight: float = 0.3
-    # epochs a token classifier continues on gold + per-token pseudo-labels (docs/benchmarks.md, "Self-training per
+    # epochs a token classifier continues on gold + per-token pseudo-labels (docs/benchmarks-appendix.md, "Self-training per
     # token"): one halves their cost but kept +0.3 of two's +2.4 points on NCBI at 100 abstracts (+1.3 of +2.4 on
     # cMedQANER at 200)
     span_self_training_epochs: int = 2

@@ -342,13 +342,19 @@ def migrate_db(data_dir, target):
 @click.option("--shift-dates", is_flag=True, help="With masking: move every date of a document by one offset (±1-365 days, per document).")
 @click.option("--text-column", default=None, help="CSV/JSONL field holding the text (default: the project's text field).")
 @click.option("--no-predict", is_flag=True, help="Do not pre-annotate the new tasks.")
-def import_(data_dir, project, paths, min_chars, mask_pii, pseudonymize, shift_dates, text_column, no_predict):
+@click.option("--review-pii", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              help="With masking: write the spans it could not decide on (left unmasked) to this JSON Lines file for a "
+                   "person to check. The file holds personal data by design (the original text around each span): "
+                   "written with mode 0600, never logged; keep it private and delete it once reviewed.")
+def import_(data_dir, project, paths, min_chars, mask_pii, pseudonymize, shift_dates, text_column, no_predict,
+            review_pii):
     """Import documents (.jsonl, .json, .csv, .txt files or folders) into a project: clean, deduplicate, pre-annotate.
 
     PROJECT is a Label Studio project id or a schema name (e.g. medical_records).
     """
     from . import ls_client
     from .importer import import_files
+    from .starters import after_import
 
     settings = settings_for(data_dir)
     db = _open_db(settings, create=True)
@@ -356,10 +362,13 @@ def import_(data_dir, project, paths, min_chars, mask_pii, pseudonymize, shift_d
     outcome = import_files(
         client, settings, db, project, list(paths), min_chars=min_chars, mask_pii=mask_pii, pseudonymize=pseudonymize,
         shift_dates=shift_dates, text_column=text_column,
-        pre_annotate=not no_predict,
+        pre_annotate=not no_predict, review_pii=review_pii,
     )  # fmt: skip
     for line in outcome.summary_lines():
         click.echo(line)
+    starter = after_import(settings, db, outcome.project_id)  # a missing or failed starter set trains now
+    if starter:
+        click.echo(f"starter set: {starter}")
 
 
 @main.command()
@@ -433,16 +442,20 @@ def versions(data_dir, project, as_json):
 @click.argument("project")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for report.md and the PNGs.")
 def report(data_dir, project, out):
-    """Write a Markdown report of a project's versions with PNG plots."""
-    from . import ls_client, store
+    """Write a Markdown report of a project's versions and annotator time with PNG plots."""
+    from ml_backend.schema import parse_label_config
+
+    from . import effort, ls_client, store
     from .loop import stopping_report
     from .report import write_report
 
     settings = settings_for(data_dir)
     db = store.open_db(settings.data_dir.db_path)
-    proj = ls_client.resolve_project(ls_client.connect(settings, db), project, db)
+    client = ls_client.connect(settings, db)
+    proj = ls_client.resolve_project(client, project, db)
     rows = store.list_versions(db, int(proj.id))
-    path = write_report(rows, out or settings.data_dir.report_dir(proj.id), proj.title, stopping_report(rows))
+    spent = effort.collect(client, db, int(proj.id), parse_label_config(proj.label_config), settings.control_share)
+    path = write_report(rows, out or settings.data_dir.report_dir(proj.id), proj.title, stopping_report(rows), spent)
     click.echo(f"wrote {path}")
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ml_backend.auth import bind_host, parse_hosts
+from ml_backend.control_group import DEFAULT_SHARE, check_share
 from ml_backend.settings import check_precision
 
 from .datadir import DataDir
@@ -30,6 +31,7 @@ ENV_THREADS = "GOLDLOOP_THREADS"
 ENV_MAX_TEXT_CHARS = "GOLDLOOP_MAX_TEXT_CHARS"
 ENV_MAX_LOADED_PROJECTS = "GOLDLOOP_MAX_LOADED_PROJECTS"  # project models a backend process keeps in memory
 ENV_MAX_PROJECTS = "GOLDLOOP_MAX_PROJECTS"  # project ids a backend process accepts
+ENV_CONTROL_SHARE = "GOLDLOOP_CONTROL_SHARE"  # share of tasks served without suggestions (0 turns it off)
 ENV_ADMIN_EMAIL = "GOLDLOOP_ADMIN_EMAIL"
 ENV_ADMIN_PASSWORD = "GOLDLOOP_ADMIN_PASSWORD"
 ENV_DATABASE_URL = "GOLDLOOP_DATABASE_URL"  # Label Studio's database: sqlite (default) or postgresql://...
@@ -84,6 +86,9 @@ class Settings:
     max_text_chars: int = 500_000
     max_loaded_projects: int = 8  # ml_backend.settings.BackendSettings says why
     max_projects: int = 500
+    # ml_backend.control_group; from_env (every command) defaults to control_group.DEFAULT_SHARE, a Settings built
+    # in code to none, so a library caller's predictions are never blanked unless it asks
+    control_share: float = 0.0
     batch_size: int = 16
     max_length: int = 256  # tokens per window (incl. special tokens)
     cache_size: int = 50_000
@@ -134,7 +139,7 @@ class Settings:
         return BackendSettings(
             model=self.model, models_dir=self.models_dir, quantize=self.quantize, threads=self.threads, device=self.device,
             precision=self.precision, max_length=self.max_length, cache_size=self.cache_size, max_text_chars=self.max_text_chars,
-            max_loaded_projects=self.max_loaded_projects, max_projects=self.max_projects,
+            max_loaded_projects=self.max_loaded_projects, max_projects=self.max_projects, control_share=self.control_share,
             basic_auth_user=self.basic_auth_user, basic_auth_pass=self.basic_auth_pass,
             allowed_hosts=self.allowed_hosts + bind_host(self.host),
         )
@@ -190,6 +195,7 @@ class Settings:
                     raise ValueError(f"{name} must be a positive number of seconds, got {env[name]!r}")
                 for attr in attrs:
                     setattr(s, attr, seconds)
+        s.control_share = check_share(env[ENV_CONTROL_SHARE], ENV_CONTROL_SHARE) if env.get(ENV_CONTROL_SHARE) else DEFAULT_SHARE
         if env.get(ENV_STARTERS) is not None:
             s.starters = env[ENV_STARTERS].strip().lower() not in ("0", "false", "no", "off")
         if env.get(ENV_MASK_PII_SCHEMAS) is not None:

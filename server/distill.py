@@ -26,7 +26,7 @@ from . import ls_client, store
 from .errors import LoopError
 from .export import ExportOptions, ProjectInfo, export_dataset
 from .locks import RoundLock
-from .loop import evaluate_labeled, latest_dataset, load_dataset, of_control, order_scores, recover_interrupted, slugify
+from .loop import evaluate_labeled, latest_dataset, load_dataset, of_control, publish, recover_interrupted, slugify
 
 log = logging.getLogger(__name__)
 
@@ -166,27 +166,9 @@ def _distil(settings, client, db, project, spec: TaskSpec, registry: Registry, v
     if promote:
         candidate = ProjectModel(spec, version, models, {"cold_start": list(teacher.meta.get("cold_start", [])),
                                                          "model_name": teacher.meta.get("model_name")})
-        publish(client, registry, key, pid, candidate, pool_ids, pool_texts, strategy,
-                {"metrics": new, "dataset_version": dataset_version, "decision": why, "model_name": teacher.meta.get("model_name"),
-                 "distill": record})
+        # the rounds' own publish: the pool's predictions (or, with every task labeled, the labeled tasks'), Label
+        # Studio's model version, then the registry
+        out.update(publish(client, registry, key, pid, candidate, teacher, pool_ids, pool_texts, data, strategy, 0, progress,
+                           settings.control_share, {"metrics": new, "dataset_version": dataset_version, "decision": why,
+                                                    "model_name": teacher.meta.get("model_name"), "distill": record}))
     return out
-
-
-def publish(client, registry: Registry, key: str, pid: int, candidate: ProjectModel, pool_ids: list, pool_texts: dict[str, list[str]],
-            strategy: str, meta: dict) -> None:
-    """Pool predictions of the student in Label Studio, the project's model version, then the registry: both or neither."""
-    items = candidate.to_results(pool_texts) if pool_ids else []
-    scores = order_scores(strategy, items, candidate, pool_texts) if pool_ids else []
-    stored = ls_client.create_predictions(
-        client, [{"task": t, "model_version": candidate.version, "score": float(s), "result": it["result"]} for t, it, s in zip(pool_ids, items, scores)])
-    old_version = getattr(ls_client.get_project(client, pid), "model_version", None)
-    if stored and not ls_client.adopt_model_version(client, pid, candidate.version):
-        ls_client.delete_predictions(client, stored)
-        raise LoopError(f"Label Studio refused model_version {candidate.version!r}; the teacher keeps serving")
-    try:
-        registry.promote(key, candidate, meta)
-    except Exception:
-        if old_version and stored:
-            ls_client.adopt_model_version(client, pid, old_version)
-        ls_client.delete_predictions(client, stored)
-        raise

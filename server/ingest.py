@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from server.deid import PII_KINDS, DeidOptions, deidentify
+from server.deid import PII_KINDS, DeidOptions, deidentify, redact, review_entries
 from server.errors import IngestError
 
 SUPPORTED_EXTENSIONS = (".txt", ".jsonl", ".json", ".csv")
@@ -58,6 +58,9 @@ class ImportReport:
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     masked: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PII_KINDS, 0))
+    # kept documents holding a span the masking could not decide on (left unmasked), and those spans
+    borderline_documents: int = 0
+    borderline_spans: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -76,6 +79,9 @@ class ImportReport:
         masked = {k: v for k, v in self.masked.items() if v}
         if masked:
             lines.append("masked: " + ", ".join(f"{k} {v}" for k, v in masked.items()))
+        if self.borderline_documents:
+            lines.append(f"borderline: {self.borderline_documents} document(s) hold {self.borderline_spans} span(s) the "
+                         "masking could not decide on, left unmasked (--review-pii PATH lists them)")
         if self.errors:
             lines.append(f"errors: {len(self.errors)}")
             lines.extend(f"  {e}" for e in self.errors[:MAX_ERRORS_SHOWN])
@@ -277,7 +283,7 @@ def text_hash(text: str) -> str:
 def mask_pii(text: str, options: CleanOptions | None = None) -> tuple[str, Counter]:
     """De-identify one text (server/deid: Presidio and goldloop's recognizers): the masked text and counts per kind."""
     options = options or CleanOptions(mask_pii=True)
-    return deidentify(text, DeidOptions(pseudonymize=options.pseudonymize, shift_dates=options.shift_dates))
+    return deidentify(text, _deid_options(options))
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -364,9 +370,12 @@ def _progress(items: list, desc: str):
 
 
 def clean_documents(
-    docs: Iterable[RawDocument], options: CleanOptions, existing_texts: Iterable[str] = ()
+    docs: Iterable[RawDocument], options: CleanOptions, existing_texts: Iterable[str] = (),
+    review: list[dict] | None = None,
 ) -> tuple[list[dict], ImportReport]:
-    """Clean, mask, deduplicate documents into Label Studio tasks, with a report of every drop."""
+    """Clean, mask, deduplicate documents into Label Studio tasks, with a report of every drop. With masking on, the
+    borderline spans of the kept documents are counted in the report and, when `review` is a list, appended to it as
+    review records (server.deid.review_entries: they hold the original text around each span)."""
     threshold = options.near_duplicate_threshold
     if not 0 < threshold <= 1:
         raise IngestError(f"near_duplicate_threshold must be in (0, 1], got {threshold}")
@@ -384,7 +393,7 @@ def clean_documents(
     tasks: list[dict] = []
     for doc in _progress(list(docs), "cleaning"):
         report.read += 1
-        reason, cleaned, masked = _clean_document(doc, options, report)
+        reason, cleaned, masked, doubts = _clean_document(doc, options, report)
         if reason is None:
             digest = text_hash(cleaned)
             signature = None if digest in seen else _minhash(cleaned)
@@ -400,7 +409,14 @@ def clean_documents(
         for kind, count in masked.items():
             report.masked[kind] = report.masked.get(kind, 0) + count
         data = {options.text_field: cleaned}
-        data.update((k, _mask_field(v, options, report)) for k, v in doc.data.items() if k != options.text_field)
+        for k, v in doc.data.items():
+            if k != options.text_field:
+                data[k] = _mask_field(v, options, report, doubts, doc, k)
+        if doubts:
+            report.borderline_documents += 1
+            report.borderline_spans += len(doubts)
+            if review is not None:  # the task's meta.goldloop_hash finds it in Label Studio
+                review.extend({**d, "goldloop_hash": digest} for d in doubts)
         tasks.append({
             "data": data,
             "meta": {"source": doc.source, "line": doc.line, "goldloop_hash": digest},
@@ -409,32 +425,41 @@ def clean_documents(
     return tasks, report
 
 
-def _mask_field(value: object, options: CleanOptions, report: ImportReport) -> object:
-    """Another field of the record: its text is masked too when masking is on (a name column must not slip through)."""
+def _mask_field(value: object, options: CleanOptions, report: ImportReport, doubts: list[dict], doc: RawDocument,
+                name: str) -> object:
+    """Another field of the record: its text is masked too when masking is on (a name column must not slip through);
+    its borderline spans join the document's."""
     if not options.mask_pii or not isinstance(value, str) or not value.strip():
         return value
-    masked, counts = mask_pii(value, options)
-    for kind, count in counts.items():
+    result = redact(value, _deid_options(options))
+    for kind, count in result.counts.items():
         report.masked[kind] = report.masked.get(kind, 0) + count
-    return masked
+    doubts.extend(review_entries(value, result.borderline, source=doc.source, line=doc.line, field=name))
+    return result.text
+
+
+def _deid_options(options: CleanOptions) -> DeidOptions:
+    return DeidOptions(pseudonymize=options.pseudonymize, shift_dates=options.shift_dates)
 
 
 def _clean_document(
     doc: RawDocument, options: CleanOptions, report: ImportReport
-) -> tuple[str | None, str, Counter]:
-    """(drop reason or None, cleaned text, masked counts) for one record, before dedup."""
+) -> tuple[str | None, str, Counter, list[dict]]:
+    """(drop reason or None, cleaned text, masked counts, review records of its borderline spans) for one record,
+    before dedup."""
     if doc.error is not None:
         report.errors.append(doc.error)
-        return "bad_line", "", Counter()
+        return "bad_line", "", Counter(), []
     if not isinstance(doc.text, str):
         report.errors.append(f"{_where(doc)}: text is {type(doc.text).__name__}, not a string")
-        return "not_text", "", Counter()
+        return "not_text", "", Counter(), []
     cleaned = normalize(doc.text)
     if not cleaned:
-        return "empty", "", Counter()
+        return "empty", "", Counter(), []
     if len(cleaned) < options.min_chars:
-        return "too_short", "", Counter()
+        return "too_short", "", Counter(), []
     if options.mask_pii:
-        cleaned, masked = mask_pii(cleaned, options)
-        return None, cleaned, masked
-    return None, cleaned, Counter()
+        result = redact(cleaned, _deid_options(options))
+        doubts = review_entries(cleaned, result.borderline, source=doc.source, line=doc.line, field=options.text_field)
+        return None, result.text, result.counts, doubts
+    return None, cleaned, Counter(), []

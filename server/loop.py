@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ml_backend.control_group import shown_result
 from ml_backend.encoders import choose_encoder
 from ml_backend.registry import ProjectModel, Registry, new_version_name
 from ml_backend.results import result_key
@@ -25,6 +26,7 @@ from ml_backend.schema import TaskSpec, parse_label_config
 from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, train_control
 
 from . import ls_client, store
+from .effort import annotation_rows
 from .errors import ExportError, LoopError
 from .locks import EXIT_ROUND_RUNNING, RoundLock
 from .export import ExportOptions, ExportResult, ProjectInfo, export_dataset, read_jsonl
@@ -237,8 +239,10 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
     else:
         data, dataset_version, data_hash = labeled_records.by_split, labeled_records.name, labeled_records.data_hash
     n_labeled = sum(len(v) for v in data.values())
-    pool_ids, pool_texts, done = [], {f: [] for f in spec.value_fields}, []
+    pool_ids, pool_texts, done, spent = [], {f: [] for f in spec.value_fields}, [], []
     for task in ls_client.iter_tasks(client, pid):
+        if task.get("annotations"):  # the same pass reads what each annotation took (server/effort.py)
+            spent += annotation_rows(pid, [task], spec, settings.control_share)
         d = task.get("data") or {}
         if all(isinstance(d.get(f), str) and d.get(f).strip() for f in spec.value_fields):
             if _completed(task):
@@ -247,8 +251,7 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
             pool_ids.append(task["id"])
             for f in spec.value_fields:
                 pool_texts[f].append(d[f])
-    if labeled_records is not None and not pool_ids and not done:
-        raise LoopError("the project has no documents to pre-annotate: import some first (goldloop import)")
+    store.record_effort(db, spent)
 
     serving = registry.get(key, spec)
     all_records = [r for split in data.values() for r in split]
@@ -297,8 +300,8 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
         return out
     # with outside records, a project whose every task is labeled gets its predictions on those tasks
     tasks = data if labeled_records is None else {"train": done}
-    out.update(_publish(client, registry, key, pid, candidate, serving, version, pool_ids, pool_texts, tasks, strategy, opts, progress,
-                        {"metrics": new_metrics, "dataset_version": dataset_version, "decision": reason,
+    out.update(publish(client, registry, key, pid, candidate, serving, pool_ids, pool_texts, tasks, strategy, opts.seed, progress,
+                       settings.control_share, {"metrics": new_metrics, "dataset_version": dataset_version, "decision": reason,
                          "model_name": opts.model_name, "encoder_choice": encoder_choice}))
     return out
 
@@ -318,15 +321,18 @@ def _exported(settings, client, db, project, spec: TaskSpec, progress: bool) -> 
     return load_dataset(vdir), vdir.name, json.loads(manifest.read_text()).get("content_hash") if manifest.exists() else None
 
 
-def _publish(client, registry: Registry, key: str, pid: int, candidate: ProjectModel, serving: ProjectModel, version: str,
-             pool_ids: list, pool_texts: dict[str, list[str]], data: dict, strategy: str, opts: TrainOptions, progress: bool,
-             meta: dict) -> dict:
-    """Make a promoted candidate the project's version in Label Studio and in the registry, both or neither.
+def publish(client, registry: Registry, key: str, pid: int, candidate: ProjectModel, serving: ProjectModel, pool_ids: list,
+            pool_texts: dict[str, list[str]], data: dict, strategy: str, seed: int, progress: bool, control_share: float,
+            meta: dict) -> dict:
+    """Make a promoted candidate the project's version in Label Studio and in the registry, both or neither: the one
+    publish of rounds, pretrain, starters and distillation (``data``: the labeled records by split).
 
     Label Studio accepts a project ``model_version`` only once predictions carry it, so the version's predictions
     are stored first: on the pool, or, when every task is labeled, on the labeled tasks (which also lets Label
     Studio compare the model with its annotators). The registry swap comes last, so a refusal leaves the old
-    version serving; a failed swap puts Label Studio's project version back.
+    version serving; a failed swap puts Label Studio's project version back. A project without tasks (outside
+    records only) has nothing to store: the registry serves the version, and an import's pre-annotation through
+    the backend carries it (and sets it as the project's version).
     """
     from tqdm.auto import tqdm
 
@@ -336,20 +342,24 @@ def _publish(client, registry: Registry, key: str, pid: int, candidate: ProjectM
                    if all(isinstance((r.get("data") or {}).get(f), str) for f in pool_texts)]
         targets = [r["id"] for r in records]
         texts = {f: [r["data"][f] for r in records] for f in pool_texts}
+    if not pool_ids and not any(data.values()):  # no task yet (a starter trained first): the backend pre-annotates imports
+        registry.promote(key, candidate, meta)
+        return {"predicted_labeled_docs": 0, "decision": f"{meta['decision']}; published before the project had tasks: imports get its predictions"}
     items, previous, batch = [], [], 64
     for i in tqdm(range(0, len(targets), batch), desc="pre-annotate pool" if pool_ids else "predict labeled tasks",
                   disable=not progress, leave=False):
         items += candidate.to_results({f: v[i : i + batch] for f, v in texts.items()})
-    if pool_ids and serving.version != version:
+    if pool_ids and serving.version != candidate.version:
         previous = serving.to_results(pool_texts)
-    scores = order_scores(strategy, items, candidate, texts, opts.seed) if pool_ids else [it["score"] for it in items]
+    scores = order_scores(strategy, items, candidate, texts, seed) if pool_ids else [it["score"] for it in items]
     stored = ls_client.create_predictions(
-        client, [{"task": tid, "model_version": version, "score": float(s), "result": it["result"]} for tid, it, s in zip(targets, items, scores)]
+        client, [{"task": tid, "model_version": candidate.version, "score": float(s), "result": shown_result(tid, it["result"], control_share)}
+                 for tid, it, s in zip(targets, items, scores)]
     )
     old_version = getattr(ls_client.get_project(client, pid), "model_version", None)
-    if not ls_client.adopt_model_version(client, pid, version):
+    if not ls_client.adopt_model_version(client, pid, candidate.version):
         ls_client.delete_predictions(client, stored)
-        raise LoopError(f"Label Studio refused model_version {version!r} after its predictions were stored; "
+        raise LoopError(f"Label Studio refused model_version {candidate.version!r} after its predictions were stored; "
                         f"not promoted, {serving.version!r} keeps serving")
     try:
         registry.promote(key, candidate, meta)

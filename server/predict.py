@@ -89,7 +89,6 @@ class PredictResult:
 def scan_tasks(tasks: Iterable[dict], spec: TaskSpec, version: str, *, only_missing: bool = False, limit: int | None = None,
                max_text_chars: int = 500_000, on_task: Callable[[], None] | None = None) -> Scan:
     """The tasks to predict, as rows of the batch function, in listing order (at most `limit`)."""
-    from ml_backend.routes import task_problem
 
     scan = Scan()
     for task in tasks:
@@ -103,7 +102,7 @@ def scan_tasks(tasks: Iterable[dict], spec: TaskSpec, version: str, *, only_miss
         if only_missing and versions:
             scan.has_other += 1
             continue
-        if task_problem(task, spec, max_text_chars) is not None:
+        if spec.problem(task, max_text_chars) is not None:
             scan.bad_text += 1
             continue
         if limit is not None and len(scan.rows) >= limit:

@@ -288,3 +288,28 @@ def get_project_setting(db: sqlite_utils.Database, project_id: int, key: str) ->
         return None
     row = _first(db, PROJECT_SETTINGS, "project_id = ? and key = ?", [int(project_id), key])
     return row["value"] if row else None
+
+
+# --- annotator effort (server/effort.py) ---------------------------------------------------------
+
+EFFORT = "annotation_effort"
+
+
+def record_effort(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> int:
+    """Store effort rows, one per annotation id (an updated annotation replaces its row); how many were written."""
+    if rows:
+        db[EFFORT].upsert_all(rows, pk="annotation_id", alter=True)
+        if len(db[EFFORT].indexes) == 0:
+            db[EFFORT].create_index(["project_id"], if_not_exists=True)
+    return len(rows)
+
+
+def list_effort(db: sqlite_utils.Database, project_id: int) -> list[dict[str, Any]]:
+    """A project's effort rows, oldest annotation first (booleans back as bool)."""
+    if EFFORT not in db.table_names():
+        return []
+    rows = list(db[EFFORT].rows_where("project_id = ?", [int(project_id)], order_by="updated_at, annotation_id"))
+    for r in rows:
+        for k in ("suggested", "control", "skipped", "capped"):
+            r[k] = bool(r.get(k))
+    return rows

@@ -206,21 +206,10 @@ def bring_up(
 
 def start_starters(settings: Settings, db, synced: list[ProjectSync]) -> str:
     """Train the projects' missing starter sets in a background process (server/starters/), unless one already
-    trains for this data dir (whichever `goldloop up` started it); what was done."""
+    trains for this data dir (whichever `goldloop up` or `goldloop import` started it); what was done."""
     from . import starters
 
-    if not settings.starters:
-        return "off"
-    running = stack.live_processes(db, store.STARTERS)
-    if running:  # it trains every project that lacks its starter, one after the other: a second one would race it
-        return f"training in the background already (pid {', '.join(str(r['pid']) for r in running)}; goldloop status shows progress)"
-    missing = [s.schema for s in synced if starters.needed(settings, db, s.schema, s.project_id)]
-    if not missing:
-        return "none missing"
-    pid = starters.start_background(settings)
-    # recorded with the stack's processes (one row per pid): `goldloop down` and Ctrl-C stop it (it publishes through the stack)
-    store.record_process(db, store.STARTERS, pid, 0, "", str(settings.data_dir.log(starters.LOG_NAME)), starters.COMMAND)
-    return f"training {', '.join(missing)} in the background (pid {pid}; goldloop status shows progress)"
+    return starters.start(settings, db, [(s.schema, s.project_id) for s in synced])
 
 
 # --- goldloop status -----------------------------------------------------------------------------
@@ -260,9 +249,10 @@ def status_report(settings: Settings, db) -> dict[str, Any]:
 
             from . import starters
 
+            run = starters.run_command(settings)
             for p in out["projects"]:
                 p["stopping"] = stopping_report(store.list_versions(db, int(p["id"])))
-                p["starter"] = starters.status_line(db, int(p["id"]))
+                p["starter"] = starters.status_line(db, int(p["id"]), p["schema"], run)
         except ServerError as exc:
             out["error"] = str(exc)
     return out

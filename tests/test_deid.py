@@ -222,3 +222,68 @@ def test_runs_offline_without_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     assert deidentify("mail ann@newdomain-example.org please")[0] == "mail [EMAIL] please"
+
+
+# ------------------------------------------------------------------------------------------------ partial dates, ages
+# in words, European and UK addresses (issue 45: the outside probe's leaks)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Follow-up planned for 09/2031.", [("DATE", "09/2031")]),
+    ("Colonoscopy due 9/2031", [("DATE", "9/2031")]),
+    ("Last seen 4/18 in clinic.", [("DATE", "4/18")]),
+    ("Admitted 4/18 - 4/20 for pneumonia", [("DATE", "4/18 - 4/20")]),
+    ("Started apixaban on 3/2, stopped since 3/9.", [("DATE", "3/2"), ("DATE", "3/9")]),
+    ("Diagnosed in March 2021 with CKD.", [("DATE", "March 2021")]),
+    ("Surgery Sept. 2019 at an outside facility", [("DATE", "Sept. 2019")]),
+    ("Lab drawn 2021/03, repeat pending", [("DATE", "2021/03")]),
+    ("He died at 101 in hospice.", [("AGE", "101")]),
+    ("She is ninety-two and lives alone.", [("AGE", "ninety-two")]),
+    ("A one hundred and one year old woman", [("AGE", "one hundred and one")]),
+    ("aged 95, retired teacher", [("AGE", "95")]),
+    ("seen at age 103 for a fall", [("AGE", "103")]),
+    ("She turned 94 last week.", [("AGE", "94")]),
+    ("A centenarian with CHF", [("AGE", "centenarian")]),
+    ("Lives at 27 Rue de la Paix, 75002 Paris.", [("ADDRESS", "27 Rue de la Paix, 75002 Paris")]),
+    ("Address: Via Roma 10, 00184 Roma", [("ADDRESS", "Via Roma 10, 00184 Roma")]),
+    ("wohnt Hauptstraße 5, 10115 Berlin", [("ADDRESS", "Hauptstraße 5, 10115 Berlin")]),
+    ("Calle Mayor 5, 28013 Madrid", [("ADDRESS", "Calle Mayor 5, 28013 Madrid")]),
+    ("Home address 10 Downing Street, London SW1A 2AA", [("ADDRESS", "10 Downing Street, London"), ("ADDRESS", "SW1A 2AA")]),
+    ("Postcode: M1 1AE", [("ADDRESS", "M1 1AE")]),
+])
+def test_english_partial_dates_ages_and_addresses(text, expected):
+    assert kinds(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("患者九十二岁，因跌倒入院", [("AGE", "九十二岁")]),
+    ("一百零一岁老人", [("AGE", "一百零一岁")]),
+    ("九十多岁，独居", [("AGE", "九十多岁")]),
+    ("九旬老人，咳嗽3天", [("AGE", "九旬")]),
+    ("2021年3月复查", [("DATE", "2021年3月")]),
+    ("3月份开始服药", [("DATE", "3月份")]),
+    ("10月底复查CT", [("DATE", "10月底")]),
+])
+def test_chinese_ages_in_numerals_and_months(text, expected):
+    assert kinds(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "Pain 7/10, BP 120/80, strength 4/5 in both legs.",
+    "pain on 7/10 scale, 3/4 of the dose",
+    "Take 1/2 tablet since 3/4 tabs caused nausea",
+    "Metastases in 4/18 lymph nodes.",
+    "Dilution 1/2000 for the assay",
+    "ninety-two patients were enrolled; one hundred mg daily",
+    "HR is 92, RR 18; patient was 95 kg",
+    "He is 100% compliant with the regimen.",
+    "He died at the age of 67.",
+    "During 3 days of monitoring, Monitoring 2 showed nothing.",
+    "Brigade 4 and Blockade 2 in the protocol",
+    "Place 2 tablets under the tongue via the NG tube.",
+    "咳嗽3月余，3月前曾住院",
+    "患者89岁，体健",
+    "祝您长命百岁",
+])
+def test_partial_date_age_address_negatives(text):
+    assert kinds(text) == []

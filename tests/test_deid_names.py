@@ -9,7 +9,7 @@ import pytest
 
 from bench import train_names, train_names_frames
 from bench.deid_corpus import ZH_GIVEN, build_notes, english_name_pool
-from server.deid import deidentify
+from server.deid import deidentify, find
 from server.deid.names import name_list, name_tagger, tagged_names
 from server.deid.tagger import MODEL_FILE
 
@@ -100,3 +100,29 @@ def test_training_is_reproducible_from_the_seed(tmp_path):
         assert train_names.main(["--docs", "150", "--seed", "3", "--out", str(tmp_path / name)]) == 0
     a, b = (json.loads((tmp_path / n).read_text(encoding="utf-8")) for n in ("a.json", "b.json"))
     assert a == b and a["en"]["weights"]
+
+
+@pytest.mark.parametrize("text", [
+    "Crohn disease activity: Harvey-Bradshaw Index 6 today.",
+    "Harvey-Bradshaw index 7, Mayo score 3.",
+    "Charlson Comorbidity Index 4. Barthel Index 60. Wells Score 4. Braden Scale 14.",
+    "Ranson Criteria met; Bishop Score 6; Morse Fall Scale 45.",
+    "Honda Civic was parked outside.",
+    "He drove his Honda Civic to clinic.",
+    "MVA: driver of a Toyota Camry hit by Ford F-150.",
+    "Car: Nissan Altima.",
+    "Discharged to Senior Living.",
+])
+def test_instruments_cars_and_residences_are_not_names(text):
+    """The outside probe's over-masking: an eponym index, a car make and model, "Senior Living"."""
+    assert [f.kind for f in find(text) if f.kind == "NAME"] == []
+
+
+@pytest.mark.parametrize("text, name", [
+    ("Mercedes Okonkwo reports less pain.", "Mercedes Okonkwo"),  # a make that is also a first name
+    ("Patient: Lincoln Avery", "Lincoln Avery"),
+    ("Seen by Dr. Ford today.", "Ford"),
+    ("Imogen Tresidder, daughter, visited.", "Imogen Tresidder"),
+])
+def test_names_next_to_the_new_guards_stay_names(text, name):
+    assert ("NAME", name) in [(f.kind, text[f.start:f.end]) for f in find(text)]

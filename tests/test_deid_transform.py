@@ -24,6 +24,16 @@ DATA = Path(__file__).resolve().parent / "data"
     ("2021年3月14日", 365, "2022年3月14日"),
     ("3月14日", 1, "3月15日"),
     ("2021年3月", 31, "2021年4月"),
+    # partial dates keep their precision: month and year move as the 15th, month and day on a leap year
+    ("09/2031", 30, "10/2031"),
+    ("9/2031", -30, "8/2031"),
+    ("2021/03", 20, "2021/04"),
+    ("4/18", 3, "4/21"),
+    ("4/18 - 4/20", 12, "4/30 - 5/02"),
+    ("March 2021", 20, "April 2021"),
+    ("Sept. 2019", 30, "Oct. 2019"),
+    ("3月份", 20, "4月份"),
+    ("10月底", -31, "9月底"),
 ])
 def test_shift_date_keeps_the_format(original, days, shifted):
     assert shift_date(original, days) == shifted

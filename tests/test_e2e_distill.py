@@ -111,3 +111,15 @@ def test_distill_promotes_a_served_student_and_the_gate_refuses_a_bad_one(stack_
     assert (registry.pointer(str(pid)) or {}).get("version") == version
     assert ls_client.get_project(client, pid).model_version == version
     assert all(r["model_version"] == version for r in _predict(be, pid, project.label_config, pool[:2]))
+
+    # every task labeled: a promoted student still becomes Label Studio's model version (its predictions go on the
+    # labeled tasks, as a round's do), not only the registry's
+    for t in pool:
+        ls_client.create_annotation(client, t["id"], ncbi_span_results(gold[t["data"]["ncbi"]], t["data"]["text"]))
+    goldloop("distill", "medical_records", "--from", teacher["version"], "--layers", "3", "--max-steps", "60",
+             "--tolerance", "1", home=home, env=env, timeout=SLOW)
+    full = next(v for v in reversed(store.list_versions(db, pid)) if v["trigger"] == "distill")
+    assert full["status"] == "promoted" and full["pool_docs"] == 0, full
+    assert (registry.pointer(str(pid)) or {}).get("version") == full["version"]
+    assert ls_client.get_project(client, pid).model_version == full["version"]
+    assert full["predicted_labeled_docs"] == len(tasks)

@@ -1,5 +1,6 @@
 """End to end: `goldloop pretrain` on a real Label Studio project before anyone annotates, then a round on the
-project's own (deliberately wrong) labels meets the pretrained version at the gate and is refused.
+project's own (deliberately wrong) labels meets the pretrained version at the gate and is refused; and the starter
+sets of `goldloop up --no-samples` reaching the documents a person imports afterwards.
 
 Kept small: 30 starter documents, so the pretrained entity model is the string matcher (below the fine-tuning
 threshold); the path — mapping, stable split, train, evaluate, gate, publish, serve — is the one a starter takes.
@@ -13,7 +14,7 @@ import pytest
 import requests
 
 from ml_backend.splits import split_of
-from server import ls_client, store
+from server import ls_client, stack, store
 from tests.plugins.label_studio import goldloop, goldloop_stack, ncbi_span_results, write_jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -82,3 +83,44 @@ def test_pretrain_serves_spans_before_any_annotation_and_guards_them_at_the_gate
     assert later["trigger"] == "cli" and later["status"] == "rejected", later
     assert later["serving_version"] == version and later["primary"] < later["serving_primary"]
     assert ls_client.get_project(client, pid).model_version == version
+
+
+def test_up_without_samples_then_an_import_trains_the_starters_and_pre_annotates_the_imported_tasks(ls_template, tmp_path):
+    """The first steps of a person with their own documents: `goldloop up --no-samples`, then `goldloop import`. The
+    starters train on projects without tasks (no failure "nothing to pre-annotate"), and the imported tasks carry the
+    starter's predictions, whether they arrived before it was promoted or after. Kept short: the starters' models are
+    the cheap ones (GOLDLOOP_COLD_START_LABELS above their sizes); the publishing path is the real encoder's."""
+    from server import starters
+    from tests.plugins.label_studio import sample_texts, wait_for
+
+    env = {"GOLDLOOP_STARTERS": "1", "GOLDLOOP_COLD_START_LABELS": "100000", "GOLDLOOP_MIN_ANNOTATIONS_TO_TRAIN": "1000"}
+    with goldloop_stack(ls_template, tmp_path, env) as up:
+        home, client, db = up["home"], up["client"], up["db"]
+        med = store.get_project_by_name(db, "medical_records")["id"]
+        news = store.get_project_by_name(db, "financial_news")["id"]
+        docs = _ncbi(100, 8)
+        out = goldloop("import", "medical_records", str(write_jsonl(tmp_path / "docs.jsonl", [{"text": d["text"]} for d in docs])),
+                       "--no-mask-pii", home=home, env=env).stdout
+        assert "starter set: training" in out or starters.state(db, med)["status"] == "promoted", out  # never "failed"
+
+        wait_for(lambda: not stack.live_processes(db, store.STARTERS), timeout=300, interval=1)  # the background training ended
+        rows = [starters.state(db, p) or {} for p in (med, news)]
+        log = (home / "logs" / "starters.log").read_text()
+        assert [r["status"] for r in rows] == ["promoted", "promoted"], log[-3000:]
+        version = rows[0]["version"]
+        tasks = list(ls_client.iter_tasks(client, med))
+        assert len(tasks) == len(docs)
+        assert all(version in [p["model_version"] for p in t["predictions"]] for t in tasks), (version, [t["predictions"] for t in tasks])
+        assert any(p["result"] for t in tasks for p in t["predictions"] if p["model_version"] == version)
+        assert ls_client.get_project(client, med).model_version == version
+
+        # financial news had no task when its starter was published: the next import gets its predictions from the backend
+        news_rec = store.get_version(db, news, rows[1]["version"])
+        assert news_rec["pool_docs"] == 0 and "before the project had tasks" in news_rec["decision"], news_rec
+        out = goldloop("import", "financial_news", str(write_jsonl(tmp_path / "news.jsonl", [{"text": t} for t in sample_texts("financial_news", 5)])),
+                       home=home, env=env).stdout
+        assert "starter set" not in out and "pre-annotated: 5" in out, out
+        assert all([p["model_version"] for p in t["predictions"]] == [rows[1]["version"]] for t in ls_client.iter_tasks(client, news))
+        assert ls_client.get_project(client, news).model_version == rows[1]["version"]
+        status = goldloop("status", home=home, env=env).stdout
+        assert f"project {med}: starter promoted {version}" in status and "run: goldloop pretrain" not in status, status

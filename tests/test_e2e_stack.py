@@ -223,7 +223,7 @@ def test_down_after_up_and_up_detach_stops_every_process_of_the_data_dir(ls_temp
     while be_port == ls_port:
         be_port = free_port()
     out = tmp_path / "up.out"
-    # with the samples: the starters then train for minutes (without documents they fail in a second)
+    # with the samples: the starters then train for minutes (without documents they would train from their sets alone, and finish sooner)
     cmd = [sys.executable, "-m", "server.cli", "up", "--data-dir", str(home), "--ls-port", str(ls_port), "--backend-port", str(be_port)]
     with open(out, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, text=True, env={**os.environ, "GOLDLOOP_STARTERS": "1"})

@@ -426,7 +426,8 @@ def test_report_defaults_and_long_error_lists():
     report = ImportReport()
     assert report.summary_lines() == ["read: 0 documents", "kept: 0", "dropped: 0"]
     assert set(report.dropped) == {"empty", "too_short", "not_text", "duplicate", "near_duplicate", "bad_line"}
-    assert set(report.masked) == {"NAME", "ID", "MRN", "PHONE", "EMAIL", "URL", "IP", "DATE", "AGE", "ADDRESS", "ACCOUNT"}
+    assert set(report.masked) == {"NAME", "ID", "MRN", "PHONE", "EMAIL", "URL", "IP", "DATE", "AGE", "ADDRESS", "ACCOUNT",
+                                  "FACILITY", "PLATE", "PASSPORT", "INSURANCE"}
     report.errors = [f"e{i}" for i in range(25)]
     lines = report.summary_lines()
     assert "  e19" in lines and "  e20" not in lines and lines[-1] == "  ... and 5 more"

@@ -227,7 +227,7 @@ def atomic_dir(target: Path, write) -> Path:
 
 
 # transformer layers a span model keeps of the converted encoder, the lowest 8 of 12: on cMedQANER the same entity F1
-# at 200 questions in a quarter less time, the same or more with all 1,673 (docs/benchmarks.md, "Encoder depth")
+# at 200 questions in a quarter less time, the same or more with all 1,673 (docs/benchmarks-appendix.md, "Encoder depth")
 SPAN_LAYERS = 8
 
 

@@ -104,7 +104,7 @@ def set_attention_dropout(model, p: float | None) -> Callable[[], None] | None:
 
     At 0 the attention runs as one fused kernel (torch's scaled_dot_product_attention takes that path only without
     dropout) and no random mask of batch x heads x length x length is drawn in each layer, so a training step is
-    cheaper (docs/benchmarks.md, "Cheaper steps").
+    cheaper (docs/benchmarks-appendix.md, "Cheaper rounds").
     The modules are found by their role, not their architecture: a ``*SelfAttention`` module's ``dropout``.
     """
     if p is None:
@@ -117,7 +117,7 @@ def set_hidden_dropout(model, p: float | None) -> Callable[[], None] | None:
     ``p`` for a fit; return what restores the model's own rates (None: nothing changed).
 
     Without those masks a multilingual-e5-small span fit takes 12-18% less time on a 2-core CPU, and loses 1.8 points
-    of entity F1 at 200 questions (docs/benchmarks.md, "Hidden dropout and layer-wise rates"): not a default.
+    of entity F1 at 200 questions (docs/benchmarks-appendix.md, "Hidden dropout and layer-wise rates"): not a default.
     """
     import torch
 

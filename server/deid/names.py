@@ -6,8 +6,10 @@ by a capitalised word. Chinese: a surname from the closed class of common surnam
 家属, 医生 …) or before an honorific (先生, 医生 …), with a given name of one or two characters. Every name found is
 then masked wherever it recurs in the same document, its surname and first name alone included, so "Mr. Smith" in
 the third paragraph goes too. Names in sentences no rule covers come from a learned tagger (tagger.py, trained by
-bench/train_names.py). Clinical words are guarded: eponyms ("Addison disease"), section headers, and surname
-characters that start common medical words (高血压, 白细胞, 黄疸).
+bench/train_names.py). Clinical words are guarded: eponyms ("Addison disease") and instruments named after people
+("Harvey-Bradshaw index"), section headers, and surname characters that start common medical words (高血压, 白细胞, 黄疸);
+the tagger's spans also skip places ("Brookdale Senior Living") and cars ("Honda Civic"). Its near misses are reported
+as REVIEW spans (review.py).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import re
 from importlib import resources
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+from .review import REVIEW_ENTITY, review_meta
 
 # everyday simplified forms of listed surnames that the list spells the other way (萧/肖, 傅/付, 阎/闫)
 SURNAME_VARIANTS = ("肖", "付", "闫")
@@ -77,7 +81,9 @@ Summary Course Findings Impression Procedure Procedures Labs Lab Results Vitals 
 Scale Criteria Class Classification Palsy Lymphoma Sarcoma Disorder Deficiency Phenomenon Reflex Maneuver Ulcer
 Fracture Nodes Node Cell Cells Gene Protein Virus Therapy Treatment Regimen Protocol Study Trial Group Index
 January February March April May June July August September October November December Monday Tuesday Wednesday
+Feb Apr Aug Sep Sept Oct Nov Dec Surgery
 Thursday Friday Saturday Sunday Street Avenue Road Lane Drive Boulevard MD DO RN NP PhD Insurance Unknown Other
+Senior Living Assisted Hospice Infirmary Healthcare Rehabilitation Rehab
 Mother Father Wife Husband Son Daughter Brother Sister Partner Spouse Friend Nurse Doctor Physician Provider
 Dr Mr Mrs Ms Miss Mx Prof Pt Mrn Nursing Staff Team Pharmacy Radiology Cardiology Therapy Wound Skin Appetite
 Mood Breathing Sleep Pain Bowel Bladder Diet Activity Gait Speech Vision Hearing Memory Cough Fever Nausea
@@ -88,6 +94,8 @@ _TERM_FOLLOWERS = frozenset(
     "disease syndrome sign test score scale criteria classification palsy lymphoma sarcoma disorder deficiency "
     "phenomenon reflex maneuver ulcer fracture nodes node cell cells procedure operation tumor tumour dysplasia "
     "dystrophy anomaly ataxia myopathy neuropathy carcinoma anemia anaemia type variant gene protein "
+    # instruments named after people ("Harvey-Bradshaw index", "Barthel Index", "Wells score", "Ranson criteria")
+    "index indices scores scales class questionnaire inventory equation formula staging grading rule rules "
     # populations are not persons ("Ashkenazi Jewish population", "of Finnish descent")
     "population populations jews jewish descent ancestry origin heritage kindred kindreds cohort cohorts community "
     "communities".split()
@@ -106,6 +114,11 @@ def _en_first_names() -> frozenset[str]:
     return frozenset(name_list("en_first_names")) - _NOT_NAMES
 
 
+@functools.lru_cache(maxsize=1)
+def _en_last_names() -> frozenset[str]:
+    return frozenset(name_list("en_last_names"))
+
+
 def _clean_en_name(name: str) -> str:
     """The name without trailing words that are not names ("Smith Denies" → "Smith")."""
     words = name.split()
@@ -116,9 +129,64 @@ def _clean_en_name(name: str) -> str:
     return " ".join(words).rstrip(",")
 
 
-def _followed_by_term(text: str, end: int) -> bool:
-    m = re.match(r"['’]?s?\s+([A-Za-z]+)", text[end:end + 30])
-    return bool(m) and m.group(1).lower() in _TERM_FOLLOWERS
+def _followed_by_term(text: str, end: int, capitalised_between: int = 0) -> bool:
+    """Whether a term word follows the name, after up to `capitalised_between` capitalised words that are in no name
+    list ("Charlson Comorbidity Index", "Glasgow Coma Scale")."""
+    m = re.match(r"['’]?s?((?:\s+[A-Z][a-z]+){0,%d})\s+([A-Za-z]+)" % capitalised_between, text[end:end + 60])
+    if not m or m.group(2).lower() not in _TERM_FOLLOWERS:
+        return False
+    between = m.group(1).split()
+    return not between or not any(w in _en_first_names() or w in _en_last_names() for w in between)
+
+
+# words the tagger may join to a capitalised name that make the whole a place, not a person ("Brookdale Senior Living")
+_PLACE_WORDS = frozenset("hospital hospitals clinic clinics center centre medical living senior assisted hospice "
+                         "infirmary healthcare rehabilitation rehab nursing institute university college".split())
+# a make followed by a model is a car, not a first name and surname ("Honda Civic", "Ford F-150")
+_CAR_MAKES = frozenset("""Acura Audi BMW Buick Cadillac Chevrolet Chevy Chrysler Dodge Fiat Ford GMC Honda Hyundai Infiniti
+Jaguar Jeep Kia Lexus Lincoln Mazda Mercedes Mercedes-Benz Mitsubishi Nissan Porsche Ram Subaru Tesla Toyota Volkswagen
+VW Volvo Suzuki Isuzu Pontiac Saturn Oldsmobile Plymouth Mercury Hummer Harley-Davidson Yamaha Kawasaki Ducati""".split())
+_CAR_MODELS = frozenset("""Civic Accord CR-V HR-V Pilot Odyssey Fit Ridgeline Camry Corolla Prius RAV4 Highlander Tacoma
+Tundra Sienna 4Runner Avalon Yaris Altima Sentra Maxima Rogue Pathfinder Versa Frontier Titan Murano Outback Forester
+Impreza Legacy Crosstrek Ascent Focus Fusion Escape Explorer Mustang Ranger Expedition Edge Taurus Bronco Malibu Silverado
+Impala Cruze Equinox Tahoe Suburban Traverse Colorado Camaro Corvette Elantra Sonata Tucson Accent Kona Jetta Golf Passat
+Beetle Tiguan Atlas Wrangler Cherokee Compass Renegade Gladiator Charger Challenger Durango Caravan Journey Optima Sorento
+Soul Sportage Forte Telluride Model Miata Outlander Lancer Mirage Sierra Yukon Acadia Terrain Enclave LaCrosse Escalade
+Town Grand Pacifica Voyager""".split())
+_CAR_CODE = re.compile(r"[A-Z]{1,3}-?\d{1,3}[a-z]?|\d{1,3}[A-Za-z]{0,2}")
+_CAR_OWNER = frozenset("a an his her their my our the drove drives driving drive car vehicle truck".split())
+
+
+def _is_vehicle(text: str, start: int, end: int) -> bool:
+    """A make in the span followed by a model ("Honda Civic", "Ford F-150"), or a lone make after "a", "his", "drove" …"""
+    words = [(m.group(), m.end()) for m in re.finditer(r"[A-Za-z0-9][\w-]*", text[start:end])]
+    for i, (word, word_end) in enumerate(words):
+        if word not in _CAR_MAKES:
+            continue
+        nxt = words[i + 1][0] if i + 1 < len(words) else (re.match(r"\s+([\w-]+)", text[start + word_end:]) or [None, ""])[1]
+        if nxt in _CAR_MODELS or _CAR_CODE.fullmatch(nxt or ""):
+            return True
+        before = re.findall(r"[A-Za-z]+", text[max(0, start - 20):start])
+        if len(words) == 1 and before and before[-1].lower() in _CAR_OWNER:
+            return True
+    return False
+
+
+def _en_guarded(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """A tagger span after the guards, trimmed of words that are not names, or None: no eponym or instrument
+    ("Parkinson disease", "Harvey-Bradshaw Index"), no place ("Brookdale Senior Living"), no car ("Honda Civic")."""
+    name = text[start:end]
+    cleaned = _clean_en_name(name)
+    if not cleaned or _followed_by_term(text, end):
+        return None
+    dropped = [w.strip(",").lower() for w in name.replace(cleaned, " ", 1).split()]
+    if any(w in _TERM_FOLLOWERS or w in _PLACE_WORDS for w in dropped):
+        return None
+    s = start + name.find(cleaned)
+    e = s + len(cleaned)
+    if _followed_by_term(text, e, capitalised_between=1) or _is_vehicle(text, s, e):
+        return None
+    return s, e
 
 
 def english_names(text: str) -> list[tuple[int, int]]:
@@ -305,35 +373,50 @@ def name_tagger():
     return NameTagger(model, *tagger_lists())
 
 
-def tagged_names(text: str, latin: bool = True, han: bool = True) -> list[tuple[int, int]]:
-    """Spans the tagger finds, through the same guards as the rules: no eponym ("Parkinson disease"), no section
-    word, no surname character that starts a clinical word (高血压)."""
+def tagged_names_scored(text: str, latin: bool = True, han: bool = True) -> tuple[list[tuple[int, int]], list[tuple]]:
+    """Spans the tagger finds and its near misses (start, end, probability, threshold), both through the same guards
+    as the rules: no eponym ("Parkinson disease"), no section word, no place or car, no surname character that starts
+    a clinical word (高血压)."""
     tagger = name_tagger()
     if tagger is None:
-        return []
-    spans = []
+        return [], []
+    spans: list[tuple[int, int]] = []
+    near: list[tuple] = []
     if latin:
-        for start, end in tagger.english(text):
-            name = text[start:end]
-            cleaned = _clean_en_name(name)
-            if cleaned and not _followed_by_term(text, end):
-                offset = name.find(cleaned)
-                spans.append((start + offset, start + offset + len(cleaned)))
+        found, missed = tagger.english_scored(text)
+        spans += [g for g in (_en_guarded(text, s, e) for s, e in found) if g]
+        near += [(*g, p, t) for s, e, p, t in missed if (g := _en_guarded(text, s, e))]
     if han:
         guards = _guard_words()
-        spans += [(s, e) for s, e in tagger.chinese(text)
-                  if not any(text.startswith(w, s) for w in guards.get(text[s], ()))]
-    return spans
+        found, missed = tagger.chinese_scored(text)
+        spans += [(s, e) for s, e in found if not any(text.startswith(w, s) for w in guards.get(text[s], ()))]
+        near += [(s, e, p, t) for s, e, p, t in missed if not any(text.startswith(w, s) for w in guards.get(text[s], ()))]
+    return spans, near
 
 
-def find_names(text: str) -> list[tuple[int, int]]:
-    """Spans of person names in English or Chinese text, recurrences included (overlaps are resolved later)."""
+def tagged_names(text: str, latin: bool = True, han: bool = True) -> list[tuple[int, int]]:
+    """Spans the tagger finds, through the guards (tagged_names_scored)."""
+    return tagged_names_scored(text, latin, han)[0]
+
+
+def find_names_scored(text: str) -> tuple[list[tuple[int, int]], list[tuple]]:
+    """Spans of person names in English or Chinese text, recurrences included (overlaps are resolved later), and the
+    tagger's near misses that no name span overlaps (start, end, probability, threshold)."""
     latin, han = _has_latin(text), _has_han(text)
     spans = english_names(text) if latin else []
     if han:
         spans += chinese_names(text)
-    spans += tagged_names(text, latin, han)
-    return spans + _recurrences(text, spans) if spans else []
+    tagged, near = tagged_names_scored(text, latin, han)
+    spans += tagged
+    if not spans:
+        return [], near
+    spans += _recurrences(text, spans)
+    return spans, [n for n in near if not any(s < n[1] and n[0] < e for s, e in spans)]
+
+
+def find_names(text: str) -> list[tuple[int, int]]:
+    """Spans of person names in English or Chinese text, recurrences included (overlaps are resolved later)."""
+    return find_names_scored(text)[0]
 
 
 def _has_han(text: str) -> bool:
@@ -345,10 +428,12 @@ def _has_latin(text: str) -> bool:
 
 
 class PersonNameRecognizer(EntityRecognizer):
-    """PERSON spans from find_names, as a Presidio recognizer (no NLP model needed)."""
+    """PERSON spans from find_names, as a Presidio recognizer (no NLP model needed); the tagger's near misses as
+    REVIEW spans (review.py: not masked, listed for a person)."""
 
     def __init__(self, language: str) -> None:
-        super().__init__(supported_entities=["PERSON"], supported_language=language, name=f"person_names_{language}")
+        super().__init__(supported_entities=["PERSON", REVIEW_ENTITY], supported_language=language,
+                         name=f"person_names_{language}")
 
     def load(self) -> None:
         """The name lists load on first use."""
@@ -357,4 +442,8 @@ class PersonNameRecognizer(EntityRecognizer):
         if entities and "PERSON" not in entities:
             return []
         meta = {RecognizerResult.RECOGNIZER_NAME_KEY: self.name, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}
-        return [RecognizerResult("PERSON", s, e, 0.8, recognition_metadata=dict(meta)) for s, e in set(find_names(text))]
+        spans, near = find_names_scored(text)
+        results = [RecognizerResult("PERSON", s, e, 0.8, recognition_metadata=dict(meta)) for s, e in set(spans)]
+        results += [RecognizerResult(REVIEW_ENTITY, s, e, 0.5, recognition_metadata={
+            **meta, **review_meta("NAME", "name tagger: probability under the threshold", p, t)}) for s, e, p, t in near]
+        return results

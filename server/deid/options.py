@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # the placeholder kinds, in the order the import report lists them
-PII_KINDS = ("NAME", "ID", "MRN", "PHONE", "EMAIL", "URL", "IP", "DATE", "AGE", "ADDRESS", "ACCOUNT")
+PII_KINDS = ("NAME", "ID", "MRN", "PHONE", "EMAIL", "URL", "IP", "DATE", "AGE", "ADDRESS", "ACCOUNT", "FACILITY", "PLATE",
+             "PASSPORT", "INSURANCE")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Recognizers for identifiers of Chinese records that Presidio has none for: resident IDs, mobile and landline numbers,
-bank cards, record numbers (住院号, 病案号 …), ages over 89, dates written with 年月日, addresses."""
+bank cards, record numbers (住院号, 病案号 …), ages over 89 (in digits and numerals), dates written with 年月日 and
+calendar months (3月份), addresses. Medical-insurance numbers (医保卡号 …) are in recognizers_ids.py."""
 from __future__ import annotations
 
 import re
@@ -21,12 +22,17 @@ _CARD_CONTEXT_WORDS = ("银行卡", "卡号", "账号", "帐号", "银行账户"
 _CARD = re.compile(r"(?<![\d.])(\d{4}(?:[\s-]?\d{4}){3}(?:[\s-]?\d{1,3})?)(?![\d.])")
 
 _RECORD = re.compile(
-    r"(?:住院号|住院号码|病案号|病历号|门诊号|急诊号|就诊号|就诊卡号|登记号|检查号|影像号|病理号|标本号|床号|医保卡号|社保卡号|ID号|患者ID|病人ID)"
+    r"(?:住院号|住院号码|病案号|病历号|门诊号|急诊号|就诊号|就诊卡号|登记号|检查号|影像号|病理号|标本号|床号|ID号|患者ID|病人ID)"
     r"\s*[：:]?\s*([A-Za-z]{0,3}\d[\dA-Za-z-]{1,17})(?![\dA-Za-z])"
 )
 
 _AGE = re.compile(r"(?<![\d.])(\d{2,3})(?=\s*(?:周岁|岁))")
 _AGE_CONTEXT = re.compile(r"年龄\s*[：:]?\s*(\d{2,3})(?![\d.])")
+# ages over 89 in Chinese numerals: 九十二岁, 九十多岁, 一百零一岁, 百岁老人, 九旬老人 (九旬: in their nineties)
+_AGE_HAN = re.compile(
+    r"(?<![一二三四五六七八九十百零两])(?<!长命)((?:九十[一二三四五六七八九]?|(?:一)?百(?:零[一二三四五六七八九]|[一二]十[一二三四五六七八九]?)?)"
+    r"(?:多|余|来)?(?:周岁|岁)|九旬|百岁)"
+)
 
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _MON = r"(?:0?[1-9]|1[0-2])"
@@ -34,6 +40,8 @@ _DATE_ZH = re.compile(
     rf"(?<!\d)(?:(?:19|20)\d{{2}}\s*年\s*{_MON}\s*月(?:\s*{_DAY}\s*[日号])?|{_MON}\s*月\s*{_DAY}\s*[日号])"
 )
 _DATE_DOTTED = re.compile(rf"(?<![\d.])(?:19|20)\d{{2}}\.{_MON}\.{_DAY}(?![\d.])")
+# a calendar month without the year: 3月份, 3月初, 3月中旬, 3月底 (not "3月余", "3月前": three months)
+_DATE_MONTH_ZH = re.compile(rf"(?<![\d.年])(?:{_MON}\s*月(?:份|初|上旬|中旬|下旬|底|末))")
 
 _HAN = r"[\u4e00-\u9fff]"
 _ADDRESS_CONTEXT = re.compile(
@@ -83,9 +91,10 @@ def recognizers(language: str) -> list[RegexRecognizer]:
         RegexRecognizer("CN_BANK_CARD", [Rule(_CARD, 0.85, 1, _card_ok)], language, "cn_bank_card"),
         RegexRecognizer("MEDICAL_RECORD", [Rule(_RECORD, 0.9, 1)], language, "zh_medical_record"),
         RegexRecognizer("AGE_OVER_89", [
-            Rule(_AGE, 0.8, 1, _age_over_89), Rule(_AGE_CONTEXT, 0.8, 1, _age_over_89),
+            Rule(_AGE, 0.8, 1, _age_over_89), Rule(_AGE_CONTEXT, 0.8, 1, _age_over_89), Rule(_AGE_HAN, 0.8, 1),
         ], language, "zh_age"),
-        RegexRecognizer("DATE_TIME", [Rule(_DATE_ZH, 0.85), Rule(_DATE_DOTTED, 0.7)], language, "zh_date"),
+        RegexRecognizer("DATE_TIME", [Rule(_DATE_ZH, 0.85), Rule(_DATE_DOTTED, 0.7), Rule(_DATE_MONTH_ZH, 0.75)],
+                        language, "zh_date"),
         RegexRecognizer("ADDRESS", [
             Rule(_ADDRESS_CONTEXT, 0.8, 1), Rule(_ADDRESS_STREET, 0.75), Rule(_ADDRESS_ADMIN, 0.6),
         ], language, "zh_address"),

@@ -21,12 +21,17 @@ NOT_UNIT = rf"(?!\s?{UNITS}(?![A-Za-z]))"
 
 @dataclass(frozen=True)
 class Rule:
-    """One pattern: `group` is the part masked; `validate` (if any) gets that text and the match and may reject it."""
+    """One pattern: `group` is the part masked; `validate` (if any) gets that text and the match and may reject it;
+    `meta` goes into the result's recognition metadata (a review rule says there what it would have been and why)."""
 
     pattern: re.Pattern
     score: float = 0.85
     group: int | str = 0
     validate: Callable[[str, re.Match], bool] | None = None
+    meta: dict | None = None
+    # the rule runs only on texts holding one of these (lower-case) strings: a context rule's words, so that a note
+    # without "passport" never pays for the passport pattern
+    needs: tuple[str, ...] = ()
 
 
 class RegexRecognizer(EntityRecognizer):
@@ -44,16 +49,21 @@ class RegexRecognizer(EntityRecognizer):
         if entities and entity not in entities:
             return []
         results = []
+        lowered = None
         for rule in self.rules:
+            if rule.needs:
+                lowered = text.lower() if lowered is None else lowered
+                if not any(n in lowered for n in rule.needs):
+                    continue
             for m in rule.pattern.finditer(text):
                 start, end = m.span(rule.group)
                 if start < 0 or end <= start:
                     continue
                 if rule.validate is not None and not rule.validate(text[start:end], m):
                     continue
-                results.append(RecognizerResult(entity, start, end, rule.score,
-                                                recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
-                                                                      RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
+                meta = {RecognizerResult.RECOGNIZER_NAME_KEY: self.name, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}
+                meta.update(rule.meta or {})
+                results.append(RecognizerResult(entity, start, end, rule.score, recognition_metadata=meta))
         return results
 
 
@@ -99,3 +109,37 @@ def cn_resident_id_valid(value: str, today: dt.date | None = None) -> bool:
 def cn_id_check_char(first17: str) -> str:
     """The check character of a resident ID's first 17 digits (used to build valid test IDs)."""
     return _CN_ID_CHECK[sum(int(c) * w for c, w in zip(first17, _CN_ID_WEIGHTS)) % 11]
+
+
+def hkid_check_char(prefix: str, digits: str) -> str:
+    """The check character of a Hong Kong identity card number (one or two letters + six digits): weights 9 … 2 over
+    the characters, a one-letter number padded in front with a space worth 36, letters worth A=10 … Z=35; the check is
+    11 minus the sum mod 11, "A" for 10, "0" for 11."""
+    prefix = prefix.upper()
+    values = ([36] if len(prefix) == 1 else []) + [ord(c) - 55 for c in prefix] + [int(d) for d in digits]
+    total = sum(v * w for v, w in zip(values, range(9, 1, -1)))
+    check = (11 - total % 11) % 11
+    return "A" if check == 10 else str(check)
+
+
+def hkid_valid(value: str) -> bool:
+    """Whether a Hong Kong identity card number (A123456(3), AB9876543, brackets and spaces optional) has the right
+    check character."""
+    m = re.fullmatch(r"([A-Za-z]{1,2})(\d{6})\s?\(?([0-9Aa])\)?", value.strip())
+    return bool(m) and hkid_check_char(m.group(1), m.group(2)) == m.group(3).upper()
+
+
+# Taiwan national ID: each letter stands for a two-digit area code (the order is not alphabetical: I, O, W … were
+# added later)
+_TW_LETTERS = "ABCDEFGHJKLMNPQRSTUVXYWZIO"
+
+
+def tw_id_valid(value: str) -> bool:
+    """Whether a Taiwan national ID (a letter, 1 or 2 for the sex, eight digits) passes its checksum: the letter's
+    code's digits weighted 1 and 9, the nine digits weighted 8 … 1 and 1, the sum a multiple of 10."""
+    value = value.strip().upper()
+    if not re.fullmatch(r"[A-Z][12]\d{8}", value):
+        return False
+    code = _TW_LETTERS.index(value[0]) + 10
+    total = code // 10 + (code % 10) * 9 + sum(int(d) * w for d, w in zip(value[1:9], range(8, 0, -1))) + int(value[9])
+    return total % 10 == 0

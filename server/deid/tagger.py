@@ -25,6 +25,10 @@ _SENTENCE_END = frozenset(".!?:;")
 _HAN_LO, _HAN_HI = "\u4e00", "\u9fff"
 # pronouns and particles are never part of a given name (祝您健康, 但你们): a candidate holding one is no name
 ZH_NEVER_GIVEN = frozenset("您你我他她它们这那哪什么吗呢吧啊呀哦嗯很太更最也都还就才又再不没别")
+# near misses go to the review list: an English word scored up to this much probability under the threshold, a
+# Chinese reading up to this much logit margin under its margin
+REVIEW_EN_BAND = 0.2
+REVIEW_ZH_BAND = 1.0
 
 
 # ------------------------------------------------------------------------------------------------ English features
@@ -147,28 +151,52 @@ class NameTagger:
         return self.en_bias + sum(w.get(f, 0.0) for f in feats)
 
     def english(self, text: str) -> list[tuple[int, int]]:
+        return self.english_scored(text)[0]
+
+    def english_scored(self, text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, float, float]]]:
+        """Name spans, and the near misses (start, end, probability, threshold missed): runs of capitalised words
+        scored within REVIEW_EN_BAND below the threshold, and one-word names under the one-word threshold."""
         tokens = en_tokens(text)
         lower_words = frozenset(t for t, *_ in tokens if t.islower())
-        logit = math.log(self.en_threshold / (1 - self.en_threshold))
-        one_word = math.log(self.en_threshold_one / (1 - self.en_threshold_one))
+        logit = _logit(self.en_threshold)
+        one_word = _logit(self.en_threshold_one)
+        near_logit = _logit(max(0.01, self.en_threshold - REVIEW_EN_BAND))
         spans: list[list] = []  # [start, end, words, best score]
-        prev_name = False
+        near: list[list] = []  # [start, end, best score] of sub-threshold runs
+        prev_name = prev_near = False
         for i, (tok, start, end, _) in enumerate(tokens):
             score = self.en_score(en_features(tokens, i, lower_words, self.lists, prev_name)) if en_candidate(
                 tok) else -99.0
             is_name = score > logit
+            is_near = not is_name and score > near_logit
             if is_name:
                 if prev_name and spans:
                     spans[-1][1], spans[-1][2], spans[-1][3] = end, spans[-1][2] + 1, max(spans[-1][3], score)
                 else:
                     spans.append([start, end, 1, score])
-            elif prev_name and tok == "." and len(tokens[i - 1][0]) == 1:
+            elif is_near:
+                if prev_near and near:
+                    near[-1][1], near[-1][2] = end, max(near[-1][2], score)
+                else:
+                    near.append([start, end, score])
+            elif (prev_name or prev_near) and tok == "." and len(tokens[i - 1][0]) == 1:
                 continue  # the full stop of an initial ("Ivy J. Fogarty") keeps the name open
-            prev_name = is_name
-        return [(s, e) for s, e, words, score in spans if e - s > 1 and (words > 1 or score > one_word)]
+            prev_name, prev_near = is_name, is_near
+        found = [(s, e) for s, e, words, score in spans if e - s > 1 and (words > 1 or score > one_word)]
+        missed = [(s, e, _sigmoid(score), self.en_threshold_one) for s, e, words, score in spans
+                  if e - s > 1 and words == 1 and score <= one_word]
+        missed += [(s, e, _sigmoid(score), self.en_threshold) for s, e, score in near if e - s > 1]
+        return found, missed
 
     def chinese(self, text: str) -> list[tuple[int, int]]:
+        return self.chinese_scored(text)[0]
+
+    def chinese_scored(self, text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, float, float]]]:
+        """Name spans, and the near misses (start, end, probability, threshold missed): a surname whose best name
+        reading beats "no name" by less than the margin, within REVIEW_ZH_BAND of it. Probability and threshold are
+        the two-way softmax of the name reading against "no name" and of the margin."""
         spans: list[tuple[int, int]] = []
+        missed: list[tuple[int, int, float, float]] = []
         i, n = 0, len(text)
         w, bias = self.zh_w, self.zh_bias
         while i < n:
@@ -185,13 +213,24 @@ class NameTagger:
                 best = max((1, 2), key=lambda k: scores[k])
                 end = i + surname_len + best
                 margin = self.zh_margin if best == 2 else self.zh_margin_one
-                if scores[best] - scores[0] > margin and end <= n and all(
+                diff = scores[best] - scores[0]
+                if diff > margin - REVIEW_ZH_BAND and end <= n and all(
                         _HAN_LO <= c <= _HAN_HI and c not in ZH_NEVER_GIVEN for c in text[i + surname_len:end]):
-                    spans.append((i, end))
-                    i = end
-                    continue
+                    if diff > margin:
+                        spans.append((i, end))
+                        i = end
+                        continue
+                    missed.append((i, end, _sigmoid(diff), _sigmoid(margin)))
             i += 1
-        return spans
+        return spans, missed
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x > -60 else 0.0
 
 
 def load_model_json() -> dict:

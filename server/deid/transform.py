@@ -89,6 +89,14 @@ _ZH = re.compile(r"((?:19|20)\d{2})\s*年\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*([�
 _ZH_MONTH_DAY = re.compile(r"(\d{1,2})\s*月\s*(\d{1,2})\s*([日号])")
 _WORDS = re.compile(r"(?i)(?:(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?([a-z]+)\.?,?\s+(\d{4})|([a-z]+)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4}))")
 _MON_ABBR = re.compile(r"(?i)(\d{1,2})-([a-z]{3})-(\d{2,4})")
+# partial dates: month and year, month and day, a calendar month; moved as the 15th of the month (month precision) or
+# on a leap year (month and day), written in their format
+_MONTH_YEAR = re.compile(r"(\d{1,2})/(\d{4})")
+_YEAR_MONTH = re.compile(r"(\d{4})([/.])(\d{2})")
+_MONTH_DAY = re.compile(r"(\d{1,2})/(\d{1,2})")
+_MONTH_DAY_RANGE = re.compile(r"(\d{1,2}/\d{1,2})(\s*(?:-|–|to|through|and|until)\s*)(\d{1,2}/\d{1,2})")
+_WORD_MONTH_YEAR = re.compile(r"(?i)([a-z]+)(\.?,?\s+(?:of\s+)?)(\d{4})")
+_ZH_MONTH_PART = re.compile(r"(\d{1,2})\s*月(份|初|上旬|中旬|下旬|底|末)")
 
 
 def _year(text: str) -> int:
@@ -142,6 +150,29 @@ def _shift(text: str, days: int) -> str | None:
         name = _MONTH_NAMES[d.month - 1][:3]
         name = name.upper() if m.group(2).isupper() else name
         return f"{_pad(d.day, m.group(1))}-{name}-{d.year if len(m.group(3)) == 4 else f'{d.year % 100:02d}'}"
+    if m := _ZH_MONTH_PART.fullmatch(text):
+        d = dt.date(2000, int(m.group(1)), 15) + delta
+        return f"{d.month}月{m.group(2)}"
+    if m := _MONTH_YEAR.fullmatch(text):
+        d = dt.date(int(m.group(2)), int(m.group(1)), 15) + delta
+        return f"{_pad(d.month, m.group(1))}/{d.year}"
+    if m := _YEAR_MONTH.fullmatch(text):
+        d = dt.date(int(m.group(1)), int(m.group(3)), 15) + delta
+        return f"{d.year}{m.group(2)}{d.month:02d}"
+    if m := _MONTH_DAY_RANGE.fullmatch(text):
+        first, second = _shift(m.group(1), days), _shift(m.group(3), days)
+        return None if first is None or second is None else f"{first}{m.group(2)}{second}"
+    if m := _MONTH_DAY.fullmatch(text):
+        a, b = m.groups()
+        month, day = (int(b), int(a)) if int(a) > 12 else (int(a), int(b))  # a day above 12 first: day/month
+        d = dt.date(2000, month, day) + delta
+        return f"{_pad(d.day, a)}/{_pad(d.month, b)}" if int(a) > 12 else f"{_pad(d.month, a)}/{_pad(d.day, b)}"
+    if (m := _WORD_MONTH_YEAR.fullmatch(text)) and _month_of(m.group(1)) is not None:
+        d = dt.date(int(m.group(3)), _month_of(m.group(1)), 15) + delta
+        name = _MONTH_NAMES[d.month - 1]
+        if len(m.group(1)) <= 4 and m.group(1).lower() not in ("june", "july"):
+            name = name[:3]
+        return f"{name}{m.group(2)}{d.year}"
     if m := _WORDS.fullmatch(text):
         day, word, year = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(5), m.group(4), m.group(6))
         month = _month_of(word)
