@@ -121,7 +121,7 @@ class ProjectModel:
 
     def online_controls(self) -> set[str]:
         """The controls whose model learns from single annotations (the cold-start matcher and prototypes)."""
-        return {name for name, m in self.models.items() if isinstance(m, (SpanMatcher, PrototypeClassifier))}
+        return {name for name, m in self.models.items() if m.learns_online}
 
     def learn_annotation(self, data: dict, result_items: list) -> bool:
         """Online update of every control whose text is in the task ``data``; True if anything changed."""

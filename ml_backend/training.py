@@ -186,7 +186,7 @@ def _pseudo_examples(control, teacher, pool: list[str], opts: TrainOptions, toke
     pool = pool[: opts.max_pool]
     if not pool:
         return Examples([], [])
-    if control.kind == "spans" and hasattr(teacher, "token_probs"):
+    if control.kind == "spans" and teacher.scores_tokens:
         return _pseudo_token_examples(control, teacher, pool, opts, token_probs)
     texts, targets = [], []
     for text, pred in zip(pool, teacher.predict(pool)):

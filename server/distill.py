@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 TRIGGER = "distill"
 DEFAULT_TOLERANCE = 0.01  # one point of the primary metric (entity F1 / macro-F1)
-DISTILLABLE = ("token_classifier", "sequence_classifier")
 
 
 def teacher_version(registry: Registry, key: str, spec: TaskSpec, version: str | None) -> ProjectModel:
@@ -125,7 +124,7 @@ def _distil(settings, client, db, project, spec: TaskSpec, registry: Registry, v
     pid, key = int(project.id), str(int(project.id))
     teacher = teacher_version(registry, key, spec, from_version)
     targets = [c for c in spec.controls if c.name not in teacher.meta.get("cold_start", [])
-               and getattr(teacher.models[c.name], "kind", "") in DISTILLABLE]
+               and getattr(teacher.models[c.name], "distillable", False)]
     if not targets:
         raise LoopError(f"version {teacher.version} has no fine-tuned transformer model to distil (train one first: goldloop train)")
     data, dataset_version = gold_records(settings, client, db, project, spec, progress)

@@ -105,7 +105,7 @@ def strategy_uncertainty(kind: str, pm: ProjectModel, texts: dict[str, list[str]
     per_control = []
     for control in scored:
         model = pm.models[control.name]
-        if control.kind == "spans" and hasattr(model, "token_probs"):
+        if control.kind == "spans" and model.scores_tokens:
             with pm.lock:
                 pairs = model.token_probs(texts[control.value_field])
             per_control.append(span_uncertainty([p for _, p in pairs], kind))
@@ -134,7 +134,7 @@ def order_scores(strategy: str, items: list[dict], pm: ProjectModel, texts: dict
     unc = strategy_uncertainty(strategy, pm, texts) if strategy in KINDS else 1.0 - conf
     kw: dict[str, Any] = {"uncertainty": unc, "rng": rng}
     if strategy == "diversity":
-        proto = next((m for m in pm.models.values() if hasattr(m, "embed")), None)
+        proto = next((m for m in pm.models.values() if m.embeds), None)
         if proto is None:
             from ml_backend.models import PrototypeClassifier
 

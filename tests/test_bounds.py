@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
+from bench.fuzz_probe import choices_config
 from ml_backend import create_app
 from ml_backend.models import SpanMatcher
 from ml_backend.models import prototype, sklearn_models
@@ -97,13 +98,6 @@ def test_a_5000_character_clause_by_webhook_keeps_predict_up_across_a_restart(se
 
 
 # --- labeling configs ----------------------------------------------------------------------------
-
-
-def choices_config(controls: int, choices: int) -> str:
-    body = "".join(
-        f'<Choices name="c{i}" toName="text">' + "".join(f'<Choice value="label {j}"/>' for j in range(choices)) + "</Choices>"
-        for i in range(controls))
-    return f'<View><Text name="text" value="$text"/>{body}</View>'
 
 
 @pytest.mark.parametrize("controls, choices, limit", [(MAX_CONTROLS + 1, 2, f"limit is {MAX_CONTROLS}"), (500, 2, f"limit is {MAX_CONTROLS}"),

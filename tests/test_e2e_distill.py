@@ -112,12 +112,22 @@ def test_distill_promotes_a_served_student_and_the_gate_refuses_a_bad_one(stack_
     assert ls_client.get_project(client, pid).model_version == version
     assert all(r["model_version"] == version for r in _predict(be, pid, project.label_config, pool[:2]))
 
-    # every task labeled: a promoted student still becomes Label Studio's model version (its predictions go on the
-    # labeled tasks, as a round's do), not only the registry's
-    for t in pool:
-        ls_client.create_annotation(client, t["id"], ncbi_span_results(gold[t["data"]["ncbi"]], t["data"]["text"]))
+
+def test_a_student_of_a_fully_labeled_project_becomes_label_studios_model_version(stack_up):
+    """Every task labeled (the first test's pool annotated too): a promoted student's predictions go on the labeled
+    tasks, as a round's do, and Label Studio's project version follows the registry's."""
+    home, client, env = stack_up["home"], stack_up["client"], stack_up["env"]
+    db = store.open_db(home / "goldloop.db")
+    pid = store.get_project_by_name(db, "medical_records")["id"]
+    teacher = next(v for v in store.list_versions(db, pid) if v["trigger"] == "pretrain" and v["status"] == "promoted")
+    gold = {d["id"]: d for d in _rows("test.jsonl", 60)}
+    tasks = list(ls_client.iter_tasks(client, pid))
+    for t in tasks:
+        if not t.get("annotations"):
+            ls_client.create_annotation(client, t["id"], ncbi_span_results(gold[t["data"]["ncbi"]], t["data"]["text"]))
     goldloop("distill", "medical_records", "--from", teacher["version"], "--layers", "3", "--max-steps", "60",
              "--tolerance", "1", home=home, env=env, timeout=SLOW)
+    registry = Registry(stack_up["settings"].backend_settings())
     full = next(v for v in reversed(store.list_versions(db, pid)) if v["trigger"] == "distill")
     assert full["status"] == "promoted" and full["pool_docs"] == 0, full
     assert (registry.pointer(str(pid)) or {}).get("version") == full["version"]

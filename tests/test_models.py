@@ -309,3 +309,14 @@ def test_token_classifier_serves_no_span_inside_a_web_address(tiny_model_dir):
     spans = m.predict([text])[0].spans
     assert {text[s.start:s.end] for s in spans} >= {"Ally", "Financial", "today"}
     assert not [s for s in spans if s.start < url[1] and url[0] < s.end]
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+def test_each_kind_declares_what_it_can_do_and_has_the_methods_it_declares(kind):
+    """Callers ask the declared capabilities (never hasattr): each one must come with its method, and no kind may have
+    the method without declaring it."""
+    cls = MODEL_KINDS[kind]
+    assert cls.scores_tokens == callable(getattr(cls, "token_probs", None))
+    assert cls.embeds == callable(getattr(cls, "embed", None))
+    assert cls.distillable == (kind in ("token_classifier", "sequence_classifier"))
+    assert cls.learns_online == (kind in ("span_matcher", "prototype"))  # the two ProjectModel.learn teaches

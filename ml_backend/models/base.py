@@ -70,6 +70,11 @@ class Model(ABC):
 
     kind: ClassVar[str]  # registry name, e.g. "token_classifier"
     task: ClassVar[str]  # "spans" | "choices"
+    # What a kind can do beyond the interface; callers ask these, never hasattr or a class check:
+    learns_online: ClassVar[bool] = False  # learns from single annotations (the cold-start matcher and prototypes)
+    scores_tokens: ClassVar[bool] = False  # token_probs(texts): per-token label probabilities (uncertainty, self-training)
+    embeds: ClassVar[bool] = False  # embed(texts): L2-normalised text embeddings (diversity sampling)
+    distillable: ClassVar[bool] = False  # a fine-tuned transformer ml_backend.distill can shrink
 
     def __init__(self, labels: Sequence[str], multi: bool = False):
         if not labels:

@@ -356,6 +356,8 @@ class TokenClassifier(HFTaskModel):
     """BIO token classification on a Hugging Face encoder → character spans with scores."""
 
     kind = "token_classifier"
+    scores_tokens = True
+    distillable = True
     task = "spans"
     LOW_K = 10  # document confidence: mean max-probability of its K least confident tokens
 
@@ -433,6 +435,7 @@ class SequenceClassifier(HFTaskModel):
     """Document classification (single- or multi-label Choices) on a Hugging Face encoder."""
 
     kind = "sequence_classifier"
+    distillable = True
     task = "choices"
 
     def __init__(self, labels, multi=False, *, pooling: str = "mean", **kw):

@@ -73,6 +73,8 @@ class PrototypeClassifier(HFTaskModel):
     """Cosine similarity to label prototypes on mean-pooled frozen encoder embeddings."""
 
     kind = "prototype"
+    learns_online = True
+    embeds = True
     task = "choices"
     TEMPERATURE = 0.05
 

@@ -233,6 +233,7 @@ class SpanMatcher(Model):
     """
 
     kind = "span_matcher"
+    learns_online = True
     task = "spans"
     EMPTY_CONFIDENCE = 0.5  # a document with no proposal: the matcher knows nothing about it
 
