@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from ml_backend.control_group import in_control_group
 from ml_backend.results import choices_of, spans_of
 from ml_backend.schema import TaskSpec
 
@@ -89,8 +89,6 @@ def annotation_rows(project_id: int, tasks: Iterable[Mapping], spec: TaskSpec, c
     """One effort row per annotation of ``tasks`` (Label Studio's export format: ``annotations`` and ``predictions``
     per task). ``control_share``: the share of tasks served without suggestions (``ml_backend.control_group``); a
     row says whether its task was one."""
-    from ml_backend.control_group import in_control_group
-
     rows = []
     for task in tasks:
         tid = task.get("id")
@@ -105,10 +103,11 @@ def annotation_rows(project_id: int, tasks: Iterable[Mapping], spec: TaskSpec, c
             skipped = bool(ann.get("was_cancelled"))
             edits = dict.fromkeys(EDIT_KINDS, 0) | {"edits": 0} if skipped else result_edits(spec, (parent or {}).get("result"), result)
             score = (parent or {}).get("score")
+            seconds = capped_seconds(ann.get("lead_time"))
             rows.append({
                 "annotation_id": ann["id"], "project_id": int(project_id), "task_id": tid,
                 "annotator": ann.get("completed_by") if isinstance(ann.get("completed_by"), int) else None,
-                "seconds": capped_seconds(ann.get("lead_time")), "capped": (capped_seconds(ann.get("lead_time")) or 0) >= LEAD_TIME_CAP_S,
+                "seconds": seconds, "capped": (seconds or 0) >= LEAD_TIME_CAP_S,
                 "model_version": str(parent.get("model_version")) if parent and parent.get("model_version") is not None else None,
                 "prediction_score": float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
                 "suggested": parent is not None and bool(parent.get("result")),

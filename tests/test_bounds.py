@@ -8,34 +8,20 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from bench.fuzz_probe import choices_config
+from bench.fuzz_probe import CLAUSE, SPAN_CONFIG, choices_config, repeat, rss_mb, span_webhook
 from ml_backend import create_app
 from ml_backend.models import SpanMatcher
 from ml_backend.models import prototype, sklearn_models
 from ml_backend.models.sklearn_models import MAX_SURFACE_CHARS, lexicon_regex, surface_regex
 from ml_backend.schema import MAX_CONTROLS, MAX_LABELS
 
-CLAUSE_CONFIG = """<View><Text name="text" value="$text"/>
-<Labels name="clauses" toName="text"><Label value="Obligation"/><Label value="Term"/></Labels></View>"""
-
 
 def clause(n: int) -> str:
     """A contract clause of about n characters: repetitive, as boilerplate is."""
-    base = "The Supplier shall deliver the Goods in accordance with Schedule 2 and shall remain liable for defects; "
-    return (base * (n // len(base) + 1))[:n].rstrip()
+    return repeat(CLAUSE, n).rstrip()
 
 
-def webhook(project: int, text: str, start: int, end: int, label: str = "Obligation") -> dict:
-    return {
-        "action": "ANNOTATION_CREATED",
-        "project": {"id": project, "label_config": CLAUSE_CONFIG},
-        "task": {"id": 1, "data": {"text": text}},
-        "annotation": {"id": 1, "result": [{"from_name": "clauses", "to_name": "text", "type": "labels",
-                                            "value": {"start": start, "end": end, "labels": [label]}}]},
-    }
-
-
-def predict(client, project, text: str, config: str = CLAUSE_CONFIG):
+def predict(client, project, text: str, config: str = SPAN_CONFIG):
     return client.post("/predict", json={"project": project, "label_config": config, "tasks": [{"id": 2, "data": {"text": text}}]})
 
 
@@ -85,7 +71,7 @@ def test_a_5000_character_clause_by_webhook_keeps_predict_up_across_a_restart(se
     start = text.index("The Supplier")
     end = start + len(clause(5000))
     client = create_app(settings.backend_settings()).test_client()
-    r = client.post("/webhook", json=webhook(7, text, start, end))
+    r = client.post("/webhook", json=span_webhook(7, text, start, end))
     assert r.status_code == 200 and r.get_json()["learned"] is True
     for c in (client, create_app(settings.backend_settings()).test_client()):  # the second replays the online log
         short = predict(c, 7, "A short text with no clause.")
@@ -109,13 +95,6 @@ def test_a_config_past_the_control_or_label_limit_answers_400_naming_it(client, 
         assert r.status_code == 400 and limit in r.get_json()["message"], r.get_json()
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 RSS_LIMIT_MB = 400  # the bound docs/security.md states for one config at the limits, on the default MiniLM
 
 
@@ -124,13 +103,13 @@ def test_a_config_at_the_limits_shares_one_encoder_and_stays_under_the_rss_bound
     """32 Choices controls, one project then five more on the same encoder: one encoder copy in memory."""
     prototype._shared.clear()
     client = create_app(settings.backend_settings()).test_client()
-    base = rss_mb()
+    base = rss_mb()[0]
     config = choices_config(MAX_CONTROLS, 20)
     r = predict(client, 1, "The patient reports chest pain.", config)
     assert r.status_code == 200 and len(r.get_json()["results"][0]["result"]) == MAX_CONTROLS
     for project in range(2, 7):
         assert predict(client, project, "Quarterly revenue rose 4%.", config).status_code == 200
-    grown = rss_mb() - base
+    grown = rss_mb()[0] - base
     assert prototype.shared_encoders() == 1
     assert grown < RSS_LIMIT_MB, f"RSS grew {grown:.0f} MB for {MAX_CONTROLS} controls x 6 projects"
 
@@ -148,7 +127,7 @@ def test_projects_in_memory_are_bounded_least_recently_used_first(settings):
     assert sorted(p for p, _ in registry.serving_items()) == ["1", "3", "4"]  # 2 was the least recently used
     # an unloaded project reloads from disk with what it learned online
     text = "The Supplier shall deliver."
-    assert client.post("/webhook", json=webhook(2, text, 0, len(text))).get_json()["learned"] is True
+    assert client.post("/webhook", json=span_webhook(2, text, 0, len(text))).get_json()["learned"] is True
     for p in (5, 6, 7):
         predict(client, p, "more projects")
     assert "2" not in [p for p, _ in registry.serving_items()]
@@ -161,7 +140,7 @@ def test_webhooks_for_new_project_ids_are_bounded(settings):
     models = Path(backend.models_dir)
     client = create_app(backend).test_client()
     text = "The Supplier shall deliver."
-    answers = [client.post("/webhook", json=webhook(p, text, 0, len(text))) for p in range(1, 201)]
+    answers = [client.post("/webhook", json=span_webhook(p, text, 0, len(text))) for p in range(1, 201)]
     assert [a.status_code for a in answers].count(200) == 20
     refused = [a for a in answers if a.status_code != 200]
     assert {a.status_code for a in refused} == {400} and "GOLDLOOP_MAX_PROJECTS=20" in refused[0].get_json()["message"]
@@ -176,7 +155,7 @@ def test_a_promotion_removes_the_older_versions_online_logs(settings):
     app = create_app(settings.backend_settings())
     client, registry = app.test_client(), app.extensions["goldloop"].registry
     text = "The Supplier shall deliver."
-    client.post("/webhook", json=webhook(3, text, 0, len(text)))
+    client.post("/webhook", json=span_webhook(3, text, 0, len(text)))
     assert predict(client, 3, text).status_code == 200  # loads the project
     logs = list(registry.path("3").glob("online-*.jsonl"))
     assert len(logs) == 1

@@ -83,7 +83,7 @@ def english_facilities(text: str) -> list[tuple[int, int]]:
     if not _HEAD_PRESENT.search(text):  # the full pattern tries every capitalised word: skip notes without a head
         return spans
     for m in _FACILITY_EN.finditer(text):
-        name, head, after = m.group(1), m.group(2), m.group(3)
+        name, after = m.group(1), m.group(3)
         start = m.start()
         if name:
             start = m.start(1) + _lead_trimmed(text, m.start(1), name)
