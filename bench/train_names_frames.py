@@ -54,6 +54,22 @@ EN_FRAMES = (
     "Procedure note written by {N}.",
     "Physiotherapist {N} advised a walking frame.",
 )
+# chat-style handover messages, written in lower case by train_names.py ("ask mike about the drain"): the cue words
+# around a name in a team chat
+EN_CHAT_FRAMES = (
+    "ask {N} about the drain output",
+    "can you tell {N} the bloods are back",
+    "@{N} pt in bed 4 is asking for you",
+    "call {N} when the family arrives",
+    "{N} said she'd cover the evening meds",
+    "thanks {N}, will recheck at 6",
+    "{N} is off today, {M} has her patients",
+    "pinged {N} re the insulin sliding scale",
+    "hey {N} can u sign the order",
+    "{N} wants a repeat lactate",
+    "spoke to {N}, ok to discharge",
+    "text {N} if the bp drops again",
+)
 EN_NEGATIVES = (
     "Family history is notable for {E} disease in a maternal aunt.",
     "Findings are consistent with {E} syndrome.",

@@ -103,6 +103,14 @@ _DOCUMENT = {
             "parameters": [{"name": "project", "in": "query", "required": False, "schema": {"$ref": "#/components/schemas/Project"}}],
             "responses": _answers({"type": "object", "properties": {"versions": {"type": "array", "items": {"type": "string"}},
                                                                     "details": {"type": "array", "items": {"type": "object"}}}}, 400, 401)}},
+        "/dashboard": {"get": {
+            "summary": "A project's dashboard as HTML (no script): labels, versions and gate decisions, learning curve, annotator "
+                       "time against the control group, queue, stopping criterion; without project: the index of projects",
+            "parameters": [{"name": "project", "in": "query", "required": False, "schema": {"$ref": "#/components/schemas/Project"}}],
+            "responses": {"200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}},
+                          "400": {"description": "bad project key", **_json(_ERROR)},
+                          "401": {"description": "basic auth required or wrong", **_json(_ERROR)},
+                          "404": {"description": "no such project on this backend", **_json(_ERROR)}}}},
         "/metrics": {"get": {"summary": "Prometheus text format",
                              "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}},
                                            "401": {"description": "basic auth required or wrong", **_json(_ERROR)}}}},

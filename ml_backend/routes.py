@@ -1,4 +1,4 @@
-"""HTTP only: /health /setup /predict /webhook /versions /metrics /openapi.json on the ``goldloop`` Blueprint.
+"""HTTP only: /health /setup /predict /webhook /versions /dashboard /metrics /openapi.json on the ``goldloop`` Blueprint.
 
 Parsing, auth and metrics; the work happens in the app's BackendState, its registry and models. Every
 identifier from a request goes through ``ids`` first; no request value becomes a metric label, and log
@@ -198,6 +198,19 @@ def versions():
     st = state()
     items = st.registry.versions(ids.project_key(project) if project else None)
     return jsonify(versions=[v["version"] for v in items], details=items)
+
+
+@bp.get("/dashboard")
+def dashboard():
+    """A project's dashboard (?project=KEY), or the index of projects; HTML rendered by ml_backend.dashboard."""
+    from .dashboard import render
+
+    project = query_arg("project")
+    reg = state().registry
+    html = render.project_page(reg, ids.project_key(project)) if project else render.index_page(reg)
+    resp = Response(html, mimetype="text/html")
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"  # no script, nothing loaded
+    return resp
 
 
 @bp.get("/metrics")

@@ -15,15 +15,22 @@ Settles and Craven 2008): it ranks first the documents with the most unsure toke
 (or many hard) mentions, so each labeled document teaches more spans, at the cost of longer documents to label.
 Its scores are not in [0, 1]; only the ranking counts (the queue turns it into a rank score). For a document
 label it is plain margin.
+
+``cost_aware`` ranks by expected gain per predicted second of annotation: a document's total margin (the expected
+number of unsure tokens it teaches) divided by the seconds ``ml_backend.cost`` predicts for it (tokens and predicted
+spans), so of two equally unsure documents the quicker one to label comes first.
+
+``rank_pool`` is the one entry point both the loop's queue (``server.loop.order_scores``) and the simulation
+(``server.simulate.run``) rank through: it takes what the model gives per scored control and returns the pool's order.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence, TypeVar, Union
 
 import numpy as np
 
 KINDS = ("least_confidence", "margin", "entropy", "total_margin")
-STRATEGIES: tuple[str, ...] = ("least_confidence", "margin", "entropy", "total_margin", "diversity", "random")
+STRATEGIES: tuple[str, ...] = ("least_confidence", "margin", "entropy", "total_margin", "diversity", "cost_aware", "random")
 TOTAL_KINDS = {"total_margin": "margin"}  # summed over a document's tokens, per token the kind it maps to
 DEFAULT_TOP_K = 10
 
@@ -211,4 +218,108 @@ def get_strategy(name: str, **kw) -> Strategy:
         return RandomSampling()
     if name == "diversity":
         return DiversitySampling(**kw)
+    if name == "cost_aware":
+        return CostAwareSampling(**kw)
     raise ValueError(f"unknown query strategy {name!r}; expected one of {list(STRATEGIES)}")
+
+
+class CostAwareSampling:
+    """Most expected gain per predicted second first: uncertainty (``gain_kind``, total margin by default) divided by
+    each document's predicted annotation seconds (``ml_backend.cost``). Without costs it is plain ``gain_kind``."""
+
+    name = "cost_aware"
+
+    def __init__(self, gain_kind: str = "total_margin", min_seconds: float = 1.0):
+        self.unc = UncertaintySampling(gain_kind)
+        self.kind = gain_kind
+        # a floor under predicted seconds: a zero or negative prediction (an empty document, a bad fit) must not
+        # put a document first by dividing by it
+        self.min_seconds = min_seconds
+
+    def scores(self, probs: np.ndarray | None, unc: np.ndarray | None, cost: np.ndarray | None) -> np.ndarray:
+        """Gain per predicted second for every pool document."""
+        gain = self.unc.scores(probs, unc)
+        if cost is None:
+            return gain
+        cost = np.maximum(np.asarray(cost, dtype=np.float64), self.min_seconds)
+        if cost.shape != gain.shape:
+            raise ValueError(f"cost has {cost.shape[0] if cost.ndim else 0} entries for a pool of {len(gain)}")
+        return gain / cost
+
+    def select(self, n, *, probs=None, uncertainty=None, embeddings=None, rng, cost=None):
+        """The n pool indices with the most gain per predicted second."""
+        s = self.scores(probs, uncertainty, cost)
+        return _rank_desc(s, rng)[: max(0, min(n, len(s)))]
+
+
+# --- one ranking for the loop and the simulation ---------------------------------------------------------------
+
+T = TypeVar("T")
+# what a model says about one scored control for every pool document: label probabilities [n, k], token
+# probabilities (one [T, k] array per document) or, for controls without probabilities (multi-label, the cold-start
+# matcher), a confidence per document [n]
+ControlSignal = Union[np.ndarray, Sequence[np.ndarray]]
+Lazy = Union[T, Callable[[], T]]
+
+
+def _resolve(value: Lazy[T] | None) -> T | None:
+    """A lazily given input: computed only when the strategy asks for it (token probabilities, embeddings and
+    costs can take seconds on a large pool)."""
+    return value() if callable(value) else value
+
+
+def control_uncertainty(signal: ControlSignal, kind: str, top_k: int = DEFAULT_TOP_K) -> np.ndarray:
+    """Per-document uncertainty of one control's signal under ``kind``: token probabilities through
+    ``span_uncertainty``, label probabilities through ``uncertainty``, a confidence per document as 1 - it."""
+    if _is_ragged_token_probs(signal):
+        return span_uncertainty(signal, kind, top_k)  # type: ignore[arg-type]
+    arr = np.asarray(signal, dtype=np.float64)
+    if arr.ndim == 1:
+        return 1.0 - arr
+    return uncertainty(arr, kind)
+
+
+def pool_uncertainty(controls: Sequence[ControlSignal], kind: str, top_k: int = DEFAULT_TOP_K) -> np.ndarray:
+    """Per document, the uncertainty of its most uncertain control (the task score takes the least confident one)."""
+    if not controls:
+        raise ValueError("pool_uncertainty needs at least one control's probabilities or confidences")
+    return np.max([control_uncertainty(c, kind, top_k) for c in controls], axis=0)
+
+
+def rank_pool(
+    strategy: str,
+    size: int,
+    *,
+    rng: np.random.Generator,
+    n: int | None = None,
+    controls: Lazy[Sequence[ControlSignal]] | None = None,
+    confidence: np.ndarray | None = None,
+    embeddings: Lazy[np.ndarray] | None = None,
+    cost: Lazy[np.ndarray] | None = None,
+    top_k: int = DEFAULT_TOP_K,
+) -> np.ndarray:
+    """The order in which a pool of ``size`` documents should be labeled under ``strategy``, most informative first
+    (its first ``n`` when given): indices into the pool.
+
+    ``controls``: one signal per scored control (``ControlSignal``); uncertainty strategies take the most uncertain
+    control of each document. ``confidence``: the task score per document; diversity spreads its candidates by
+    1 - confidence when it is given, else by the controls' margin. ``embeddings``: one vector per document
+    (diversity). ``cost``: predicted seconds per document (cost_aware). ``controls``, ``embeddings`` and ``cost``
+    may be given as callables, called only when the strategy needs them. The rng draws ties (and random's order).
+    """
+    strat = get_strategy(strategy)
+    n = size if n is None else max(0, min(n, size))
+    if size == 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if strategy == "random":
+        return np.asarray(strat.select(n, uncertainty=np.zeros(size), rng=rng), dtype=np.int64)
+    if strategy == "diversity":
+        if confidence is not None:
+            unc = 1.0 - np.asarray(confidence, dtype=np.float64)
+        else:
+            unc = pool_uncertainty(_resolve(controls) or (), strat.unc.kind, top_k)
+        return np.asarray(strat.select(n, uncertainty=unc, embeddings=_resolve(embeddings), rng=rng), dtype=np.int64)
+    unc = pool_uncertainty(_resolve(controls) or (), strat.kind, top_k)
+    if strategy == "cost_aware":
+        return np.asarray(strat.select(n, uncertainty=unc, cost=_resolve(cost), rng=rng), dtype=np.int64)
+    return np.asarray(strat.select(n, uncertainty=unc, rng=rng), dtype=np.int64)

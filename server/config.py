@@ -40,6 +40,9 @@ ENV_DISTILL_LAYERS = "GOLDLOOP_DISTILL_LAYERS"  # > 0: distil every promoted ver
 ENV_STARTERS = "GOLDLOOP_STARTERS"  # 0: `goldloop up` trains no starter sets (server/starters/)
 ENV_START_TIMEOUT = "GOLDLOOP_START_TIMEOUT"  # seconds: the most `goldloop up` waits for Label Studio, then the backend
 ENV_START_STALL_TIMEOUT = "GOLDLOOP_START_STALL_TIMEOUT"  # seconds a starting server may show no sign of work
+ENV_LLM_URL = "GOLDLOOP_LLM_URL"  # an OpenAI-compatible server's base URL up to /v1 (server/llm/, docs/llm.md)
+ENV_LLM_MODEL = "GOLDLOOP_LLM_MODEL"  # the model name that server knows
+ENV_LLM_API_KEY = "GOLDLOOP_LLM_API_KEY"  # its key, if it wants one: sent as a bearer token, never logged or recorded
 
 DEFAULT_HOME = Path.home() / ".goldloop"
 LOCAL_HOST = "127.0.0.1"  # the local stack's processes listen here only

@@ -21,6 +21,7 @@ DATASETS_DIRNAME = "datasets"
 ENCODERS_DIRNAME = "encoders"
 REPORTS_DIRNAME = "reports"
 LOCKS_DIRNAME = "locks"
+LLM_CACHE_FILENAME = "llm_cache.db"  # the LLM's answers by (text hash, prompt hash, model): server/llm/cache.py
 TOKEN_LENGTH = 40  # hex characters
 PASSWORD_BYTES = 18  # 24 URL-safe characters
 
@@ -49,6 +50,7 @@ class DataDir:
     admin_password_path = _under_home(LS_PASSWORD_FILENAME, "The generated Label Studio admin password (mode 0600).")
     locks = _under_home(LOCKS_DIRNAME, "The round locks, one file per project (server/locks.py).")
     database_path = _under_home(DATABASE_FILENAME, "Label Studio's database URL or 'sqlite' (mode 0600; server/database.py).")
+    llm_cache_path = _under_home(LLM_CACHE_FILENAME, "The LLM pre-annotation cache (server/llm/cache.py): answers, and the tasks given them.")
 
     @property
     def ls_sqlite_path(self) -> Path:

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import replace
 from typing import Any
 
 from ml_backend.distill import DistillOptions, distill_model, docs_per_second
 from ml_backend.models import load_model
 from ml_backend.models.hf import serving_model
-from ml_backend.registry import ProjectModel, Registry, cold_start_model, new_version_name
-from ml_backend.schema import TaskSpec, parse_label_config
+from ml_backend.registry import ProjectModel, Registry, cold_start_model
+from ml_backend.schema import TaskSpec
 from ml_backend.training import examples_for, gate, has_labels
 
-from . import ls_client, store
 from .errors import LoopError
-from .export import ExportOptions, ProjectInfo, export_dataset
-from .locks import RoundLock
-from .loop import evaluate_labeled, latest_dataset, load_dataset, of_control, publish, recover_interrupted, slugify
+from .loop import evaluate_labeled, of_control, publish
+from .project import ProjectContext
+from .runner import run_job
 
 log = logging.getLogger(__name__)
 
@@ -53,84 +51,33 @@ def teacher_version(registry: Registry, key: str, spec: TaskSpec, version: str |
     return ProjectModel(spec, version, models, {"cold_start": cold, "model_name": meta.get("model_name")})
 
 
-def gold_records(settings, client, db, project, spec: TaskSpec, progress: bool) -> tuple[dict[str, list[dict]], str]:
-    """The project's annotations exported now (a new dataset version only when they changed): records by split."""
-    pid = int(project.id)
-    slug = slugify((store.get_project(db, pid) or {}).get("schema_name") or project.title)
-    root = settings.data_dir.datasets
-    info = ProjectInfo(id=pid, slug=slug, title=project.title, label_config=project.label_config)
-    exported = export_dataset(ls_client.iter_tasks(client, pid), spec, info, ExportOptions(root, formats=("jsonl",), progress=progress))
-    vdir = exported.version_dir or latest_dataset(root, slug)
-    if vdir is None:
-        raise LoopError(f"export wrote no dataset: {exported.message}")
-    return load_dataset(vdir), vdir.name
-
-
-def unlabeled_pool(client, pid: int, spec: TaskSpec) -> tuple[list, dict[str, list[str]]]:
-    """Task ids and texts (per value field) of the project's tasks nobody has annotated."""
-    ids, texts = [], {f: [] for f in spec.value_fields}
-    for task in ls_client.iter_tasks(client, pid):
-        d = task.get("data") or {}
-        if any(not a.get("was_cancelled") for a in task.get("annotations") or []):
-            continue
-        if all(isinstance(d.get(f), str) and d[f].strip() for f in spec.value_fields):
-            ids.append(task["id"])
-            for f in spec.value_fields:
-                texts[f].append(d[f])
-    return ids, texts
-
-
 def run_distill(settings, project_ref: str | int, *, options: DistillOptions | None = None, from_version: str | None = None,
                 tolerance: float = DEFAULT_TOLERANCE, registry: Registry | None = None, client=None, trigger: str = TRIGGER,
-                strategy: str = "least_confidence", progress: bool = True, **option_fields: Any) -> dict:
+                strategy: str = "least_confidence", progress: bool = True, ctx: ProjectContext | None = None,
+                **option_fields: Any) -> dict:
     """Distil the project's teacher version into a student; returns (and stores) the student's version record.
 
     ``option_fields``: DistillOptions fields (layers, temperature, kd_weight, max_steps, ...) over ``options``."""
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     opts = replace(options or DistillOptions(), progress=progress, **option_fields)
-    db = store.open_db(settings.data_dir.db_path)
-    client = client or ls_client.connect(settings, db)
-    project = ls_client.resolve_project(client, project_ref, db)
-    pid = int(project.id)
-    spec = parse_label_config(project.label_config)
-    registry = registry or Registry(settings.backend_settings())
-    version = new_version_name()
-    lock = RoundLock(settings.data_dir.round_lock_path(pid), pid)
-    lock.acquire(trigger, version)
-    try:
-        recover_interrupted(db, client, registry, pid)
-        started = time.time()
-        row: dict[str, Any] = {"project_id": pid, "version": version, "trigger": trigger, "started_at": started, "status": "running",
-                               "strategy": strategy, "hyperparameters": json.dumps({**opts.record(), "tolerance": tolerance})}
-        store.record_version(db, **row)
-        try:
-            row.update(_distil(settings, client, db, project, spec, registry, version, opts, from_version, tolerance, strategy, progress))
-        except (LoopError, ValueError) as exc:
-            row.update(status="failed", decision=str(exc))
-            log.warning("project %s: distillation %s did not run: %s", pid, version, exc)
-        except Exception as exc:  # a crashed distillation leaves the serving version untouched and says why
-            row.update(status="failed", decision=f"{type(exc).__name__}: {exc}")
-            log.exception("project %s: distillation %s failed", pid, version)
-        row["duration_s"] = round(time.time() - started, 2)
-        store.record_version(db, **row)
-        return store.get_version(db, pid, version)
-    finally:
-        lock.release()
+    ctx = ctx or ProjectContext.open(settings, project_ref, client=client, registry=registry)
+    return run_job(ctx, lambda version: _distil(ctx, version, opts, from_version, tolerance, strategy, progress), kind="distillation",
+                   trigger=trigger, strategy=strategy, hyperparameters={**opts.record(), "tolerance": tolerance})
 
 
-def _distil(settings, client, db, project, spec: TaskSpec, registry: Registry, version: str, opts: DistillOptions,
-            from_version: str | None, tolerance: float, strategy: str, progress: bool) -> dict:
-    pid, key = int(project.id), str(int(project.id))
+def _distil(ctx: ProjectContext, version: str, opts: DistillOptions, from_version: str | None, tolerance: float, strategy: str,
+            progress: bool) -> dict:
+    spec, registry, key = ctx.spec, ctx.registry, ctx.key
     teacher = teacher_version(registry, key, spec, from_version)
     targets = [c for c in spec.controls if c.name not in teacher.meta.get("cold_start", [])
                and getattr(teacher.models[c.name], "distillable", False)]
     if not targets:
         raise LoopError(f"version {teacher.version} has no fine-tuned transformer model to distil (train one first: goldloop train)")
-    data, dataset_version = gold_records(settings, client, db, project, spec, progress)
-    records = [r for split in data.values() for r in split]
+    gold, tasks = ctx.read_gold(progress)  # one read of the tasks: the labels and the unlabeled pool
+    data, dataset_version, records = gold.by_split, gold.version, gold.records
     labeled = {c.name for c in spec.controls if has_labels(c, of_control(records, c))}
-    pool_ids, pool_texts = unlabeled_pool(client, pid, spec)
+    pool_ids, pool_texts = tasks.pool_ids, tasks.pool_texts
     models, info, quantize = dict(teacher.models), [], registry.settings.quantize
     for control in targets:
         if control.name not in labeled:
@@ -167,7 +114,6 @@ def _distil(settings, client, db, project, spec: TaskSpec, registry: Registry, v
                                                          "model_name": teacher.meta.get("model_name")})
         # the rounds' own publish: the pool's predictions (or, with every task labeled, the labeled tasks'), Label
         # Studio's model version, then the registry
-        out.update(publish(client, registry, key, pid, candidate, teacher, pool_ids, pool_texts, data, strategy, 0, progress,
-                           settings.control_share, {"metrics": new, "dataset_version": dataset_version, "decision": why,
+        out.update(publish(ctx, candidate, teacher, pool_ids, pool_texts, data, strategy, 0, progress, {"metrics": new, "dataset_version": dataset_version, "decision": why,
                                                     "model_name": teacher.meta.get("model_name"), "distill": record}))
     return out

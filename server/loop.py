@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import shutil
-import time
-import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,34 +16,17 @@ import numpy as np
 
 from ml_backend.control_group import shown_result
 from ml_backend.encoders import choose_encoder
-from ml_backend.registry import ProjectModel, Registry, new_version_name
+from ml_backend.registry import ProjectModel, Registry
 from ml_backend.results import result_key
-from ml_backend.schema import TaskSpec, parse_label_config
+from ml_backend.schema import TaskSpec
 from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, train_control
 
 from . import ls_client, store
-from .effort import annotation_rows
-from .errors import ExportError, LoopError
-from .locks import EXIT_ROUND_RUNNING, RoundLock
-from .export import ExportOptions, ExportResult, ProjectInfo, export_dataset, read_jsonl
+from .errors import LoopError
+from .project import ProjectContext
+from .runner import run_job
 
 log = logging.getLogger(__name__)
-
-
-def slugify(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "project"
-
-
-def _completed(task: dict) -> bool:
-    return any(not a.get("was_cancelled") for a in task.get("annotations") or [])
-
-
-def load_dataset(version_dir: Path) -> dict[str, list[dict]]:
-    """The gold export's records (data.jsonl) by split."""
-    by_split: dict[str, list[dict]] = {"train": [], "dev": [], "test": []}
-    for rec in read_jsonl(Path(version_dir) / "data.jsonl"):
-        by_split.setdefault(rec.get("split", "train"), []).append(rec)
-    return by_split
 
 
 @dataclass
@@ -77,11 +56,6 @@ def evaluate_labeled(spec: TaskSpec, models: dict, records: list[dict], controls
             "primary": float(sum(scores) / len(scores)) if scores else None}
 
 
-def latest_dataset(root: Path, slug: str) -> Path | None:
-    versions = sorted(p for p in (Path(root) / slug).glob("*") if p.is_dir() and not p.name.startswith("."))
-    return versions[-1] if versions else None
-
-
 def pool_agreement(old: list[dict], new: list[dict]) -> float | None:
     """Share of pool documents whose predicted labels (spans + choices) are identical under two versions."""
     if not old or len(old) != len(new):
@@ -90,57 +64,73 @@ def pool_agreement(old: list[dict], new: list[dict]) -> float | None:
     return float(np.mean([result_key(a.get("result")) == result_key(b.get("result")) for a, b in zip(old, new)]))
 
 
-def strategy_uncertainty(kind: str, pm: ProjectModel, texts: dict[str, list[str]]) -> np.ndarray:
-    """Per document, the uncertainty (``margin``, ``entropy`` or ``total_margin``) of its most uncertain scored
-    control, as the task score takes the least confident one: a single-label choice from its label probabilities, a
-    span control from its token probabilities (the mean of the 10 most uncertain tokens, or with ``total_margin``
-    their sum over all tokens: ``sampling.span_uncertainty``, as the simulation ranks), any other control
-    (multi-label, cold-start matcher) from its confidence. A ``total_margin`` sum is not bounded by 1, so in a
-    project with span and document-label controls the span control usually decides."""
-    from ml_backend.sampling import span_uncertainty, uncertainty
-
+def control_signals(pm: ProjectModel, texts: dict[str, list[str]]) -> list:
+    """What each scored control says about every pool document, for ``sampling.rank_pool``: a single-label choice
+    its label probabilities, a span control its token probabilities, any other control (multi-label, cold-start
+    matcher) its confidence. Cold-start controls are left out while another control is trained."""
     cold = set(pm.meta.get("cold_start", []))
     scored = [c for c in pm.spec.controls if c.name not in cold] or list(pm.spec.controls)
     preds: dict | None = None
-    per_control = []
+    signals: list = []
     for control in scored:
         model = pm.models[control.name]
         if control.kind == "spans" and model.scores_tokens:
             with pm.lock:
                 pairs = model.token_probs(texts[control.value_field])
-            per_control.append(span_uncertainty([p for _, p in pairs], kind))
+            signals.append([p for _, p in pairs])
             continue
         preds = preds or pm.predict_texts(texts)
         if control.kind == "choices" and not control.multi:
-            per_control.append(uncertainty(np.array([[p.probs[lbl] for lbl in control.labels] for p in preds[control.name]]), kind))
+            signals.append(np.array([[p.probs[lbl] for lbl in control.labels] for p in preds[control.name]]))
         else:
-            per_control.append(1.0 - np.array([p.confidence for p in preds[control.name]], dtype=float))
-    return np.max(per_control, axis=0)
+            signals.append(np.array([p.confidence for p in preds[control.name]], dtype=float))
+    return signals
 
 
-def order_scores(strategy: str, items: list[dict], pm: ProjectModel, texts: dict[str, list[str]], seed: int = 0) -> list[float]:
+def strategy_uncertainty(kind: str, pm: ProjectModel, texts: dict[str, list[str]]) -> np.ndarray:
+    """Per document, the uncertainty (``margin``, ``entropy`` or ``total_margin``) of its most uncertain scored
+    control, as the task score takes the least confident one (``sampling.pool_uncertainty`` over
+    ``control_signals``: a span control's is the mean of its 10 most uncertain tokens, or with ``total_margin`` their
+    sum over all tokens, as the simulation ranks). A ``total_margin`` sum is not bounded by 1, so in a project with
+    span and document-label controls the span control usually decides."""
+    from ml_backend.sampling import pool_uncertainty
+
+    return pool_uncertainty(control_signals(pm, texts), kind)
+
+
+def order_scores(strategy: str, items: list[dict], pm: ProjectModel, texts: dict[str, list[str]], seed: int = 0,
+                 cost_model=None) -> list[float]:
     """Prediction scores that make Label Studio's lowest-score-first queue follow the strategy.
 
-    least_confidence: the model's confidence itself. margin / entropy / total_margin: a document's uncertainty
-    under that measure (``strategy_uncertainty``); those and diversity / random give a rank-based score in [0, 1]
-    (rank / n), since Label Studio only sorts by one number.
+    least_confidence: the model's confidence itself. Every other strategy ranks the pool through
+    ``sampling.rank_pool`` (the simulation's ranking too) and gives a rank-based score in [0, 1] (rank / n), since
+    Label Studio only sorts by one number. cost_aware divides by the seconds ``cost_model`` predicts from each
+    document's tokens and predicted spans (default ``ml_backend.cost.PRIOR``; ``cost.fit_cost_model`` on the
+    project's effort rows gives its own).
     """
     conf = np.array([it["score"] for it in items], dtype=float)
     if strategy in ("least_confidence", "") or not len(items):
         return conf.tolist()
-    from ml_backend.sampling import KINDS, get_strategy
+    from ml_backend.cost import PRIOR, count_tokens
+    from ml_backend.results import spans_of
+    from ml_backend.sampling import rank_pool
 
-    rng = np.random.default_rng(seed)
-    unc = strategy_uncertainty(strategy, pm, texts) if strategy in KINDS else 1.0 - conf
-    kw: dict[str, Any] = {"uncertainty": unc, "rng": rng}
-    if strategy == "diversity":
+    def embeddings() -> np.ndarray:
         proto = next((m for m in pm.models.values() if m.embeds), None)
         if proto is None:
             from ml_backend.models import PrototypeClassifier
 
             proto = PrototypeClassifier(["x"], model_name=pm.meta.get("model_name", ""))
-        kw["embeddings"] = proto.embed(texts[pm.spec.value_fields[0]])
-    order = get_strategy(strategy).select(len(items), **kw)
+        return proto.embed(texts[pm.spec.value_fields[0]])
+
+    def cost() -> np.ndarray:
+        fields = list(texts)
+        tokens = [sum(count_tokens(texts[f][i]) for f in fields) for i in range(len(items))]
+        spans = [sum(1 for c in pm.spec.span_controls for _ in spans_of(it["result"], c.name)) for it in items]
+        return (cost_model or PRIOR).predict(tokens, spans)
+
+    order = rank_pool(strategy, len(items), rng=np.random.default_rng(seed), controls=lambda: control_signals(pm, texts),
+                      confidence=conf, embeddings=embeddings, cost=cost)
     scores = np.empty(len(items))
     scores[np.asarray(order)] = np.arange(len(order)) / max(1, len(order))
     return scores.tolist()
@@ -157,103 +147,40 @@ def run_round(
     trigger: str = "cli",
     progress: bool = True,
     labeled: LabeledRecords | None = None,
+    ctx: ProjectContext | None = None,
 ) -> dict:
     """Run one round for a Label Studio project; returns (and stores) the version record.
 
-    labeled: train on these records instead of the project's exported annotations (server/pretrain.py)."""
+    labeled: train on these records instead of the project's exported annotations (server/pretrain.py).
+    ctx: the project already opened by the caller (else opened here from project_ref, client and registry)."""
     opts = options or TrainOptions(cold_start_labels=settings.cold_start_labels)
+    ctx = ctx or ProjectContext.open(settings, project_ref, client=client, registry=registry)
     pinned_encoder = bool(opts.model_name)  # chosen for this round: used as it is
     opts.device = opts.device or settings.device
     opts.work_dir = opts.work_dir or str(settings.data_dir.encoders)
     opts.progress = progress
-    db = store.open_db(settings.data_dir.db_path)
-    client = client or ls_client.connect(settings, db)
-    project = ls_client.resolve_project(client, project_ref, db)
-    pid = int(project.id)
     if not opts.model_name:  # the project's own encoder (`goldloop encoder`), else the configured default, chosen by its documents
-        opts.model_name = store.get_project_setting(db, pid, "encoder") or ""
+        opts.model_name = store.get_project_setting(ctx.db, ctx.pid, "encoder") or ""
         pinned_encoder = bool(opts.model_name)
         opts.model_name = opts.model_name or settings.model
-    spec = parse_label_config(project.label_config)
-    registry = registry or Registry(settings.backend_settings())
-    version = new_version_name()
-    lock = RoundLock(settings.data_dir.round_lock_path(pid), pid)
-    lock.acquire(trigger, version)  # RoundRunning while another process runs a round of this project
-    try:
-        recover_interrupted(db, client, registry, pid)
-        started = time.time()
-        row: dict[str, Any] = {"project_id": pid, "version": version, "trigger": trigger, "started_at": started, "status": "running",
-                               "hyperparameters": json.dumps({k: v for k, v in asdict(opts).items() if k != "extra"}), "strategy": strategy, **(labeled.record if labeled else {})}
-        store.record_version(db, **row)
-        try:
-            result = _round(settings, client, db, project, spec, registry, version, opts, strategy, progress, pinned_encoder, labeled)
-            row.update(result)
-        except (ExportError, LoopError, ValueError) as exc:
-            row.update(status="not started" if isinstance(exc, ExportError) else "failed", decision=str(exc))
-            log.warning("project %s: round %s did not run: %s", pid, version, exc)
-        except Exception as exc:  # a crashed job must leave the serving version untouched and say why
-            row.update(status="failed", decision=f"{type(exc).__name__}: {exc}")
-            log.error("project %s: round %s failed\n%s", pid, version, traceback.format_exc())
-        row["duration_s"] = round(time.time() - started, 2)
-        store.record_version(db, **row)
-        return store.get_version(db, pid, version)
-    finally:
-        lock.release()
+    hyperparameters = {k: v for k, v in asdict(opts).items() if k != "extra"}
+    return run_job(ctx, lambda version: _round(ctx, version, opts, strategy, progress, pinned_encoder, labeled), kind="round",
+                   trigger=trigger, strategy=strategy, hyperparameters=hyperparameters, record=labeled.record if labeled else None)
 
 
-def recover_interrupted(db, client, registry: Registry, pid: int) -> list[dict]:
-    """Settle the rounds of a project that a killed process left "running"; call it holding the round lock.
-
-    A round killed after serving.json named its version did promote (Label Studio adopted it first); any other is
-    "interrupted": its files were never named by serving.json, so nothing serves or lists them, and Label Studio's
-    project version goes back to the one that serves when the killed round had already switched it.
-    """
-    serving = registry.current_version(str(pid))
-    settled = []
-    for row in store.running_versions(db, pid):
-        if row["version"] == serving:
-            change = {"status": "promoted", "decision": "promoted; the round's process ended before it recorded the result"}
-        else:
-            change = {"status": "interrupted", "decision": "the round's process ended before the round finished (killed?)"}
-        store.record_version(db, project_id=pid, version=row["version"], **change)
-        settled.append({**row, **change})
-        log.warning("project %s: round %s %s", pid, row["version"], change["decision"])
-    interrupted = {r["version"] for r in settled if r["status"] == "interrupted"}
-    for v in interrupted:  # a half-saved version folder: serving.json never named it, nothing lists or serves it
-        vdir = registry.path(str(pid), v)
-        if vdir.is_dir():
-            shutil.rmtree(vdir, ignore_errors=True)
-    if interrupted:
-        current = getattr(ls_client.get_project(client, pid), "model_version", None)
-        if current in interrupted and not serving.startswith("coldstart"):
-            ls_client.adopt_model_version(client, pid, serving)
-    return settled
-
-
-def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, version: str, opts: TrainOptions, strategy: str, progress: bool,
-           pinned_encoder: bool = False, labeled_records: LabeledRecords | None = None) -> dict:
-    pid = int(project.id)
-    key = str(pid)
-    if labeled_records is None:
-        data, dataset_version, data_hash = _exported(settings, client, db, project, spec, progress)
+def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str, progress: bool, pinned_encoder: bool = False,
+           labeled_records: LabeledRecords | None = None) -> dict:
+    spec, registry = ctx.spec, ctx.registry
+    if labeled_records is None:  # one read of the tasks: the export, the pool and the effort rows together
+        gold, tasks = ctx.read_gold(progress)
+        data, dataset_version, data_hash = gold.by_split, gold.version, gold.data_hash
     else:
+        tasks = ctx.read_pool()
         data, dataset_version, data_hash = labeled_records.by_split, labeled_records.name, labeled_records.data_hash
+    pool_ids, pool_texts, done = tasks.pool_ids, tasks.pool_texts, tasks.done
     n_labeled = sum(len(v) for v in data.values())
-    pool_ids, pool_texts, done, spent = [], {f: [] for f in spec.value_fields}, [], []
-    for task in ls_client.iter_tasks(client, pid):
-        if task.get("annotations"):  # the same pass reads what each annotation took (server/effort.py)
-            spent += annotation_rows(pid, [task], spec, settings.control_share)
-        d = task.get("data") or {}
-        if all(isinstance(d.get(f), str) and d.get(f).strip() for f in spec.value_fields):
-            if _completed(task):
-                done.append({"id": task["id"], "data": d})
-                continue
-            pool_ids.append(task["id"])
-            for f in spec.value_fields:
-                pool_texts[f].append(d[f])
-    store.record_effort(db, spent)
 
-    serving = registry.get(key, spec)
+    serving = registry.get(ctx.key, spec)
     all_records = [r for split in data.values() for r in split]
     # the project's encoder, chosen from its own documents (labeled + pool): one that reads their script
     docs = [t for r in all_records for f in spec.value_fields if isinstance(t := r.get("text") or (r.get("data") or {}).get(f), str)]
@@ -299,31 +226,26 @@ def _round(settings, client, db, project, spec: TaskSpec, registry: Registry, ve
     if not promote:
         return out
     # with outside records, a project whose every task is labeled gets its predictions on those tasks
-    tasks = data if labeled_records is None else {"train": done}
-    out.update(publish(client, registry, key, pid, candidate, serving, pool_ids, pool_texts, tasks, strategy, opts.seed, progress,
-                       settings.control_share, {"metrics": new_metrics, "dataset_version": dataset_version, "decision": reason,
-                         "model_name": opts.model_name, "encoder_choice": encoder_choice}))
+    labeled_tasks = data if labeled_records is None else {"train": done}
+    out.update(publish(ctx, candidate, serving, pool_ids, pool_texts, labeled_tasks, strategy, opts.seed, progress,
+                       {"metrics": new_metrics, "dataset_version": dataset_version, "decision": reason,
+                         "model_name": opts.model_name, "encoder_choice": encoder_choice},
+                       cost_model=project_cost_model(ctx, done) if strategy == "cost_aware" else None))
     return out
 
 
-def _exported(settings, client, db, project, spec: TaskSpec, progress: bool) -> tuple[dict[str, list[dict]], str, str | None]:
-    """The project's annotations exported as a gold dataset: its records by split, its version name, its content hash."""
-    pid = int(project.id)
-    row = store.get_project(db, pid) or {}
-    slug = slugify(row.get("schema_name") or project.title)
-    datasets_root = settings.data_dir.datasets
-    info = ProjectInfo(id=pid, slug=slug, title=project.title, label_config=project.label_config)
-    exported: ExportResult = export_dataset(ls_client.iter_tasks(client, pid), spec, info, ExportOptions(datasets_root, formats=("jsonl",), progress=progress))
-    vdir = exported.version_dir or latest_dataset(datasets_root, slug)
-    if vdir is None:
-        raise LoopError(f"export wrote no dataset: {exported.message}")
-    manifest = vdir / "manifest.json"
-    return load_dataset(vdir), vdir.name, json.loads(manifest.read_text()).get("content_hash") if manifest.exists() else None
+def project_cost_model(ctx: ProjectContext, done: list[dict]):
+    """The seconds model cost_aware ranks by: fit on the project's own timed annotations (their tasks' texts from this
+    round's read), the literature prior until there are enough (ml_backend/cost.py)."""
+    from ml_backend.cost import effort_samples, fit_cost_model
+
+    field = ctx.spec.value_fields[0]
+    texts = {d["id"]: d["data"][field] for d in done if isinstance((d.get("data") or {}).get(field), str)}
+    return fit_cost_model(effort_samples(store.list_effort(ctx.db, ctx.pid), texts))
 
 
-def publish(client, registry: Registry, key: str, pid: int, candidate: ProjectModel, serving: ProjectModel, pool_ids: list,
-            pool_texts: dict[str, list[str]], data: dict, strategy: str, seed: int, progress: bool, control_share: float,
-            meta: dict) -> dict:
+def publish(ctx: ProjectContext, candidate: ProjectModel, serving: ProjectModel, pool_ids: list, pool_texts: dict[str, list[str]],
+            data: dict, strategy: str, seed: int, progress: bool, meta: dict, cost_model=None) -> dict:
     """Make a promoted candidate the project's version in Label Studio and in the registry, both or neither: the one
     publish of rounds, pretrain, starters and distillation (``data``: the labeled records by split).
 
@@ -336,6 +258,7 @@ def publish(client, registry: Registry, key: str, pid: int, candidate: ProjectMo
     """
     from tqdm.auto import tqdm
 
+    client, registry, key, pid, control_share = ctx.client, ctx.registry, ctx.key, ctx.pid, ctx.settings.control_share
     targets, texts = pool_ids, pool_texts
     if not pool_ids:
         records = [r for split in data.values() for r in split
@@ -351,7 +274,7 @@ def publish(client, registry: Registry, key: str, pid: int, candidate: ProjectMo
         items += candidate.to_results({f: v[i : i + batch] for f, v in texts.items()})
     if pool_ids and serving.version != candidate.version:
         previous = serving.to_results(pool_texts)
-    scores = order_scores(strategy, items, candidate, texts, seed) if pool_ids else [it["score"] for it in items]
+    scores = order_scores(strategy, items, candidate, texts, seed, cost_model) if pool_ids else [it["score"] for it in items]
     stored = ls_client.create_predictions(
         client, [{"task": tid, "model_version": candidate.version, "score": float(s), "result": shown_result(tid, it["result"], control_share)}
                  for tid, it, s in zip(targets, items, scores)]
@@ -370,6 +293,7 @@ def publish(client, registry: Registry, key: str, pid: int, candidate: ProjectMo
         raise
     out: dict[str, Any] = {"predicted_labeled_docs": 0 if pool_ids else len(targets)}
     if pool_ids:
+        ctx.queue_scores = [float(x) for x in scores]
         ls_client.use_uncertainty_sampling(client, pid)
         ls_client.ensure_view_ordered_by_score(client, pid)
         out["pool_agreement"] = pool_agreement(previous, items)
@@ -389,38 +313,3 @@ def stopping_report(versions: list[dict], agreement_threshold: float = 0.97, slo
     stop = agree is not None and agree >= agreement_threshold and slope is not None and slope < slope_threshold
     return {"stop": stop, "pool_agreement": agree, "metric_gain_per_100_labels": slope,
             "reason": "predictions on the pool stopped changing and the test metric flattened" if stop else "labels still change the model"}
-
-
-def backend_trainer(settings, registry: Registry | None = None):
-    """The training callback `goldloop backend` injects into the app: START_TRAINING runs a round.
-
-    The round runs as a `goldloop train` child process at lower CPU priority: /predict keeps answering
-    from the serving version, a crashed or killed job cannot touch the server, and the backend picks the
-    promoted version up from serving.json on its next request. When another process (`goldloop train`,
-    another worker) holds the project's round lock, the child exits EXIT_ROUND_RUNNING and the trigger is
-    dropped: the running round already trains on the labels that fired it.
-    """
-    import os
-    import subprocess
-    import sys
-
-    from .config import ENV_DEVICE, ENV_QUANTIZE
-
-    def trainer(project: str, event: dict) -> None:
-        cmd = [sys.executable, "-m", "server.cli", "train", str(project), "--data-dir", str(settings.home),
-               "--trigger", str(event.get("action", "webhook"))]
-        log_path = settings.data_dir.log(f"train-{project}")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        # the round serves what the backend serves: with int8 it prebuilds the graph before promoting
-        env = {**os.environ, ENV_QUANTIZE: settings.quantize, ENV_DEVICE: settings.device}
-        with open(log_path, "ab") as log_file:
-            proc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(10),
-                                  check=False, env=env)
-        if proc.returncode == EXIT_ROUND_RUNNING:  # another process runs this project's round: this trigger is served by it
-            log.info("project %s: %s skipped, a round of this project already runs in another process (see %s)",
-                     project, event.get("action", "webhook"), log_path)
-            return
-        if proc.returncode != 0:
-            raise LoopError(f"training round for project {project} exited {proc.returncode}; see {log_path}")
-
-    return trainer

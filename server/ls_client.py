@@ -93,9 +93,17 @@ def _raw(client: LabelStudio, method: str, path: str, **kw: Any) -> httpx.Respon
 
 
 def schema_name_of(project: Any) -> str | None:
-    """The schema name a project was created from (its description marker), or None."""
-    desc = getattr(project, "description", None) or ""
+    """The schema name a project was created from (its description's first line, the marker), or None."""
+    desc = (getattr(project, "description", None) or "").split("\n", 1)[0]
     return desc[len(PROJECT_MARKER):].strip() if desc.startswith(PROJECT_MARKER) else None
+
+
+def project_description(schema_name: str, backend_url: str | None = None, project_id: int | None = None) -> str:
+    """A schema's project description: the marker line, then the link to the backend's dashboard of the project."""
+    desc = f"{PROJECT_MARKER}{schema_name}"
+    if backend_url and project_id is not None:
+        desc += f"\nDashboard: {backend_url.rstrip('/')}/dashboard?project={int(project_id)}"
+    return desc
 
 
 def list_projects(client: LabelStudio) -> list[Any]:

@@ -14,13 +14,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from ml_backend.schema import TaskSpec, parse_label_config
+from ml_backend.schema import TaskSpec
 from ml_backend.splits import SPLITS, split_of
 from ml_backend.training import TrainOptions
 
-from . import ls_client, store
 from .errors import ConfigError
 from .loop import LabeledRecords, run_round
+from .project import ProjectContext
 from .simulate.corpus import load_jsonl
 
 TRIGGER = "pretrain"
@@ -142,15 +142,12 @@ def build_records(sources: Sequence[tuple[Path, str | None]], spec: TaskSpec, ma
 
 def pretrain(settings, project_ref: str | int, sources: Sequence[tuple[Path, str | None]], maps: Sequence[str] = (),
              options: TrainOptions | None = None, limit: int | None = None, progress: bool = True, client=None, registry=None,
-             trigger: str = TRIGGER) -> dict:
-    """Train, evaluate, gate and publish a version of a project from outside labeled data; returns the version record."""
-    db = store.open_db(settings.data_dir.db_path)
-    client = client or ls_client.connect(settings, db)
-    project = ls_client.resolve_project(client, project_ref, db)
-    spec = parse_label_config(project.label_config)
-    labeled = build_records(sources, spec, parse_mapping(maps, spec), limit)
-    return run_round(settings, int(project.id), registry=registry, client=client, options=options, trigger=trigger,
-                     progress=progress, labeled=labeled)
+             trigger: str = TRIGGER, ctx: ProjectContext | None = None) -> dict:
+    """Train, evaluate, gate and publish a version of a project from outside labeled data; returns the version record
+    (jobs.pretrain adds the auto-distill rule)."""
+    ctx = ctx or ProjectContext.open(settings, project_ref, client=client, registry=registry)
+    labeled = build_records(sources, ctx.spec, parse_mapping(maps, ctx.spec), limit)
+    return run_round(settings, ctx.pid, ctx=ctx, options=options, trigger=trigger, progress=progress, labeled=labeled)
 
 
 def summary(rec: dict) -> list[str]:

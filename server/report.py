@@ -1,4 +1,4 @@
-"""`goldloop report`: a Markdown report of a project's model versions with PNG plots."""
+"""`goldloop report`: a Markdown report of a project's model versions with PNG plots, and the dashboard snapshot of the same."""
 from __future__ import annotations
 
 import json
@@ -56,8 +56,17 @@ def effort_lines(effort: dict, out_dir: Path) -> list[str]:
     return lines
 
 
-def write_report(versions: list[dict], out_dir: Path, title: str, stopping: dict | None = None, effort: dict | None = None) -> Path:
-    """Write report.md + PNGs (metric vs labeled documents, confusion matrices of the serving version, annotator time)."""
+def write_report(versions: list[dict], out_dir: Path, title: str, stopping: dict | None = None, effort: dict | None = None, *,
+                 ctx=None) -> Path:
+    """Write report.md + PNGs (metric vs labeled documents, confusion matrices of the serving version, annotator time).
+
+    ctx: the project's ``server.project.ProjectContext``; given, the same numbers also go to the backend's dashboard
+    snapshot (``server.dashboard_data``), with the queue read from Label Studio and the starter's record."""
+    if ctx is not None:
+        from . import starters
+        from .dashboard_data import write_snapshot_quietly
+
+        write_snapshot_quietly(ctx, stopping, starter=starters.state(ctx.db, ctx.pid))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     versions = sorted(versions, key=lambda v: v.get("started_at") or 0)

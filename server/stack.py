@@ -137,7 +137,7 @@ def backend_command(settings: Settings) -> list[str]:
     workers when backend_workers > 1: the recorded pid is the master's, stopping its group stops every worker)."""
     workers = ["--workers", str(settings.backend_workers)] if settings.backend_workers > 1 else []
     return [
-        sys.executable, "-m", "server.cli", "backend", *workers,
+        sys.executable, "-m", "server.serving", *workers,  # server/serving.py main()
         "--data-dir", str(settings.home), "--host", LOCAL_HOST, "--port", str(settings.backend_port),
     ]  # fmt: skip
 

@@ -102,6 +102,9 @@ def sync_projects(
     for schema in schemas if schemas is not None else load_schemas():
         project, sync = ensure_project(client, schema, settings, db, cache)
         ml_id, sync.backend_connected = ls_client.ensure_ml_backend(client, project.id, backend_url, settings)
+        description = ls_client.project_description(schema.name, backend_url, project.id)  # the marker + the dashboard link
+        if getattr(project, "description", None) != description:
+            ls_client.update_project(client, project.id, description=description)
         version = ls_client.backend_model_version(client, ml_id)
         before = ls_client.get_project(client, project.id)
         if before is not None and before.model_version != version and ls_client.adopt_model_version(client, project.id, version):

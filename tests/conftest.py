@@ -12,5 +12,6 @@ pytest_plugins = [
     "tests.plugins.backend",
     "tests.plugins.export",
     "tests.plugins.label_studio",
+    "tests.plugins.llm",
     "tests.plugins.postgres",
 ]

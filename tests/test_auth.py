@@ -178,10 +178,10 @@ def test_backend_with_a_strong_password_serves_behind_it(tmp_path, tiny_model_di
 
 
 def test_insecure_on_a_public_host_warns_loudly(tmp_path, tiny_model_dir, served, caplog):
-    with caplog.at_level(logging.WARNING, logger="server.cli"):
+    with caplog.at_level(logging.WARNING, logger="server.serving"):
         result = run_backend(tmp_path, tiny_model_dir, "--host", "192.168.1.5", "--insecure")
     assert result.exit_code == 0 and len(served) == 1, result.output
-    warned = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "server.cli"]
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "server.serving"]
     assert len(warned) == 1 and "no authentication" in warned[0].getMessage() and "192.168.1.5" in warned[0].getMessage()
     assert "WARNING: --insecure" in result.stderr and "reachable from other machines" in result.stderr
     app = served[0][0]  # the address it binds to is an allowed host; other names are not
@@ -190,7 +190,7 @@ def test_insecure_on_a_public_host_warns_loudly(tmp_path, tiny_model_dir, served
 
 
 def test_insecure_on_loopback_says_nothing(tmp_path, tiny_model_dir, served, caplog):
-    with caplog.at_level(logging.WARNING, logger="server.cli"):
+    with caplog.at_level(logging.WARNING, logger="server.serving"):
         result = run_backend(tmp_path, tiny_model_dir, "--insecure")
     assert result.exit_code == 0, result.output
-    assert not [r for r in caplog.records if r.name == "server.cli"] and not result.stderr.strip()
+    assert not [r for r in caplog.records if r.name == "server.serving"] and not result.stderr.strip()

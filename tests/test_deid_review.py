@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # a one-word name the shipped tagger scores just under its threshold, a Chinese name in a sentence no rule covers, an
 # 18-digit resident-ID shape whose check character fails, an SSN with a group of zeros
 BORDERLINE = {
-    "Transport by Quenby at noon.": ("Quenby", "NAME"),
-    "护工冯娟馨负责夜间陪护": ("冯娟馨", "NAME"),
+    "Follow-up arranged with Brannagh tomorrow.": ("Brannagh", "NAME"),
+    "护工郜娟馨负责夜间陪护": ("郜娟馨", "NAME"),
     "证件 110101197901011235 已核对": ("110101197901011235", "ID"),
     "SSN 000-12-3456 is not an assigned number": ("000-12-3456", "ID"),
 }
@@ -104,12 +104,12 @@ def test_review_file_is_private_and_replaces_a_wider_one(tmp_path):
     path = tmp_path / "review.jsonl"
     path.write_text("old\n")
     path.chmod(0o644)
-    text = "Transport by Quenby at noon."
+    text = "Follow-up arranged with Brannagh tomorrow."
     records = review_entries(text, redact(text).borderline, source="n.jsonl", line=3)
     write_review(path, records)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert rows == records and rows[0]["span"] == "Quenby" and rows[0]["line"] == 3
+    assert rows == records and rows[0]["span"] == "Brannagh" and rows[0]["line"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["review.jsonl"]  # no temporary file left
 
 
@@ -136,17 +136,17 @@ def offline_import(tmp_path, monkeypatch):
 
 def test_import_writes_the_review_list_with_mode_0600(offline_import, tmp_path):
     path = tmp_path / "review.jsonl"
-    outcome, db = offline_import(["Transport by Quenby at noon, then home.", "Patient John Smith was admitted."],
+    outcome, db = offline_import(["Follow-up arranged with Brannagh tomorrow.", "Patient John Smith was admitted."],
                                  review_pii=path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert [(r["line"], r["span"], r["kind"]) for r in rows] == [(1, "Quenby", "NAME")]
+    assert [(r["line"], r["span"], r["kind"]) for r in rows] == [(1, "Brannagh", "NAME")]
     lines = outcome.summary_lines()
     assert any(line.startswith("borderline: 1 document(s)") for line in lines)
     assert any(line.startswith(f"review list: 1 borderline span(s) written to {path}") for line in lines)
-    assert "Quenby" not in "\n".join(lines)  # the CLI output names no original
+    assert "Brannagh" not in "\n".join(lines)  # the CLI output names no original
     stored = store.list_imports(db)[-1]["report"]
-    assert stored["borderline_documents"] == 1 and "Quenby" not in json.dumps(stored)
+    assert stored["borderline_documents"] == 1 and "Brannagh" not in json.dumps(stored)
 
 
 def test_import_writes_nothing_when_no_span_is_borderline(offline_import, tmp_path):
@@ -159,4 +159,4 @@ def test_import_writes_nothing_when_no_span_is_borderline(offline_import, tmp_pa
 
 def test_review_needs_masking(offline_import, tmp_path):
     with pytest.raises(ingest.IngestError, match="--review-pii"):
-        offline_import(["Transport by Quenby at noon."], review_pii=tmp_path / "r.jsonl", mask_pii=False)
+        offline_import(["Follow-up arranged with Brannagh tomorrow."], review_pii=tmp_path / "r.jsonl", mask_pii=False)

@@ -55,9 +55,16 @@ def test_distill_promotes_a_served_student_and_the_gate_refuses_a_bad_one(stack_
 
     # the teacher: a fine-tuned token classifier from outside labels, serving before anyone annotates
     starter = write_jsonl(tmp_path / "starter.jsonl", _rows("train.jsonl", 80))
-    goldloop("pretrain", "medical_records", "--data", str(starter), *MAPS, "--min-steps", TEACHER_STEPS, home=home, env=env, timeout=SLOW)
+    # with GOLDLOOP_DISTILL_LAYERS the rule of server/jobs.py follows the promotion with a student, as after `train`;
+    # nobody has annotated yet, so it has no labels to distil on and says so without touching the teacher
+    out = goldloop("pretrain", "medical_records", "--data", str(starter), *MAPS, "--min-steps", TEACHER_STEPS, home=home,
+                   env={**env, "GOLDLOOP_DISTILL_LAYERS": "3"}, timeout=SLOW).stdout
     teacher = next(v for v in store.list_versions(db, pid) if v["trigger"] == "pretrain")
     assert teacher["status"] == "promoted", teacher
+    follower = next(v for v in store.list_versions(db, pid) if v["trigger"] == "auto-distill")
+    assert follower["status"] == "not started" and follower["started_at"] > teacher["started_at"], follower
+    assert f"{follower['version']}: not started" in out
+    assert Registry(stack_up["settings"].backend_settings()).current_version(str(pid)) == teacher["version"]
     assert json.loads(teacher["models"])[0]["kind"] == "token_classifier", teacher["models"]
 
     gold = {d["id"]: d for d in docs}

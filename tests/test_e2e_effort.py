@@ -7,8 +7,10 @@ and writes the annotator-time section.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+import requests
 
 from ml_backend.control_group import in_control_group
 from server import effort, ls_client, store
@@ -72,3 +74,15 @@ def test_seconds_and_edits_of_real_annotations_and_the_control_group(stack_up, t
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Annotator time" in report and "4 annotations (0 skipped)" in report
     assert (tmp_path / "report" / "annotator_time.png").stat().st_size > 1000
+
+    # the same figures on the backend's dashboard page (the report wrote its snapshot), linked from the project
+    page = requests.get(f"{stack_up['be']}/dashboard", params={"project": pid}, timeout=30)
+    assert page.status_code == 200, page.text[:500]
+    table = re.search(r'<table id="effort">(.*?)</table>', page.text, re.S).group(1)
+    cells = {re.sub(r"<.*?>", "", row.split("</td>")[0]): re.findall(r'<td class="n">([^<]*)</td>', row)
+             for row in table.split("<tr>")[2:]}
+    suggested_row, control_row = cells["with suggestions"], cells["control group"]  # n, seconds (CI), median, edits
+    assert suggested_row[0] == "3" and suggested_row[1].startswith("13.5") and suggested_row[3] == "1.33", suggested_row
+    assert control_row[0] == "1" and control_row[1].startswith("600.0") and control_row[3] == "1.00", control_row
+    assert "4 annotations (0 skipped)" in page.text
+    assert f"/dashboard?project={pid}" in (ls_client.get_project(client, pid).description or "")

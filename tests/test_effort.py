@@ -111,3 +111,25 @@ def test_predict_serves_control_tasks_empty_with_their_score(settings):
         assert (r["result"] == []) == in_control_group(t["id"], 0.3), t["id"]
         assert r["score"] > 0 and r["model_version"]
     assert 5 <= sum(in_control_group(t["id"], 0.3) for t in tasks) <= 20
+
+
+def test_cost_aware_rounds_fit_the_projects_own_seconds_once_there_are_enough(tmp_path):
+    """The round's cost model for cost_aware (server.loop.project_cost_model): the prior until 30 timed annotations,
+    then a fit on the project's own seconds, read from the store's effort rows and this round's task texts."""
+    from types import SimpleNamespace
+
+    from ml_backend.cost import PRIOR
+    from server.loop import project_cost_model
+    from server.project import ProjectContext
+
+    db = store.open_db(tmp_path / "store.db")
+    ctx = ProjectContext(None, db, None, SimpleNamespace(id=9), SPEC, None)
+    words = "word " * 60
+    done = [{"id": i, "data": {"text": words[: 5 * (5 + i)]}} for i in range(1, 41)]  # 5 to 44 words
+    tasks = [task(i, [{"id": 100 + i, "lead_time": 10.0 + 2.0 * (5 + i), "completed_by": 1, "result": []}]) for i in range(1, 41)]
+    store.record_effort(db, effort.annotation_rows(9, tasks[:20], SPEC))
+    assert project_cost_model(ctx, done) == PRIOR  # 20 timed annotations: not enough to trust a fit
+    store.record_effort(db, effort.annotation_rows(9, tasks, SPEC))
+    fitted = project_cost_model(ctx, done)
+    assert fitted.source != PRIOR.source and fitted.n_rows == 40
+    assert fitted.per_token == pytest.approx(2.0, abs=0.05) and fitted.intercept == pytest.approx(10.0, abs=1.0)

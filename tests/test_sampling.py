@@ -130,3 +130,47 @@ def test_unknown_strategy_lists_names():
         get_strategy("coreset")
     with pytest.raises(ValueError):
         uncertainty(PROBS, "bald")
+
+
+def test_cost_aware_prefers_cheap_uncertain_documents():
+    from ml_backend.sampling import rank_pool
+
+    unc = np.array([0.9, 0.9, 0.2, 0.5])
+    cost = np.array([90.0, 30.0, 5.0, 100.0])  # gain per second: 0.010, 0.030, 0.040, 0.005
+    order = get_strategy("cost_aware").select(4, uncertainty=unc, cost=cost, rng=np.random.default_rng(0))
+    assert list(order) == [2, 1, 0, 3]
+    # of two equally unsure documents the cheaper comes first; without costs it is plain gain
+    assert list(get_strategy("cost_aware").select(2, uncertainty=unc[:2][::-1], cost=cost[:2][::-1], rng=np.random.default_rng(0))) == [0, 1]
+    assert list(get_strategy("cost_aware").select(4, uncertainty=unc, rng=np.random.default_rng(0)))[:2] in ([0, 1], [1, 0])
+    # through rank_pool: the gain is total margin over the document's tokens
+    tokens = [np.array([[0.5, 0.5]] * 10), np.array([[0.5, 0.5]] * 2), np.array([[0.99, 0.01]] * 2)]
+    got = rank_pool("cost_aware", 3, rng=np.random.default_rng(0), controls=[tokens], cost=np.array([100.0, 10.0, 1.0]))
+    assert list(got) == [1, 0, 2]  # 2/10 > 10/100 > ~0.04/1
+    with pytest.raises(ValueError, match="cost has"):
+        get_strategy("cost_aware").select(2, uncertainty=unc, cost=cost[:2], rng=np.random.default_rng(0))
+
+
+def test_rank_pool_is_the_strategies_ranking_and_asks_only_for_what_it_needs():
+    from ml_backend.sampling import pool_uncertainty, rank_pool
+
+    def never():
+        raise AssertionError("not needed by this strategy")
+
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet([1, 1, 1], size=30)
+    for kind in ("least_confidence", "margin", "entropy", "total_margin"):
+        want = get_strategy(kind).select(30, probs=probs, rng=np.random.default_rng(5))
+        got = rank_pool(kind, 30, rng=np.random.default_rng(5), controls=lambda: [probs], embeddings=never, cost=never)
+        assert list(got) == list(want)
+    rand = rank_pool("random", 30, n=7, rng=np.random.default_rng(5), controls=never, embeddings=never, cost=never)
+    assert list(rand) == list(get_strategy("random").select(7, uncertainty=np.zeros(30), rng=np.random.default_rng(5)))
+    # several controls: each document counts by its most uncertain one; a 1-D signal is a confidence
+    conf = np.linspace(0.0, 1.0, 30)
+    both = pool_uncertainty([probs, conf], "margin")
+    np.testing.assert_allclose(both, np.maximum(uncertainty(probs, "margin"), 1.0 - conf))
+    assert rank_pool("margin", 30, rng=np.random.default_rng(0), controls=[probs, conf])[0] == int(np.argmax(both))
+    # diversity spreads by 1 - confidence when the task scores are given
+    emb = rng.normal(size=(30, 3))
+    div = rank_pool("diversity", 30, n=5, rng=np.random.default_rng(2), confidence=conf, embeddings=emb, controls=never)
+    assert list(div) == list(get_strategy("diversity").select(5, uncertainty=1.0 - conf, embeddings=emb, rng=np.random.default_rng(2)))
+    assert len(rank_pool("margin", 0, rng=rng, controls=never)) == 0

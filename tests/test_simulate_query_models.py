@@ -110,3 +110,12 @@ def test_without_an_encoder_each_corpus_gets_the_one_a_loop_round_would_choose(c
     assert encoder == default_model() and english.encoder_choice["chosen"] == default_model()
     given, _, encoder = build_query_model(corpora["spans"], "encoder_lr", default_model(), progress=False, encoder_cache=cache)
     assert encoder == default_model() and given.encoder_choice is None  # a given encoder is used as it is
+
+
+def test_touching_cjk_tokens_are_words_of_their_own():
+    from server.simulate.query_models.token_lr import word_ids
+
+    # "Familial" split in two sub-words is one word; a Chinese sentence has no spaces but many words
+    assert list(word_ids([(0, 4), (4, 8), (9, 11)], "Familial is")) == [0, 0, 1]
+    assert list(word_ids([(0, 1), (1, 2), (2, 4)], "便秘两个")) == [0, 1, 2]
+    assert list(word_ids([(0, 4), (4, 8)])) == [0, 0]  # without the text: by offsets alone

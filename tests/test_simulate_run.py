@@ -49,7 +49,18 @@ def test_classification_simulation(tmp_path):
             own = [{"labels": p["labels"], "mean": p["metric"]} for p in run["points"]]
             assert l95 == run["labels_to_95"] == labels_to_target(own, on_disk["target_95"])
     table = summary_table(on_disk)
-    assert "per repeat" in table and len(table.splitlines()) == 2 + len(on_disk["strategies"])
+    # the labels table, a blank line, then documents / tokens / seconds to 90, 95 and 98% per strategy
+    assert "per repeat" in table and len(table.splitlines()) == 2 + len(on_disk["strategies"]) + 2 + 3 * len(on_disk["strategies"])
+    assert "seconds" in table.splitlines()[3 + len(on_disk["strategies"])]
+    assert on_disk["cost_model"]["per_span"] > 0
+    for res in on_disk["strategies"].values():
+        for run in res["runs"]:  # tokens and modelled seconds of each point's labeled documents
+            assert all(p["seconds"] > 0 and p["tokens"] > 0 for p in run["points"])
+            assert [p["tokens"] for p in run["points"]] == sorted(p["tokens"] for p in run["points"])
+        assert set(res["to_target"]) == {"90", "95", "98"}
+        assert all(set(v) == {"labels", "tokens", "seconds"} for v in res["to_target"].values())
+        assert res["to_target"]["95"]["labels"] == res["labels_to_95"]
+        assert set(res["ratios"]["95"]) == {"labels", "tokens", "seconds"}
     # same seed set for every strategy of a repeat; different seed sets across repeats
     m, r = on_disk["strategies"]["margin"]["runs"], on_disk["strategies"]["random"]["runs"]
     assert m[0]["labeled_ids"][:20] == r[0]["labeled_ids"][:20]
@@ -215,3 +226,61 @@ def test_finetune_query_model_self_trains_spans_per_token(tmp_path):
     # margin and margin+self_training start from one seed-round model, fitted once
     assert [f["labels"] for f in rep["fits"] if not f.get("self_training")] == [n_pool, 10]
     assert st_fits[0]["steps"] >= 1
+
+
+def test_the_loop_and_the_simulation_rank_through_one_rank_pool(tmp_path, monkeypatch):
+    import threading
+    from types import SimpleNamespace
+
+    import ml_backend.sampling as sampling
+    import server.simulate.run as sim_run
+    from ml_backend.schema import parse_label_config
+    from server.loop import order_scores
+    from server.simulate.corpus import load_corpus, split_test
+    from server.simulate.query_models import build_query_model
+    from server.simulate.run import seed_set
+
+    calls = []
+    real = sampling.rank_pool
+
+    def spy(strategy, size, **kw):
+        calls.append(strategy)
+        return real(strategy, size, **kw)
+
+    monkeypatch.setattr(sampling, "rank_pool", spy)
+    monkeypatch.setattr(sim_run, "rank_pool", spy)
+    seed = 3
+    rep = run_simulation(DATA / "tweets_300.jsonl", DATA / "tweets.xml", ["margin", "cost_aware"], query_model="tfidf_lr",
+                         seed_size=20, batch_size=20, rounds=1, repeats=1, seed=seed, out=tmp_path / "s.json", progress=False)
+    assert calls == ["margin", "cost_aware"]
+
+    # the simulation's first margin batch, recomputed: its model on the seed set, the pool's probabilities
+    corpus = load_corpus(DATA / "tweets_300.jsonl", DATA / "tweets.xml")
+    pool, _ = split_test(corpus, 0.2, seed)
+    run_seed = rep["seeds"][0]
+    seed_docs = seed_set(pool, 20, run_seed)
+    qm, _, _ = build_query_model(corpus, "tfidf_lr", None, progress=False)
+    remaining = pool[~np.isin(pool, seed_docs)]
+    probs = qm.probs(qm.fit(np.asarray(seed_docs)), remaining)
+
+    # the loop's queue for a project whose one control gives those probabilities, with the run's rng seed
+    spec = parse_label_config((DATA / "tweets.xml").read_text())
+    control = spec.choice_controls[0]
+    preds = [SimpleNamespace(probs=dict(zip(control.labels, row)), confidence=float(row.max())) for row in probs]
+    pm = SimpleNamespace(spec=spec, meta={}, lock=threading.Lock(),
+                         models={control.name: SimpleNamespace(scores_tokens=False, embeds=False)},
+                         predict_texts=lambda texts: {control.name: preds})
+    items = [{"score": float(row.max()), "result": []} for row in probs]
+    texts = {spec.value_fields[0]: [corpus.texts[i] for i in remaining]}
+    scores = order_scores("margin", items, pm, texts, seed=run_seed + 1)
+    assert calls[-1] == "margin"
+    queue = remaining[np.argsort(scores, kind="stable")]  # Label Studio serves the lowest score first
+    labeled = rep["strategies"]["margin"]["runs"][0]["labeled_ids"]
+    assert [corpus.ids[i] for i in queue[:20]] == labeled[20:40]
+    # cost_aware: the same gain per predicted second in the loop's queue as rank_pool gives for those inputs
+    from ml_backend.cost import PRIOR
+
+    loop_cost = order_scores("cost_aware", items, pm, texts, seed=run_seed + 1)
+    want = real("cost_aware", len(items), rng=np.random.default_rng(run_seed + 1), controls=[probs],
+                cost=PRIOR.predict_texts(texts[spec.value_fields[0]]))
+    assert list(np.argsort(loop_cost, kind="stable")) == list(want)

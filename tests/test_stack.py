@@ -74,7 +74,7 @@ def test_commands_use_the_executables_of_this_python(tmp_path):
     assert Path(ls_cmd[0]).name == "label-studio"
     assert ls_cmd[1:] == ["start", "--no-browser", "--internal-host", "127.0.0.1", "-p", "18001"]
     be_cmd = stack.backend_command(settings)
-    assert be_cmd[0] == sys.executable and "backend" in be_cmd and be_cmd[-1] == "19001"
+    assert be_cmd[:3] == [sys.executable, "-m", "server.serving"] and be_cmd[-1] == "19001"  # the serving module, not the CLI
 
 
 # --- ports ---------------------------------------------------------------------------------------

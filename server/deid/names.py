@@ -3,10 +3,12 @@
 English: a title (Mr., Dr. …), a label (Patient:, Name:, signed by …), a degree after the name (", MD"), a relative
 ("his wife Ann"), a name opening a sentence before "was admitted", "reports" …, or a first name from the list followed
 by a capitalised word. Chinese: a surname from the closed class of common surnames after a context word (患者, 姓名,
-家属, 医生 …) or before an honorific (先生, 医生 …), with a given name of one or two characters. Every name found is
+家属, 医生 …) or before an honorific (先生, 医生 …), with a given name of one or two characters, and nicknames 小 / 老 / 阿
++ a surname before a verb, particle or punctuation (小刘说, 老王来了). Every name found is
 then masked wherever it recurs in the same document, its surname and first name alone included, so "Mr. Smith" in
 the third paragraph goes too. Names in sentences no rule covers come from a learned tagger (tagger.py, trained by
-bench/train_names.py). Clinical words are guarded: eponyms ("Addison disease") and instruments named after people
+bench/train_names.py from annotated corpora): lowercase chat names ("ask mike"), names in no list, names without a
+Chinese context word. Clinical words are guarded: eponyms ("Addison disease") and instruments named after people
 ("Harvey-Bradshaw index"), section headers, and surname characters that start common medical words (高血压, 白细胞, 黄疸);
 the tagger's spans also skip places ("Brookdale Senior Living") and cars ("Honda Civic"). Its near misses are reported
 as REVIEW spans (review.py).
@@ -20,6 +22,7 @@ from importlib import resources
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 from .review import REVIEW_ENTITY, review_meta
+from .tagger import LATIN
 
 # everyday simplified forms of listed surnames that the list spells the other way (萧/肖, 傅/付, 阎/闫)
 SURNAME_VARIANTS = ("肖", "付", "闫")
@@ -119,12 +122,19 @@ def _en_last_names() -> frozenset[str]:
     return frozenset(name_list("en_last_names"))
 
 
-def _clean_en_name(name: str) -> str:
-    """The name without trailing words that are not names ("Smith Denies" → "Smith")."""
+# words of _NOT_NAMES that are also given names or name particles: the tagger, which saw them in context, keeps them
+# inside a name of two words or more ("Will Hope", "Nguyen Van An", "Grace Lee")
+_NAME_TOO = frozenset("Will May An Van Grace Hope Rose June April Mark Bill Sign Sue Pat Ray Art Dean Joy Faith "
+                      "Sky Summer Autumn".split())
+
+
+def _clean_en_name(name: str, keep: frozenset = frozenset()) -> str:
+    """The name without trailing words that are not names ("Smith Denies" → "Smith"); words in `keep` stay."""
     words = name.split()
-    while words and words[-1].strip(",") in _NOT_NAMES:
+    drop = _NOT_NAMES - keep if len(words) > 1 else _NOT_NAMES
+    while words and words[-1].strip(",") in drop:
         words.pop()
-    while words and words[0].strip(",") in _NOT_NAMES:
+    while words and words[0].strip(",") in drop:
         words.pop(0)
     return " ".join(words).rstrip(",")
 
@@ -163,7 +173,8 @@ def _is_vehicle(text: str, start: int, end: int) -> bool:
     for i, (word, word_end) in enumerate(words):
         if word not in _CAR_MAKES:
             continue
-        nxt = words[i + 1][0] if i + 1 < len(words) else (re.match(r"\s+([\w-]+)", text[start + word_end:]) or [None, ""])[1]
+        # the word after the make in the text, not in the span: the tagger may have cut "Ford F-150" at "F"
+        nxt = (re.match(r"\s+([\w-]+)", text[start + word_end:]) or [None, ""])[1]
         if nxt in _CAR_MODELS or _CAR_CODE.fullmatch(nxt or ""):
             return True
         before = re.findall(r"[A-Za-z]+", text[max(0, start - 20):start])
@@ -172,11 +183,22 @@ def _is_vehicle(text: str, start: int, end: int) -> bool:
     return False
 
 
+_LOWER_THEN_TERM = re.compile(r"\s+[a-z]+\s+([A-Za-z]+)")
+# a place that issues identity documents, named right before one ("Macau ID", "Ontario health card", "Texas plate"), is
+# the document's issuer, not a person; only these places, so "John Smith ID 42" stays a name
+_ISSUERS = frozenset("""Macau Macao Hong Kong Taiwan China Canada Mexico UK EU US USA Ontario Quebec Alberta Manitoba Texas
+California Florida Ohio Georgia Virginia Washington Oregon Nevada Arizona Utah Colorado Idaho Montana Wyoming Alaska Hawaii
+Kansas Nebraska Iowa Missouri Illinois Indiana Michigan Wisconsin Minnesota Kentucky Tennessee Alabama Mississippi Louisiana
+Arkansas Oklahoma Carolina Dakota New Jersey York Hampshire Mexico Maine Vermont Massachusetts Connecticut Rhode Island
+Delaware Maryland Pennsylvania""".split())
+_DOCUMENT_AFTER = re.compile(r"\s*(?:ID|I\.D\.|id|passport|licen[cs]e|plate|health\s+card|resident|identity|driver)\b", re.I)
+
+
 def _en_guarded(text: str, start: int, end: int) -> tuple[int, int] | None:
     """A tagger span after the guards, trimmed of words that are not names, or None: no eponym or instrument
     ("Parkinson disease", "Harvey-Bradshaw Index"), no place ("Brookdale Senior Living"), no car ("Honda Civic")."""
     name = text[start:end]
-    cleaned = _clean_en_name(name)
+    cleaned = _clean_en_name(name, _NAME_TOO)
     if not cleaned or _followed_by_term(text, end):
         return None
     dropped = [w.strip(",").lower() for w in name.replace(cleaned, " ", 1).split()]
@@ -186,6 +208,13 @@ def _en_guarded(text: str, start: int, end: int) -> tuple[int, int] | None:
     e = s + len(cleaned)
     if _followed_by_term(text, e, capitalised_between=1) or _is_vehicle(text, s, e):
         return None
+    if all(w in _ISSUERS for w in cleaned.split()) and _DOCUMENT_AFTER.match(text, e):
+        return None
+    # one lowercase word between the name and a term ("Duchenne muscular dystrophy", "Hodgkin malignant lymphoma");
+    # not after a possessive, where the name is a person's ("Smith's heart disease")
+    m = _LOWER_THEN_TERM.match(text, e)
+    if m and m.group(1).lower() in _TERM_FOLLOWERS:
+        return None
     return s, e
 
 
@@ -194,7 +223,7 @@ def english_names(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
 
     def add(start: int, name: str) -> None:
-        cleaned = _clean_en_name(name)
+        cleaned = _clean_en_name(name, _NAME_TOO)
         if cleaned and not _followed_by_term(text, start + len(name)):
             offset = name.find(cleaned)
             spans.append((start + offset, start + offset + len(cleaned)))
@@ -294,6 +323,33 @@ def _zh_name_at(candidate: str, allow_surname_only: bool = False, lookahead: str
     return surname + given
 
 
+# nicknames: 小 / 老 / 阿 + a surname ("小刘说", "老王来了"), when the pair is no word and a verb, particle or
+# punctuation follows; the prefix must not end a word before it (大小, 衰老)
+_ZH_NICK = re.compile(r"(?<![大最缩减变较很太从矮微细弱短年古衰养防偏过稍略更渺瘦窄狭])([小老阿])(.)")
+_ZH_NICK_FOLLOWER = re.compile(
+    r"$|[\s，,、。；;：:！!？?（()）…“”\"]|说|讲|问|来|去|在|是|的|也|都|和|跟|给|让|把|被|叫|要|会|能|已|刚|今|昨|明天|帮|陪|送|带"
+    r"|拿|打电话|告诉|回|到|又|还|就|一|不|没|他|她|呢|吧|啊|呀|了|同|负责|值班|下午|上午|晚上")
+# 小 / 老 / 阿 + a surname character that is a word (小时, 小于, 老师, 阿莫西林, 小苏打, 老毛病 …)
+_ZH_NICK_NOT = frozenset(
+    "小时 小于 小叶 小米 小麦 老师 小花 小康 小关 阿司 小石 小区 小车 小牛 小龙 小刀 小孔 小房 小管 小包 小段 小单 小计 小步 小容 "
+    "小柴 小苏 小红 小毛 老毛 老姜 阿莫 阿米 阿奇 阿托 阿昔 阿卡 阿尔 阿德 阿拉 阿胶 阿伯 老干 老公 老区 老马 老牛 老虎 老鼠 老板 老家 "
+    "老乡 老婆 老师 老总 老大 小强 小白 小黄 小方 小林 小钱 小宝 小孩 小时 小方 小雨 老成 老实 老练 老伴 阿司匹林 "
+    "小兰 小时候 小于等于 老于 老年 老化 老旧 老人 小腹 小肠 小脑 小便 小儿 小型 小心 小组 老百 小童 "
+    "小鬼 小姐 小伙 老爷 老汉 老城 小城 小水 小查".split())
+
+
+def _zh_nicknames(text: str) -> list[tuple[int, int]]:
+    single = _zh_surnames()[0]
+    out = []
+    for m in _ZH_NICK.finditer(text):
+        pair = m.group(0)
+        if m.group(2) not in single or pair in _ZH_NICK_NOT or m.group(2) in _ZH_NOT_BARE_SURNAMES:
+            continue
+        if _ZH_NICK_FOLLOWER.match(text, m.end()):
+            out.append(m.span())
+    return out
+
+
 def chinese_names(text: str) -> list[tuple[int, int]]:
     """Character spans of Chinese person names."""
     spans = []
@@ -321,7 +377,7 @@ def chinese_names(text: str) -> list[tuple[int, int]]:
             if name == cand[i:]:
                 spans.append((m.start(1) + i, m.end(1)))
                 break
-    return spans
+    return spans + _zh_nicknames(text)
 
 
 # ------------------------------------------------------------------------------------------------ recognizer
@@ -355,10 +411,11 @@ def guard_words() -> tuple[str, ...]:
 
 def tagger_lists() -> tuple[frozenset[str], ...]:
     """The lists the name tagger's features use: English first and last names, single and compound Chinese
-    surnames, given-name characters, characters that end a given name."""
+    surnames, given-name characters, characters that end a given name, English function words (never a lowercase
+    candidate)."""
     single, compound = _zh_surnames()
     return (frozenset(name_list("en_first_names")), frozenset(name_list("en_last_names")), single, compound,
-            frozenset(name_list("zh_given_chars")), _ZH_STOP)
+            frozenset(name_list("zh_given_chars")), _ZH_STOP, _stop_words())
 
 
 @functools.lru_cache(maxsize=1)
@@ -424,7 +481,8 @@ def _has_han(text: str) -> bool:
 
 
 def _has_latin(text: str) -> bool:
-    return re.search("[A-Z]", text) is not None
+    """Any Latin letter: a chat note in lower case ("ask mike") has names too."""
+    return re.search(f"[{LATIN}]", text) is not None
 
 
 class PersonNameRecognizer(EntityRecognizer):

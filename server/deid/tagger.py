@@ -1,15 +1,19 @@
-"""A learned person-name tagger for sentences no context rule covers ("Handoff given to Ivy Fogarty", "由叶鹏婷陪同").
+"""A learned person-name tagger for sentences no context rule covers ("Handoff given to Ivy Fogarty", "ask mike",
+"由叶鹏婷陪同", "刘洋头痛三天").
 
-Two small linear models whose weights ship as plain JSON (data/name_tagger.json, written by train_names.py):
+Two small linear models whose weights ship as plain JSON (data/name_tagger.json, written by bench/train_names.py from
+annotated tweets, web text and Wikipedia sentences plus generated notes):
 
-- English: every capitalised word is a candidate; a logistic model decides name / not name from the word's shape,
-  suffixes, name-list membership, whether the document also writes it in lower case, its neighbours and the previous
-  word's decision (greedy left to right). Consecutive name words form one span.
+- English: every capitalised word (accented Latin letters included: Zbigniew, Ní Bhriain, Élodie) and every
+  lowercase word that is not a function word is a candidate; a logistic model decides name / not name from the word's
+  shape, suffixes, name-list membership, how the document writes the word elsewhere (lower case, capitalised
+  mid-sentence), whether the document is written in lower case (chat), its neighbours, chat cues (@, ask, tell, call)
+  and the previous word's decision (greedy left to right). Consecutive name words form one span.
 - Chinese: every position holding a common surname is a candidate; a three-class model decides no name / surname +
   one given character / surname + two, from the characters around it (two before, four after) and their classes
-  (stop character, given-name character, Han or not).
+  (stop character, given-name character, surname, Han or not).
 
-Only candidates are scored, so a note costs a few hundred dictionary look-ups. Features are strings; a feature absent
+Only candidates are scored, so a note costs a few thousand dictionary look-ups. Features are strings; a feature absent
 from the weights counts zero.
 """
 from __future__ import annotations
@@ -20,14 +24,21 @@ import re
 from importlib import resources
 
 MODEL_FILE = "name_tagger.json"
-EN_TOKEN = re.compile(r"[A-Za-z]+(?:['’\-][A-Za-z]+)*|\d+|[^\sA-Za-z\d]")
+# Latin letters with the accented ones of Latin-1 and Latin Extended (Élodie, Ní, Kowalczyk, Nguyễn), not Han
+LATIN = "A-Za-zÀ-ÖØ-öø-ɏḀ-ỿ"
+EN_TOKEN = re.compile(rf"[{LATIN}]+(?:['’\\-][{LATIN}]+)*|\d+|[^\s{LATIN}\d]")
 _SENTENCE_END = frozenset(".!?:;")
 _HAN_LO, _HAN_HI = "\u4e00", "\u9fff"
 # pronouns and particles are never part of a given name (祝您健康, 但你们): a candidate holding one is no name
-ZH_NEVER_GIVEN = frozenset("您你我他她它们这那哪什么吗呢吧啊呀哦嗯很太更最也都还就才又再不没别")
+ZH_NEVER_GIVEN = frozenset("您你我他她它们这那哪什么吗呢吧啊呀哦嗯很太更最也都还就才又再不没别"
+                           # nor are the words of a ward (王医生, 李护士, 张患者, 3床): the name stops before them
+                           "医护患病药诊床")
 # near misses go to the review list: an English word scored up to this much probability under the threshold, a
 # Chinese reading up to this much logit margin under its margin
 REVIEW_EN_BAND = 0.2
+# a capitalised word next to a name (or a near miss) joins it from this probability on: a multi-part name's later
+# parts score low alone (Ní, Van, Okonkwo-Reyes)
+CONTINUE_EN = 0.15
 REVIEW_ZH_BAND = 1.0
 
 
@@ -43,9 +54,22 @@ def _shape(word: str) -> str:
     return "".join(out)
 
 
-def en_candidate(token: str) -> bool:
-    """A capitalised word (or an initial): the only tokens the English model scores."""
-    return token[0].isupper() and (len(token) == 1 or not token.isupper())
+# words before a name in chat-style notes ("ask mike", "tell rose", "@kevin", "thanks jo"); one shared feature so that
+# the few chat examples in the training data teach all of them
+CHAT_CUES = frozenset("@ ask asked asking tell told telling call called calling text texted ping pinged cc thanks "
+                      "thank thx hi hey hello dear via per w with and or to for from by page paged msg message "
+                      "messaged let".split())
+# words after a name in chat-style notes ("mike said", "rose will", "kevin's")
+CHAT_AFTER = frozenset("said says say asked asks wants wanted will can could should would is was has had did does "
+                       "thinks thought called calls texted told tells mentioned".split())
+
+
+def en_candidate(token: str, stop: frozenset = frozenset()) -> bool:
+    """A capitalised word (or an initial), or a lowercase word of two letters or more that is no function word: the
+    only tokens the English model scores."""
+    if token[0].isupper():
+        return len(token) == 1 or not token.isupper()
+    return token[0].isalpha() and len(token) > 1 and token not in stop and not token[0].isdigit()
 
 
 def en_tokens(text: str) -> list[tuple[str, int, int, bool]]:
@@ -61,33 +85,71 @@ def en_tokens(text: str) -> list[tuple[str, int, int, bool]]:
     return out
 
 
-def en_features(tokens, i: int, lower_words: frozenset, lists: tuple[frozenset, frozenset], prev_name: bool,
+class EnDoc:
+    """What the features need to know about the whole document: the words it writes in lower case, those it
+    capitalises mid-sentence, and whether it is written in lower case (chat: sentences start in lower case)."""
+
+    __slots__ = ("lower", "capital", "lower_doc")
+
+    def __init__(self, tokens) -> None:
+        self.lower = frozenset(t for t, *_ in tokens if t.islower())
+        self.capital = frozenset(t.lower() for t, _, _, sent in tokens if not sent and t[0].isupper() and t != "I")
+        starts = [t for t, _, _, sent in tokens if sent and t[0].isalpha()]
+        self.lower_doc = bool(starts) and sum(t[0].islower() for t in starts) * 2 >= len(starts)
+
+
+def _is_cap(tok: str) -> bool:
+    return tok[0].isupper()
+
+
+def en_features(tokens, i: int, doc: EnDoc, lists: tuple[frozenset, frozenset], prev_name: bool,
                 use_lists: bool = True) -> list[str]:
-    """Feature strings of candidate token i; prev_name is the decision on token i-1."""
+    """Feature strings of candidate token i; prev_name is the decision on token i-1. Lowercase candidates get their
+    own copy of the case-sensitive features (prefixed "l"), so that the many lowercase words that are no name do not
+    pull down the weights of capitalised ones."""
     tok, _, _, sent = tokens[i]
     low = tok.lower()
+    cap = _is_cap(tok)
     p1 = tokens[i - 1][0] if i > 0 else "<s>"
     p2 = tokens[i - 2][0] if i > 1 else "<s>"
     n1 = tokens[i + 1][0] if i + 1 < len(tokens) else "</s>"
     n2 = tokens[i + 2][0] if i + 2 < len(tokens) else "</s>"
-    p1c, n1c = en_candidate(p1) and p1 != "<s>", en_candidate(n1) and n1 != "</s>"
+    p1l, n1l = p1.lower(), n1.lower()
+    p1c, n1c = p1 != "<s>" and _is_cap(p1), n1 != "</s>" and _is_cap(n1)
+    k = "" if cap else "l"
     feats = [
-        "w=" + low, "s3=" + low[-3:], "s2=" + low[-2:], "p3=" + low[:3], "shape=" + _shape(tok),
-        "len=" + str(min(len(tok), 10)), "p1=" + p1.lower(), "p2p1=" + p2.lower() + "_" + p1.lower(),
-        "n1=" + n1.lower(), "n1n2=" + n1.lower() + "_" + n2.lower(), "p1cap=" + str(p1c), "n1cap=" + str(n1c),
-        "prev_name=" + str(prev_name), "sent=" + str(sent), "sent_n1cap=" + str(sent) + str(n1c),
-        "p1name_n1cap=" + str(prev_name) + str(n1c),
+        # no prefix feature: "Tha", "The" … start more words than names, and it outweighed rare names (Thaddeus)
+        "w=" + low, k + "s3=" + low[-3:], k + "s2=" + low[-2:], "shape=" + _shape(tok),
+        k + "len=" + str(min(len(tok), 10)), k + "p1=" + p1l, k + "p2p1=" + p2.lower() + "_" + p1l,
+        k + "n1=" + n1l, k + "n1n2=" + n1l + "_" + n2.lower(), k + "p1cap=" + str(p1c), k + "n1cap=" + str(n1c),
+        k + "prev_name=" + str(prev_name), k + "sent=" + str(sent), k + "sent_n1cap=" + str(sent) + str(n1c),
+        k + "p1name_n1cap=" + str(prev_name) + str(n1c), k + "lower_doc=" + str(doc.lower_doc),
     ]
-    if low in lower_words:
-        feats.append("lower_in_doc")
+    if cap:
+        if low in doc.lower:
+            feats.append("lower_in_doc")
+        if not tok.isascii():
+            feats.append("accented")
+    else:
+        if low in doc.capital:
+            feats.append("lcap_in_doc")
+        if doc.lower_doc:
+            feats += ["ldoc_p1=" + p1l, "ldoc_n1=" + n1l]
+    if p1l in CHAT_CUES:
+        feats.append(k + "chat_cue")
+    if n1l in CHAT_AFTER or n1 in ("'s", "’s"):
+        feats.append(k + "chat_after")
     if use_lists:
-        if tok in lists[0]:
-            feats.append("first_list")
-        if tok in lists[1]:
-            feats.append("last_list")
-        if n1c and n1 in lists[1]:
+        title = tok if cap else tok.capitalize()
+        if title in lists[0]:
+            feats.append(k + "first_list")
+        if title in lists[1]:
+            feats.append(k + "last_list")
+        # a listed name next to a capitalised word suggests a full name; next to a lowercase word it says nothing
+        # about that word ("mike check the iv")
+        if cap and n1c and n1 in lists[1]:
             feats.append("n1_last_list")
-        if p1c and p1 in lists[0]:
+        if cap and p1c and p1 in lists[0]:
             feats.append("p1_first_list")
     if len(tok) == 1 and n1 == ".":
         feats.append("initial")
@@ -134,17 +196,21 @@ class NameTagger:
     """The two linear models and the lists their features use; find(text) gives name spans."""
 
     def __init__(self, model: dict, first: frozenset, last: frozenset, surnames: frozenset, compound: frozenset,
-                 given: frozenset, stop: frozenset) -> None:
+                 given: frozenset, stop: frozenset, en_stop: frozenset = frozenset()) -> None:
         self.en_w: dict[str, float] = model["en"]["weights"]
         self.en_bias: float = model["en"]["bias"]
         self.en_threshold: float = model["en"]["threshold"]
         self.en_threshold_one: float = model["en"]["threshold_one_word"]
+        # a lowercase word in a note written with capitals ("her bp rose", "gene") is a name far more rarely than in
+        # a chat note written all in lower case
+        self.en_threshold_lower: float = model["en"].get("threshold_lower", 0.95)
         self.zh_w: dict[str, list[float]] = model["zh"]["weights"]
         self.zh_bias: list[float] = model["zh"]["bias"]
         self.zh_margin: float = model["zh"]["margin"]
         self.zh_margin_one: float = model["zh"]["margin_one_char"]
         self.lists = (first, last)
         self.surnames, self.compound, self.given, self.stop = surnames, compound, given, stop
+        self.en_stop = en_stop
 
     def en_score(self, feats: list[str]) -> float:
         w = self.en_w
@@ -154,38 +220,48 @@ class NameTagger:
         return self.english_scored(text)[0]
 
     def english_scored(self, text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int, float, float]]]:
-        """Name spans, and the near misses (start, end, probability, threshold missed): runs of capitalised words
-        scored within REVIEW_EN_BAND below the threshold, and one-word names under the one-word threshold."""
+        """Name spans, and the near misses (start, end, probability, threshold missed): runs of words scored within
+        REVIEW_EN_BAND below the threshold, and one-word names under the one-word threshold."""
         tokens = en_tokens(text)
-        lower_words = frozenset(t for t, *_ in tokens if t.islower())
+        doc = EnDoc(tokens)
+        stop = self.en_stop
         logit = _logit(self.en_threshold)
         one_word = _logit(self.en_threshold_one)
+        lower = _logit(max(self.en_threshold_lower, self.en_threshold_one))
         near_logit = _logit(max(0.01, self.en_threshold - REVIEW_EN_BAND))
-        spans: list[list] = []  # [start, end, words, best score]
-        near: list[list] = []  # [start, end, best score] of sub-threshold runs
-        prev_name = prev_near = False
+        cont_logit = _logit(CONTINUE_EN)
+        # runs of neighbouring candidates, each [start, end, words, best score]: a run whose best word passes the
+        # threshold is one name ("Thaddeus Okonkwo-Reyes", "Siobhán Ní Bhriain": the surname is likelier once the
+        # first name is taken as one), a run that only comes near it is a near miss
+        runs: list[list] = []
+        prev_name = in_run = False
         for i, (tok, start, end, _) in enumerate(tokens):
-            score = self.en_score(en_features(tokens, i, lower_words, self.lists, prev_name)) if en_candidate(
-                tok) else -99.0
-            is_name = score > logit
-            is_near = not is_name and score > near_logit
-            if is_name:
-                if prev_name and spans:
-                    spans[-1][1], spans[-1][2], spans[-1][3] = end, spans[-1][2] + 1, max(spans[-1][3], score)
+            if not en_candidate(tok, stop) or _in_address(text, start, end):
+                if in_run and tok == "." and len(tokens[i - 1][0]) == 1:
+                    continue  # the full stop of an initial ("Ivy J. Fogarty") keeps the name open
+                prev_name = in_run = False
+                continue
+            score = self.en_score(en_features(tokens, i, doc, self.lists, prev_name))
+            capital = tok[0].isupper()
+            bar = logit if doc.lower_doc or capital else lower
+            # a lowercase word near the threshold goes to review only in a lowercase (chat) note: in ordinary prose
+            # the many lowercase words would flood the review list
+            near = score > near_logit and (doc.lower_doc or capital)
+            continues = in_run and capital and score > cont_logit
+            if score > bar or near or continues:
+                if in_run:
+                    runs[-1][1], runs[-1][2], runs[-1][3] = end, runs[-1][2] + 1, max(runs[-1][3], score)
+                    runs[-1][4] = runs[-1][4] or score > bar
                 else:
-                    spans.append([start, end, 1, score])
-            elif is_near:
-                if prev_near and near:
-                    near[-1][1], near[-1][2] = end, max(near[-1][2], score)
-                else:
-                    near.append([start, end, score])
-            elif (prev_name or prev_near) and tok == "." and len(tokens[i - 1][0]) == 1:
-                continue  # the full stop of an initial ("Ivy J. Fogarty") keeps the name open
-            prev_name, prev_near = is_name, is_near
-        found = [(s, e) for s, e, words, score in spans if e - s > 1 and (words > 1 or score > one_word)]
-        missed = [(s, e, _sigmoid(score), self.en_threshold_one) for s, e, words, score in spans
-                  if e - s > 1 and words == 1 and score <= one_word]
-        missed += [(s, e, _sigmoid(score), self.en_threshold) for s, e, score in near if e - s > 1]
+                    runs.append([start, end, 1, score, score > bar])
+                # the next word sees a name before it when this one is one, or a capitalised near miss (a first name
+                # the model doubts until the surname follows); a doubtful lowercase word passes nothing on
+                in_run, prev_name = True, score > bar or capital
+            else:
+                in_run = prev_name = False
+        found = [(s, e) for s, e, words, score, hit in runs if hit and e - s > 1 and (words > 1 or score > one_word)]
+        missed = [(s, e, _sigmoid(score), self.en_threshold_one if hit else self.en_threshold)
+                  for s, e, words, score, hit in runs if e - s > 1 and not (hit and (words > 1 or score > one_word))]
         return found, missed
 
     def chinese(self, text: str) -> list[tuple[int, int]]:
@@ -223,6 +299,17 @@ class NameTagger:
                     missed.append((i, end, _sigmoid(diff), _sigmoid(margin)))
             i += 1
         return spans, missed
+
+
+_ADDRESS_BEFORE = frozenset("/.:_=?&#\\")
+_ADDRESS_AFTER = frozenset("/_=?&#@\\")
+
+
+def _in_address(text: str, start: int, end: int) -> bool:
+    """A word inside a URL, path or e-mail address ("https://site.org/page"): part of another identifier."""
+    before = text[start - 1] if start else " "
+    after = text[end:end + 2]
+    return before in _ADDRESS_BEFORE or after[:1] in _ADDRESS_AFTER or (after[:1] == "." and after[1:].isalnum())
 
 
 def _logit(p: float) -> float:

@@ -3,7 +3,10 @@
 One run: a fixed held-out test split (stratified for document labels, never queried); per repeat a random
 seed set (the same for every strategy of that repeat); each round the query model is fitted on the labeled
 set, scored on the test split, the pool is scored and the strategy picks ``batch_size`` documents, whose
-gold labels are then revealed. A full-data run (every non-test document) gives the reference metric.
+gold labels are then revealed. A full-data run (every non-test document) gives the reference metric. The pick goes
+through ``ml_backend.sampling.rank_pool``, the ranking the loop's queue uses. Each curve point records what its
+labels cost: documents, characters, tokens and modelled seconds (``ml_backend.cost.PRIOR`` with the documents' gold
+entities); cost_aware predicts its seconds with the same model from the spans the query model predicts.
 
 Self-training (``self_training=True``) adds, for every strategy, a ``<strategy>+self_training`` variant:
 each round, pool documents the model is confident about (document confidence ≥ ``self_training_threshold``)
@@ -22,8 +25,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ml_backend.cost import PRIOR, CostModel, count_tokens
 from ml_backend.evaluation import plot_learning_curves, primary_metric
-from ml_backend.sampling import KINDS, STRATEGIES, get_strategy
+from ml_backend.sampling import STRATEGIES, get_strategy, rank_pool
 
 from ..errors import ConfigError
 from .corpus import load_corpus, split_test
@@ -36,13 +40,23 @@ def seed_set(pool: np.ndarray, size: int, run_seed: int) -> np.ndarray:
     return np.random.default_rng(run_seed).choice(pool, size=size, replace=False)
 
 
+def document_costs(corpus, cost_model: CostModel = PRIOR) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, modelled seconds) of every document: what labeling it costs under ``cost_model`` with its gold
+    entities (an annotator marks the gold spans, whatever the model predicted)."""
+    tokens = np.array([count_tokens(t) for t in corpus.texts], dtype=np.float64)
+    spans = [len(t) if corpus.task == "spans" else 0 for t in corpus.targets]
+    return tokens, cost_model.predict(tokens, spans)
+
+
 def _one_run(model: QueryModel, strategy_name: str, self_training: bool, pool: np.ndarray, test: np.ndarray,
              seed_docs: np.ndarray, rng: np.random.Generator, *, batch_size: int, rounds: int,
-             threshold: float, weight: float, strategy_kw: dict, tick: Callable[[], Any],
-             seed_fit: Callable[[np.ndarray], Any] | None = None) -> dict:
-    """One learning curve for one strategy and one seed set; ``seed_fit`` fits the seed round (shared)."""
-    strategy = get_strategy(strategy_name, **strategy_kw)
-    kind = strategy_name if strategy_name in KINDS else "margin"
+             threshold: float, weight: float, tick: Callable[[], Any],
+             seed_fit: Callable[[np.ndarray], Any] | None = None,
+             costs: tuple[np.ndarray, np.ndarray] | None = None, cost_model: CostModel = PRIOR) -> dict:
+    """One learning curve for one strategy and one seed set; ``seed_fit`` fits the seed round (shared). ``costs``:
+    every document's (tokens, modelled seconds) for the curve; ``cost_model`` predicts cost_aware's seconds from
+    the model's predicted spans."""
+    tokens, seconds = costs if costs is not None else document_costs(model.corpus)
     labeled = list(seed_docs)
     in_labeled = np.zeros(len(model.corpus.ids), dtype=bool)
     in_labeled[seed_docs] = True
@@ -60,15 +74,18 @@ def _one_run(model: QueryModel, strategy_name: str, self_training: bool, pool: n
         metrics = model.evaluate(fitted, test)
         # characters: the text an annotator reads for these labels, the cost a label count hides when a strategy
         # prefers long documents
+        # tokens and modelled seconds: what the labels cost an annotator (docs/benchmarks.md, "Active learning in
+        # seconds")
         points.append({"labels": len(labeled), "characters": int(sum(len(model.corpus.texts[i]) for i in labeled)),
+                       "tokens": int(tokens[labeled].sum()), "seconds": float(seconds[labeled].sum()),
                        "metric": primary_metric(metrics)})
         tick()
         if rnd == rounds or len(remaining) == 0:
             break
-        unc = model.uncertainty(rem_probs, kind) if strategy_name != "random" else None
-        pick = strategy.select(
-            min(batch_size, len(remaining)), probs=None, uncertainty=unc if unc is not None else np.zeros(len(remaining)),
-            embeddings=model.embeddings[remaining] if strategy_name == "diversity" else None, rng=rng,
+        pick = rank_pool(  # the loop's own ranking (server.loop.order_scores)
+            strategy_name, len(remaining), rng=rng, n=min(batch_size, len(remaining)), controls=lambda: [rem_probs],
+            embeddings=lambda: model.embeddings[remaining],
+            cost=lambda: cost_model.predict(tokens[remaining], model.predicted_spans(rem_probs)),
         )
         chosen = remaining[pick]
         labeled.extend(int(i) for i in chosen)
@@ -181,6 +198,7 @@ def run_simulation(
         def n_points(name: str) -> int:
             return min(rounds_of(name), int(np.ceil((len(pool) - seed_size) / batch_size))) + 1
 
+        costs = document_costs(corpus)
         bar = tqdm(total=repeats * sum(n_points(name) for name, _ in variants), desc="simulate", disable=not progress)
         results: dict[str, dict] = {}
         timing: dict[str, float] = {}
@@ -205,7 +223,7 @@ def run_simulation(
                 run = _one_run(
                     backend, name, st, pool, test, seed_docs, np.random.default_rng(s + 1),
                     batch_size=batch_size, rounds=rounds_of(name), threshold=threshold,
-                    weight=weight, strategy_kw={}, tick=lambda: bar.update(1), seed_fit=shared_seed_fit(s),
+                    weight=weight, tick=lambda: bar.update(1), seed_fit=shared_seed_fit(s), costs=costs,
                 )
                 runs.append({"repeat": r, "seed": s, **run})
             timing[key] = round(time.perf_counter() - ts, 3)
@@ -252,6 +270,8 @@ def run_simulation(
         "self_training_weight": weight if self_training else None,
         "full_data": {"labels": int(len(pool)), "metric": full, "metrics": full_metrics},
         "target_95": 0.95 * full,
+        # the seconds on every curve and cost_aware's predictions: ml_backend.cost's prior (no annotation times offline)
+        "cost_model": PRIOR.to_dict(),
         "strategies": results,
         "ratio_to_random": {k: v["ratio_to_random"] for k, v in results.items()},
         "timing": {"features_s": round(features_s, 3), "strategies_s": timing,

@@ -206,7 +206,7 @@ def _train_each(settings, db, echo: Callable[[str], None], options, progress: bo
 def _train_one(settings, db, client, registry, schema: str, pid: int, language: str, echo: Callable[[str], None], options,
                progress: bool) -> dict:
     """Train, record and publish one project's starter in one language; what happened."""
-    from ..pretrain import pretrain
+    from .. import jobs
 
     encoder = store.get_project_setting(db, pid, "encoder") or settings.model
     started = time.time()
@@ -215,8 +215,9 @@ def _train_one(settings, db, client, registry, schema: str, pid: int, language: 
     echo(f"starter {schema}: training the {language} set for project {pid}")
     sources, maps = inputs(schema, language)
     try:
-        rec = pretrain(settings, pid, sources, maps, options=options, progress=progress, client=client, registry=registry)
-        status, version, decision = rec["status"], rec["version"], rec.get("decision")
+        recs = jobs.pretrain(settings, pid, sources, maps, options=options, progress=progress, client=client, registry=registry)
+        rec = recs[0]  # the starter's version; a distilled student (GOLDLOOP_DISTILL_LAYERS) follows it when promoted
+        status, version, decision = rec["status"], recs[-1]["version"] if recs[-1]["status"] == "promoted" else rec["version"], rec.get("decision")
     except Exception as exc:  # one project's failure must not stop the others; the record says why
         log.exception("starter %s failed", schema)
         status, version, decision = "failed", None, f"{type(exc).__name__}: {exc}"
@@ -285,8 +286,9 @@ def _watch(db_path: Path, ls_pid: int, done: threading.Event, interval: float) -
 
 
 def start_background(settings) -> int:
-    """Run `goldloop pretrain --starters` as a detached, low-priority child; returns its pid (output in logs/)."""
-    cmd = [sys.executable, "-m", "server.cli", "pretrain", "--starters", "--data-dir", str(settings.home)]
+    """Train the missing starters in a detached, low-priority child (what `goldloop pretrain --starters` runs); returns
+    its pid (output in logs/)."""
+    cmd = [sys.executable, "-m", "server.starters", "--data-dir", str(settings.home)]  # server/starters/__main__.py
     log_path = settings.data_dir.log(LOG_NAME)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as fh:

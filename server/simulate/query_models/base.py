@@ -46,9 +46,20 @@ class QueryModel(ABC):
     def probs(self, model: Any, docs: np.ndarray) -> Any:
         """The fitted model's probabilities for ``docs``."""
 
-    @abstractmethod
     def uncertainty(self, probs: Any, kind: str) -> np.ndarray:
-        """One uncertainty score per document ("least_confidence", "margin" or "entropy")."""
+        """One uncertainty score per document under ``kind``: the loop's measure (``sampling.control_uncertainty``,
+        the one ``rank_pool`` ranks by)."""
+        from ml_backend.sampling import control_uncertainty
+
+        return control_uncertainty(probs, kind)
+
+    def predicted_spans(self, probs: Any) -> np.ndarray:
+        """Entities the model predicts per document (0 for document labels): the cost model's span count."""
+        if self.corpus.task != "spans":
+            return np.zeros(len(probs))
+        from ml_backend.cost import predicted_spans
+
+        return predicted_spans(probs)
 
     @abstractmethod
     def pseudo(self, probs: Any, threshold: float) -> tuple[np.ndarray, Any]:

@@ -11,7 +11,6 @@ import dataclasses
 import numpy as np
 
 from ml_backend.evaluation import evaluate_spans
-from ml_backend.sampling import span_uncertainty, uncertainty
 
 from ..corpus import Corpus
 from ..features import encode_texts
@@ -115,9 +114,6 @@ class Finetune(QueryModel):
         if not texts:
             return np.zeros((0, len(self.corpus.labels)))
         return np.array([[p.probs[lbl] for lbl in self.corpus.labels] for p in model.predict(texts)])
-
-    def uncertainty(self, probs, kind: str) -> np.ndarray:
-        return span_uncertainty(probs, kind) if self.corpus.task == "spans" else uncertainty(probs, kind)
 
     def pseudo(self, probs, threshold: float):
         if self.corpus.task == "spans":

@@ -12,8 +12,6 @@ from typing import Callable
 
 import numpy as np
 
-from ml_backend.sampling import uncertainty
-
 from ..corpus import Corpus
 from ..features import encode_texts
 from .base import QueryModel, confident_choices, evaluate_choice_probs
@@ -67,9 +65,6 @@ class DocumentLR(QueryModel):
     def probs(self, model, docs: np.ndarray) -> np.ndarray:
         """[n, n_labels] probabilities."""
         return model(self.X[docs])
-
-    def uncertainty(self, probs: np.ndarray, kind: str) -> np.ndarray:
-        return uncertainty(probs, kind)
 
     def pseudo(self, probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         return confident_choices(probs, threshold)

@@ -3,6 +3,7 @@ overlapping windows, merged) + a token-level LogisticRegression, decoded to char
 ``ml_backend.alignment``; document embeddings (mean of tokens) feed diversity."""
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -17,11 +18,20 @@ from .base import QueryModel
 from .lr import fit_lr
 
 
-def word_ids(offsets: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Word index per token: a token continues the previous token's word when no character separates them."""
+# CJK scripts write no spaces between words: touching tokens there are not one word (a whole Chinese sentence would
+# otherwise share one averaged label)
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def word_ids(offsets: Sequence[tuple[int, int]], text: str | None = None) -> np.ndarray:
+    """Word index per token: a token continues the previous token's word when no character separates them and
+    (given the ``text``) neither of the two is CJK."""
     ids = np.zeros(len(offsets), dtype=np.int64)
     for t in range(1, len(offsets)):
-        ids[t] = ids[t - 1] + (offsets[t][0] != offsets[t - 1][1])
+        new = offsets[t][0] != offsets[t - 1][1]
+        if not new and text is not None:
+            new = bool(_CJK.search(text[offsets[t][0]:offsets[t][1]]) or _CJK.search(text[offsets[t - 1][0]:offsets[t - 1][1]]))
+        ids[t] = ids[t - 1] + new
     return ids
 
 
@@ -70,7 +80,7 @@ class EncoderTokenLR(QueryModel):
             ids = np.asarray(encode_spans(offs, spans, corpus.labels), dtype=np.int64) if offs else np.zeros(0, np.int64)
             gold.append((np.where(ids < 0, 0, ids) + 1) // 2)  # BIO id -> IO id: B-X/I-X -> X
         self.gold_tags = gold
-        self.word_ids = [word_ids(offs) for offs in offsets]
+        self.word_ids = [word_ids(offs, text) for offs, text in zip(offsets, corpus.texts)]
 
     @classmethod
     def build(cls, corpus, encoder, *, C=None, progress=True, train_options=None, device=None) -> EncoderTokenLR:
@@ -118,9 +128,6 @@ class EncoderTokenLR(QueryModel):
             out.append(word_mean(flat[pos : pos + n], self.word_ids[d]))
             pos += n
         return out
-
-    def uncertainty(self, probs: list[np.ndarray], kind: str) -> np.ndarray:
-        return span_uncertainty(probs, kind)
 
     def pseudo(self, probs: list[np.ndarray], threshold: float) -> tuple[np.ndarray, list[np.ndarray]]:
         """Documents whose document-level confidence reaches threshold, with their argmax tags."""
