@@ -146,6 +146,7 @@ def _label(client, db) -> None:
 def test_migrate_sqlite_data_dir_to_postgresql(ls_template, postgres_server, pg_ls_template, tmp_path):
     home = copy_home(ls_template, tmp_path / "home")
     ls_port, be_port = _ports()
+    be_before = local_url(be_port)
     try:
         goldloop("up", "--detach", "--ls-port", str(ls_port), "--backend-port", str(be_port), home=home)  # SQLite, samples pre-annotated
         client, db = _client(home)
@@ -168,6 +169,11 @@ def test_migrate_sqlite_data_dir_to_postgresql(ls_template, postgres_server, pg_
         assert f"postgresql://goldloop@127.0.0.1:{postgres_server.port}/e2e_move" in up.stdout
         client, db = _client(home)
         after = _snapshot(client)
+        # the description's dashboard link follows the backend to its new port; the rest must be what it was
+        for pid, p in after.items():
+            assert p["description"] == before[pid]["description"].replace(be_before, local_url(be_port)), p["description"]
+            assert f"{local_url(be_port)}/dashboard?project={pid}" in p["description"]
+            p["description"] = before[pid]["description"]
         assert after == before  # same project ids, settings, tasks, annotations (with annotators), predictions, views
         for pid in after:  # the backend is connected again, at its new port
             assert [b.url.rstrip("/") for b in client.ml.list(project=pid)] == [local_url(be_port)]
