@@ -45,7 +45,7 @@ def label_pool(ctx: ProjectContext, provider: Provider, *, k: int = 3, force: bo
     trust = trusted(ctx.db, ctx.pid, cfg.model, probe.hash)
     if trust is None and not force:
         raise LLMError(f"project {ctx.pid} does not trust {cfg.model} with prompt {probe.hash8}: run `goldloop llm eval {ctx.pid}` "
-                       "first (its gate must promote it), or pass --force")
+                       "first (its gate must trust it), or pass --force")
     if train is None or pool is None:
         try:
             gold, tasks = ctx.read_gold(progress)
