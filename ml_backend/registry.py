@@ -286,6 +286,23 @@ class Registry:
         for fn in self.listeners:
             fn(project, pm.version)
 
+    def saved(self, project: str, spec: TaskSpec, version: str) -> ProjectModel:
+        """A saved version of a project loaded as it would serve (not installed; controls it holds no model of get
+        their cold-start model). Raises FileNotFoundError for a version never saved."""
+        vdir = self.path(project, version)
+        if not vdir.is_dir():
+            raise FileNotFoundError(f"project {project} has no saved version {version!r}")
+        meta = json.loads((vdir / "version.json").read_text()) if (vdir / "version.json").is_file() else {}
+        models, cold = {}, []
+        for control in spec.controls:
+            cdir = self.path(project, version, control.name)
+            if (cdir / "goldloop_model.json").is_file():
+                models[control.name] = load_model(cdir, quantize=self.settings.quantize, threads=self.settings.threads)
+            else:
+                models[control.name] = cold_start_model(control, self.settings, meta.get("model_name"))
+                cold.append(control.name)
+        return ProjectModel(spec, version, models, {"cold_start": cold, "model_name": meta.get("model_name"), "record": meta})
+
     def get(self, project: str, spec: TaskSpec) -> ProjectModel:
         """The serving ProjectModel for a project and labeling config (loaded on first use), with every
         annotation any process taught it online applied."""

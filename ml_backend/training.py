@@ -16,6 +16,7 @@ from .evaluation import evaluate_choices, evaluate_spans, primary_metric
 from .mlm import adapted_encoder
 from .models import Examples, PrototypeClassifier, SequenceClassifier, SpanMatcher, TfidfClassifier, TokenClassifier
 from .models.base import chosen_labels
+from .warm_start import source_for, transfer, warm_started
 
 
 @dataclass
@@ -75,6 +76,11 @@ class TrainOptions:
     seed: int = 0
     progress: bool = True
     tolerance: float = 0.005  # the gate: promote unless the primary metric drops by more than this
+    # where a fine-tuned model starts (ml_backend/warm_start.py): "serving" continues from the serving version's weights
+    # when they fit (same kind and encoder), "base" from the base encoder; docs/benchmarks.md "Warm start" measured both
+    warm_start: str = "serving"
+    # > 0: a round also trains on the trusted LLM's cached answers for the pool at this weight (server/llm/silver.py)
+    silver_weight: float = 0.0
     model_name: str = ""
     device: str = ""  # auto | cpu | cuda | cuda:N (torch_utils.resolve_device); "": the process's device
     extra: dict = field(default_factory=dict)
@@ -214,36 +220,52 @@ def merge_examples(a: Examples, b: Examples) -> Examples:
     return Examples(a.texts + b.texts, a.targets + b.targets, wa + wb, masks)
 
 
-def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, pool: list[str] = (), teacher=None):
-    """Train the right model kind for one control; returns (model, info)."""
+def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, pool: list[str] = (), teacher=None, start=None):
+    """Train the right model kind for one control; returns (model, info).
+
+    ``start``: the serving model a fine-tuned model may continue from (``opts.warm_start`` "serving"); info's
+    "started_from" says whether it did ("serving") or why not."""
     n = len(train.texts)
     info: dict = {"control": control.name, "train_docs": n, "dev_docs": len(dev.texts)}
-    if opts.mlm_steps > 0 and pool and n >= opts.cold_start_labels and opts.work_dir:
+    kind = TokenClassifier.kind if control.kind == "spans" else SequenceClassifier.kind
+    # a fine-tuned serving model (a starter, the last round) is worth continuing from below the cold-start threshold:
+    # a few of the project's labels adjust it, where a matcher or TF-IDF on them would start over
+    warm = opts.warm_start == "serving" and source_for(kind, opts.model_name, start)[0] is not None
+    fine_tune = n >= opts.cold_start_labels or (warm and n > 0)
+    if opts.mlm_steps > 0 and pool and fine_tune and opts.work_dir and not warm:
         adapted, info["domain_adaptation"] = adapted_encoder(pool, model_name=opts.model_name, steps=opts.mlm_steps,
                                                              work_dir=opts.work_dir, seed=opts.seed, progress=opts.progress,
                                                              device=opts.device or None)
         opts = replace(opts, model_name=adapted, mlm_steps=0)
-    if n >= opts.cold_start_labels:
+    if fine_tune:
         import torch
 
         # a new classification head is drawn when its model loads, before ``fit`` seeds its run: seeding here
         # makes one seed give one model, whatever ran in the process before
         torch.manual_seed(opts.seed)
     if control.kind == "spans":
-        if n < opts.cold_start_labels:
+        if not fine_tune:
             model = SpanMatcher(control.labels)
             info["fit"] = model.fit(train)
         else:
-            model = TokenClassifier(control.labels, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride,
-                                    device=opts.device or None, encoder_layers=opts.span_layers_of(opts.model_name))
+            def build(layers: int):
+                return TokenClassifier(control.labels, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride,
+                                       device=opts.device or None, encoder_layers=layers)
+
+            model = _start(build, kind, opts.span_layers_of(opts.model_name), start, opts, info)
             info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs())
             info["encoder_layers"] = model.model.config.num_hidden_layers
     else:
         classes = {lbl for t in train.targets for lbl in t}
-        if n >= opts.cold_start_labels and len(classes) >= 2:
-            model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride,
-                                       pooling=opts.pooling, device=opts.device or None)
-            info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs("choices"))
+        if fine_tune and len(classes) >= 2:
+            def build(_layers: int = 0):  # a document classifier keeps every layer of its encoder
+                return SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length,
+                                          stride=opts.stride, pooling=opts.pooling, device=opts.device or None)
+
+            model = _start(build, kind, 0, start, opts, info)
+            # a warm head is trained already: a linear probe on frozen vectors would throw it away
+            kw = dict(opts.fit_kwargs("choices"), init_linear_probe=opts.linear_probe and info["started_from"] != "serving")
+            info["fit"] = model.fit(train, val=dev if dev.texts else None, **kw)
         elif len(classes) >= 2 and n >= 4:
             model = TfidfClassifier(control.labels, control.multi)
             info["fit"] = model.fit(train)
@@ -253,19 +275,38 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     info["kind"] = model.kind
     info["device"] = str(getattr(model, "device", "cpu"))  # the string matcher and TF-IDF run on the CPU
     if opts.self_training and pool:
-        model, st = self_train(control, model, train, dev, pool, opts, teacher)
+        model, st = self_train(control, model, train, dev, pool, opts, teacher, start=start if info.get("started_from") == "serving" else None)
         info.update(st)
     return model, info
 
 
+def _start(build, kind: str, layers: int, start, opts: TrainOptions, info: dict):
+    """A new fine-tuned model: ``start``'s weights when ``opts.warm_start`` asks for them and they fit (info records
+    "started_from": "serving", or "base" and why not), else a fresh head on the base encoder."""
+    if opts.warm_start != "serving":
+        info["started_from"] = "base"
+        return build(layers)
+    source, why = source_for(kind, opts.model_name, start)
+    if source is not None:
+        try:
+            model, info["warm_start"] = warm_started(build, source)
+            info["started_from"] = "serving"
+            return model
+        except ValueError as exc:  # a distilled student, another depth: nothing copied
+            why = str(exc)
+    info["started_from"], info["base_because"] = "base", why
+    return build(layers)
+
+
 def self_train(control, model, train: Examples, dev: Examples, pool: list[str], opts: TrainOptions, teacher=None,
-               token_probs=None):
+               token_probs=None, start=None):
     """Self-training on an unlabeled pool after ``model`` was fitted on ``train``; returns (model, info).
 
     The teacher (``model`` unless given) labels the pool (per token for token classifiers, confident documents
     otherwise); a document classifier is replaced by a fresh student trained on gold + pseudo-labels, a token
     classifier continues on them, TF-IDF refits; the matcher and prototypes are returned unchanged.
     ``token_probs``: the teacher's ``token_probs(pool)`` when the caller has them already (not predicted again).
+    ``start``: the serving model the first fit continued from; a fresh document student starts there too.
     """
     info: dict = {}
     pseudo = _pseudo_examples(control, teacher or model, list(pool), opts, token_probs)
@@ -281,7 +322,11 @@ def self_train(control, model, train: Examples, dev: Examples, pool: list[str], 
         # own predictions changed macro-F1 by -0.7/-0.3 points, a fresh student gained (README, "Training recipe")
         model = SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length,
                                    stride=opts.stride, pooling=opts.pooling, device=opts.device or None)
-        info["self_training_fit"] = model.fit(combined, val=val, **opts.fit_kwargs(control.kind))
+        kw = opts.fit_kwargs(control.kind)
+        if start is not None:
+            transfer(model, start)
+            kw["init_linear_probe"] = False
+        info["self_training_fit"] = model.fit(combined, val=val, **kw)
     elif model.kind == "token_classifier":
         # the teacher continues on gold + pseudo-labels; its head is trained now, so it learns at the encoder's rate
         kw = dict(opts.fit_kwargs(control.kind), epochs=max(1, opts.span_self_training_epochs), min_steps=0, min_tokens=0,
@@ -324,13 +369,24 @@ def evaluate_models(spec, models: dict, records: list[dict], controls: set[str] 
     return out
 
 
-def gate(new: dict, old: dict | None, tolerance: float) -> tuple[bool, str]:
-    """Promote unless the candidate's primary metric is worse than the serving one by more than tolerance."""
+def gate(new: dict, old: dict | None, tolerance: float, labels: tuple[int | None, int | None] = (None, None)) -> tuple[bool, str]:
+    """Promote unless the candidate's primary metric is worse than the serving one by more than tolerance.
+
+    ``labels``: how many of the project's own labels the candidate and the serving version were trained on. Within
+    tolerance (a tie) the one trained on more of them wins: a project's suggestions follow its growing labels, and a
+    retrain on fewer (labels deleted, a starter or pretrain on outside data over a trained round) does not replace
+    the serving version on noise."""
     if new.get("primary") is None:
         return False, "no test documents with labels: cannot evaluate, not promoted"
     if not old or old.get("primary") is None:
         return True, f"first evaluated version (primary {new['primary']:.4f})"
     delta = new["primary"] - old["primary"]
-    if delta >= -tolerance:
-        return True, f"primary {new['primary']:.4f} vs serving {old['primary']:.4f} (Δ {delta:+.4f}, tolerance {tolerance})"
-    return False, f"worse than serving: primary {new['primary']:.4f} vs {old['primary']:.4f} (Δ {delta:+.4f} < -{tolerance})"
+    versus = f"primary {new['primary']:.4f} vs serving {old['primary']:.4f} (Δ {delta:+.4f}, tolerance {tolerance})"
+    if delta < -tolerance:
+        return False, f"worse than serving: primary {new['primary']:.4f} vs {old['primary']:.4f} (Δ {delta:+.4f} < -{tolerance})"
+    n_new, n_old = labels
+    if delta <= tolerance and n_new is not None and n_old is not None:
+        if n_new < n_old:
+            return False, f"a tie, and trained on fewer of the project's labels ({n_new} < {n_old}): the serving version stays; {versus}"
+        return True, f"a tie, trained on at least as many of the project's labels ({n_new} ≥ {n_old}); {versus}"
+    return True, versus

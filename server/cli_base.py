@@ -24,11 +24,9 @@ def settings_for(data_dir: Path | None, **overrides) -> Settings:
     return Settings.from_env(**overrides)
 
 
-def train_options(**kw):
-    """TrainOptions from the options given; those left unset (None) keep their defaults."""
-    from ml_backend.training import TrainOptions
-
-    return TrainOptions(**{k: v for k, v in kw.items() if v is not None})
+def step_floor(min_steps: int | None) -> dict:
+    """The TrainOptions of `--min-steps N`: the step floor of document and span models alike ({} when not given)."""
+    return {} if min_steps is None else {"min_steps": min_steps, "span_min_steps": min_steps}
 
 
 _progress_state = {"open": False}

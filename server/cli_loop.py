@@ -7,7 +7,7 @@ import click
 
 from ml_backend.sampling import STRATEGIES
 
-from .cli_base import data_dir_option, echo_json_or_empty, settings_for, train_options
+from .cli_base import data_dir_option, echo_json_or_empty, settings_for, step_floor
 
 
 @click.command()
@@ -16,6 +16,7 @@ from .cli_base import data_dir_option, echo_json_or_empty, settings_for, train_o
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default="least_confidence", show_default=True, help="How the queue is ordered after a promotion.")
 @click.option("--self-training/--no-self-training", default=False, help="Add confident pseudo-labels from the unlabeled pool.")
 @click.option("--epochs", type=int, default=None, help="Fine-tuning epochs (early stopping on the dev split).")
+@click.option("--min-steps", type=click.IntRange(min=0), default=None, help="At least this many optimizer steps (document and span models).")
 @click.option("--freeze-layers", type=int, default=None, help="Freeze the lowest N encoder layers.")
 @click.option("--span-layers", type=click.IntRange(min=0), default=None,
               help="Encoder layers a span model keeps, the lowest N (0: every layer) [default: the encoder's measured depth].")
@@ -23,17 +24,23 @@ from .cli_base import data_dir_option, echo_json_or_empty, settings_for, train_o
               help="Each epoch, swap a span model's gold mentions with this probability for others of their label (0: off).")
 @click.option("--lora", is_flag=True, default=None, help="Train LoRA adapters (peft) instead of all weights.")
 @click.option("--tolerance", type=float, default=None, help="Promote unless the primary metric drops by more than this.")
+@click.option("--warm-start", type=click.Choice(["serving", "base"]), default=None,
+              help="Fine-tune from the serving version's weights, or from the base encoder [default: $GOLDLOOP_WARM_START or serving].")
+@click.option("--silver-weight", type=click.FloatRange(0, 1), default=None,
+              help="Also train on the trusted LLM's cached answers for the pool (goldloop llm label), at this weight (0: off).")
 @click.option("--mlm-steps", type=int, default=None, help="Domain-adaptive MLM steps on the unlabeled pool before fine-tuning.")
 @click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
 @click.option("--trigger", default="cli", hidden=True, help="What started the round (recorded with the version).")
-def train(data_dir, project, strategy, self_training, epochs, freeze_layers, span_layers, mention_swap, lora, tolerance, mlm_steps, device, trigger):
+def train(data_dir, project, strategy, self_training, epochs, min_steps, freeze_layers, span_layers, mention_swap, lora, tolerance, warm_start, silver_weight, mlm_steps,
+          device, trigger):
     """Run one active-learning round now: export labels, train, evaluate, gate, pre-annotate, reorder."""
     from . import jobs
     from .locks import EXIT_ROUND_RUNNING, RoundRunning
 
     settings = settings_for(data_dir, device=device)
-    opts = train_options(cold_start_labels=settings.cold_start_labels, self_training=self_training, epochs=epochs, freeze_layers=freeze_layers,
-                         span_encoder_layers=span_layers, span_mention_swap=mention_swap, lora=lora, tolerance=tolerance, mlm_steps=mlm_steps)
+    opts = settings.train_options(self_training=self_training, epochs=epochs, freeze_layers=freeze_layers, span_encoder_layers=span_layers,
+                                  span_mention_swap=mention_swap, lora=lora, tolerance=tolerance, warm_start=warm_start,
+                                  silver_weight=silver_weight, mlm_steps=mlm_steps, **step_floor(min_steps))
     try:
         recs = jobs.train(settings, project, options=opts, strategy=strategy, trigger=trigger)  # GOLDLOOP_DISTILL_LAYERS: a student follows
     except RoundRunning as exc:

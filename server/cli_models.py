@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .cli_base import data_dir_option, settings_for, train_options
+from .cli_base import data_dir_option, settings_for, step_floor
 
 
 @click.command("distill")
@@ -60,8 +60,7 @@ def pretrain(data_dir, project, data_paths, maps, control, starters, limit, epoc
         raise ConfigError("give a PROJECT and at least one --data FILE, or --starters alone (every project's shipped starter set)")
     settings = settings_for(data_dir)
     set_process_device(settings.device, settings.precision)
-    steps = {"min_steps": min_steps, "span_min_steps": min_steps} if min_steps is not None else {}
-    opts = train_options(cold_start_labels=settings.cold_start_labels, epochs=epochs, tolerance=tolerance, **steps)
+    opts = settings.train_options(epochs=epochs, tolerance=tolerance, **step_floor(min_steps))
     if starters:
         train_missing(settings, echo=click.echo, options=opts)
         return

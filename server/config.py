@@ -37,6 +37,7 @@ ENV_ADMIN_PASSWORD = "GOLDLOOP_ADMIN_PASSWORD"
 ENV_DATABASE_URL = "GOLDLOOP_DATABASE_URL"  # Label Studio's database: sqlite (default) or postgresql://...
 ENV_MASK_PII_SCHEMAS = "GOLDLOOP_MASK_PII_SCHEMAS"  # comma-separated schema names; "" masks none
 ENV_DISTILL_LAYERS = "GOLDLOOP_DISTILL_LAYERS"  # > 0: distil every promoted version into a student of this many layers
+ENV_WARM_START = "GOLDLOOP_WARM_START"  # serving (default): a round continues from the serving version; base: from the encoder
 ENV_STARTERS = "GOLDLOOP_STARTERS"  # 0: `goldloop up` trains no starter sets (server/starters/)
 ENV_START_TIMEOUT = "GOLDLOOP_START_TIMEOUT"  # seconds: the most `goldloop up` waits for Label Studio, then the backend
 ENV_START_STALL_TIMEOUT = "GOLDLOOP_START_STALL_TIMEOUT"  # seconds a starting server may show no sign of work
@@ -85,6 +86,7 @@ class Settings:
     # below this many labeled documents a control is served by the cheap cold-start model
     cold_start_labels: int = 50
     distill_layers: int = 0  # > 0: `goldloop train` distils each promoted version (docs/distill.md)
+    warm_start: str = "serving"  # where a round's fine-tuned models start (ml_backend/warm_start.py)
     threads: int = 0  # 0: one per available core
     max_text_chars: int = 500_000
     max_loaded_projects: int = 8  # ml_backend.settings.BackendSettings says why
@@ -147,6 +149,13 @@ class Settings:
             allowed_hosts=self.allowed_hosts + bind_host(self.host),
         )
 
+    def train_options(self, **kw):
+        """TrainOptions with this configuration's training settings; options given as None keep their defaults."""
+        from ml_backend.training import TrainOptions
+
+        base = {"cold_start_labels": self.cold_start_labels, "warm_start": self.warm_start}
+        return TrainOptions(**{**base, **{k: v for k, v in kw.items() if v is not None}})
+
     def with_overrides(self, **kw) -> "Settings":
         known = {f.name for f in fields(self)}
         return replace(self, **{k: v for k, v in kw.items() if k in known and v is not None})
@@ -199,6 +208,12 @@ class Settings:
                 for attr in attrs:
                     setattr(s, attr, seconds)
         s.control_share = check_share(env[ENV_CONTROL_SHARE], ENV_CONTROL_SHARE) if env.get(ENV_CONTROL_SHARE) else DEFAULT_SHARE
+        if env.get(ENV_WARM_START):
+            from ml_backend.warm_start import WARM_STARTS
+
+            if env[ENV_WARM_START] not in WARM_STARTS:
+                raise ValueError(f"{ENV_WARM_START} must be one of {', '.join(WARM_STARTS)}, got {env[ENV_WARM_START]!r}")
+            s.warm_start = env[ENV_WARM_START]
         if env.get(ENV_STARTERS) is not None:
             s.starters = env[ENV_STARTERS].strip().lower() not in ("0", "false", "no", "off")
         if env.get(ENV_MASK_PII_SCHEMAS) is not None:

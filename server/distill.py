@@ -15,9 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from ml_backend.distill import DistillOptions, distill_model, docs_per_second
-from ml_backend.models import load_model
 from ml_backend.models.hf import serving_model
-from ml_backend.registry import ProjectModel, Registry, cold_start_model
+from ml_backend.registry import ProjectModel, Registry
 from ml_backend.schema import TaskSpec
 from ml_backend.training import examples_for, gate, has_labels
 
@@ -36,19 +35,10 @@ def teacher_version(registry: Registry, key: str, spec: TaskSpec, version: str |
     """The serving ProjectModel, or a saved version loaded in the serving precision."""
     if not version:
         return registry.get(key, spec)
-    vdir = registry.path(key, version)
-    if not vdir.is_dir():
-        raise LoopError(f"project {key} has no saved version {version!r} (goldloop versions {key})")
-    meta = json.loads((vdir / "version.json").read_text()) if (vdir / "version.json").is_file() else {}
-    models, cold = {}, []
-    for control in spec.controls:
-        cdir = registry.path(key, version, control.name)
-        if (cdir / "goldloop_model.json").is_file():
-            models[control.name] = load_model(cdir, quantize=registry.settings.quantize, threads=registry.settings.threads)
-        else:
-            models[control.name] = cold_start_model(control, registry.settings, meta.get("model_name"))
-            cold.append(control.name)
-    return ProjectModel(spec, version, models, {"cold_start": cold, "model_name": meta.get("model_name")})
+    try:
+        return registry.saved(key, spec, version)
+    except FileNotFoundError:
+        raise LoopError(f"project {key} has no saved version {version!r} (goldloop versions {key})") from None
 
 
 def run_distill(settings, project_ref: str | int, *, options: DistillOptions | None = None, from_version: str | None = None,

@@ -19,7 +19,7 @@ from ml_backend.encoders import choose_encoder
 from ml_backend.registry import ProjectModel, Registry
 from ml_backend.results import result_key
 from ml_backend.schema import TaskSpec
-from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, train_control
+from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, merge_examples, train_control
 
 from . import ls_client, store
 from .errors import LoopError
@@ -153,7 +153,7 @@ def run_round(
 
     labeled: train on these records instead of the project's exported annotations (server/pretrain.py).
     ctx: the project already opened by the caller (else opened here from project_ref, client and registry)."""
-    opts = options or TrainOptions(cold_start_labels=settings.cold_start_labels)
+    opts = options or settings.train_options()
     ctx = ctx or ProjectContext.open(settings, project_ref, client=client, registry=registry)
     pinned_encoder = bool(opts.model_name)  # chosen for this round: used as it is
     opts.device = opts.device or settings.device
@@ -181,6 +181,7 @@ def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str,
     n_labeled = sum(len(v) for v in data.values())
 
     serving = registry.get(ctx.key, spec)
+    warm = warm_source(ctx, serving) if opts.warm_start == "serving" else serving
     all_records = [r for split in data.values() for r in split]
     # the project's encoder, chosen from its own documents (labeled + pool): one that reads their script
     docs = [t for r in all_records for f in spec.value_fields if isinstance(t := r.get("text") or (r.get("data") or {}).get(f), str)]
@@ -190,6 +191,11 @@ def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str,
     labeled = {c.name for c in spec.controls if has_labels(c, of_control(all_records, c))}
     if not labeled:
         raise LoopError("the exported annotations hold no label of any control in the labeling config")
+    silver, silver_info = {}, None
+    if opts.silver_weight > 0 and labeled_records is None:  # the trusted LLM's cached answers on the pool
+        from .llm.silver import silver_examples
+
+        silver, silver_info = silver_examples(ctx, pool_texts, opts.silver_weight)
     models, control_info, carried_cold = {}, [], []
     for control in spec.controls:
         if control.name not in labeled:  # nobody labels it yet: keep what serves it, neither train nor score it
@@ -199,10 +205,19 @@ def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str,
             control_info.append({"control": control.name, "skipped": "no labels yet", "kind": serving.models[control.name].kind})
             continue
         train, dev = examples_for(control, of_control(data["train"], control)), examples_for(control, of_control(data["dev"], control))
+        if control.name in silver and silver[control.name].texts:
+            train = merge_examples(train, silver[control.name])
         teacher = serving.models.get(control.name) if control.name not in serving.meta.get("cold_start", []) else None
-        model, ci = train_control(control, train, dev, opts, pool_texts[control.value_field], teacher)
+        # the serving model teaches self-training; a warm start continues from it (or from its teacher: warm_source)
+        start = warm.models.get(control.name) if control.name not in warm.meta.get("cold_start", []) else None
+        model, ci = train_control(control, train, dev, opts, pool_texts[control.value_field], teacher, start=start)
         models[control.name] = model
         control_info.append(ci)
+    # per trained control: the version it continued from, or the base encoder and why (ml_backend/warm_start.py)
+    started_from = {ci["control"]: warm.version if ci.get("started_from") == "serving" else
+                    f"base encoder {opts.model_name}" + (f" ({ci['base_because']})" if ci.get("base_because") else "")
+                    for ci in control_info if "started_from" in ci}
+    project_labels = n_labeled if labeled_records is None else 0  # outside records (starters, pretrain) are no project label
     candidate = ProjectModel(spec, version, models, {"cold_start": carried_cold, "model_name": opts.model_name,
                                                         "encoder_choice": encoder_choice})
     new_metrics = evaluate_labeled(spec, candidate.models, data["test"], labeled)
@@ -215,23 +230,57 @@ def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str,
         reason = (f"first trained version (primary {new_metrics['primary']:.4f}; cold-start models scored "
                   f"{'n/a' if cold is None else format(cold, '.4f')})") if promote else "no test documents with labels: cannot evaluate, not promoted"
     else:
-        promote, reason = gate(new_metrics, old_metrics, opts.tolerance)
+        promote, reason = gate(new_metrics, old_metrics, opts.tolerance, (project_labels, served_project_labels(ctx, serving.version)))
     out: dict[str, Any] = {
         "dataset_version": dataset_version, "data_hash": data_hash,
         "labeled_docs": n_labeled, "pool_docs": len(pool_ids), "metrics": json.dumps(new_metrics), "serving_metrics": json.dumps(old_metrics),
         "primary": new_metrics.get("primary"), "serving_primary": (old_metrics or {}).get("primary"), "serving_version": serving.version,
         "models": json.dumps(control_info, default=str), "decision": reason, "status": "promoted" if promote else "rejected",
         "encoder": encoder_choice["chosen"], "encoder_choice": json.dumps(encoder_choice),
+        "started_from": json.dumps(started_from), "project_labels": project_labels,
     }
+    if silver_info is not None:
+        out["silver"] = json.dumps(silver_info)
     if not promote:
         return out
     # with outside records, a project whose every task is labeled gets its predictions on those tasks
     labeled_tasks = data if labeled_records is None else {"train": done}
     out.update(publish(ctx, candidate, serving, pool_ids, pool_texts, labeled_tasks, strategy, opts.seed, progress,
                        {"metrics": new_metrics, "dataset_version": dataset_version, "decision": reason,
-                         "model_name": opts.model_name, "encoder_choice": encoder_choice},
+                         "model_name": opts.model_name, "encoder_choice": encoder_choice, "started_from": started_from,
+                         "project_labels": project_labels},
                        cost_model=project_cost_model(ctx, done) if strategy == "cost_aware" else None))
     return out
+
+
+def warm_source(ctx: ProjectContext, serving: ProjectModel) -> ProjectModel:
+    """What a warm start continues from: the serving version, or its teacher when it is a distilled student (a student's
+    fewer layers fit no full-depth model, and the teacher is what it learnt from; ml_backend/warm_start.py)."""
+    path = ctx.registry.path(ctx.key, serving.version, file="version.json")
+    try:
+        teacher = (json.loads(path.read_text()).get("distill") or {}).get("teacher_version") if path.is_file() else None
+        return ctx.registry.saved(ctx.key, ctx.spec, teacher) if teacher else serving
+    except (OSError, ValueError) as exc:  # the teacher's files are gone or unreadable: the student is all there is
+        log.warning("project %s: the teacher of %s cannot be loaded (%s); a warm start tries the student", ctx.key, serving.version, exc)
+        return serving
+
+
+def served_project_labels(ctx: ProjectContext, version: str) -> int | None:
+    """How many of the project's own labels its serving version was trained on (a distilled student: its teacher's);
+    None for a version recorded before this was recorded, or the cold start."""
+    for _ in range(2):  # the version, then the teacher it was distilled from
+        path = ctx.registry.path(ctx.key, version, file="version.json")
+        try:
+            record = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            return None
+        n = record.get("project_labels")
+        if isinstance(n, (int, float)):
+            return int(n)
+        version = (record.get("distill") or {}).get("teacher_version")
+        if not version:
+            return None
+    return None
 
 
 def project_cost_model(ctx: ProjectContext, done: list[dict]):

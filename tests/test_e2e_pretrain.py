@@ -124,3 +124,39 @@ def test_up_without_samples_then_an_import_trains_the_starters_and_pre_annotates
         assert ls_client.get_project(client, news).model_version == rows[1]["version"]
         status = goldloop("status", home=home, env=env).stdout
         assert f"project {med}: starter promoted {version}" in status and "run: goldloop pretrain" not in status, status
+
+
+TWEETS = Path(__file__).resolve().parents[1] / "server" / "starters" / "financial_news" / "twitter_financial_news_sentiment.jsonl"
+MOOD = {"Bullish": "positive", "Bearish": "negative", "Neutral": "neutral"}
+
+
+def test_a_round_on_the_projects_labels_continues_from_the_pretrained_version_and_serves_one_at_least_as_good(stack_up, tmp_path):
+    """The loop compounds: a pretrained (starter-like) sentiment model serves financial_news; the project's own 90
+    labels train a round that continues from its weights (the version says so), and what serves afterwards is at
+    least as good on the project's test split as the pretrained version (within the gate's tolerance)."""
+    home, client, env = stack_up["home"], stack_up["client"], stack_up["env"]
+    db = store.open_db(home / "goldloop.db")
+    pid = store.get_project_by_name(db, "financial_news")["id"]
+    tweets = [json.loads(line) for line in TWEETS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    data = write_jsonl(tmp_path / "starter.jsonl", tweets[:100])  # the pretrained version's: 100 tweets, fine-tuned
+    cheap = ("--min-steps", "20")  # the real encoder, fewer optimizer steps than a user's round takes
+    goldloop("pretrain", "financial_news", "--data", str(data), "--control", "sentiment", *cheap,
+             *[a for k, v in MOOD.items() for a in ("--map", f"{k}={v}")], home=home, env=env)
+    pre = next(v for v in store.list_versions(db, pid) if v["trigger"] == "pretrain")
+    assert pre["status"] == "promoted" and pre["project_labels"] == 0, pre
+    assert json.loads(pre["models"])[0]["kind"] == "sequence_classifier"
+
+    mine = tweets[100:190]  # the project's own documents and labels
+    goldloop("import", "financial_news", str(write_jsonl(tmp_path / "mine.jsonl", [{"text": t["text"], "i": i} for i, t in enumerate(mine)])),
+             "--no-predict", "--no-mask-pii", home=home, env=env)
+    for t in ls_client.iter_tasks(client, pid):
+        mood = MOOD[mine[t["data"]["i"]]["label"]]
+        ls_client.create_annotation(client, t["id"], [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [mood]}}])
+    goldloop("train", "financial_news", *cheap, home=home, env=env)
+    rnd = store.list_versions(db, pid)[-1]
+    assert rnd["trigger"] == "cli" and rnd["status"] in ("promoted", "rejected"), rnd
+    assert json.loads(rnd["started_from"]) == {"sentiment": pre["version"]} and rnd["project_labels"] == len(mine), rnd
+    assert rnd["serving_version"] == pre["version"]
+    served = rnd["primary"] if rnd["status"] == "promoted" else rnd["serving_primary"]
+    assert served >= rnd["serving_primary"] - 0.005  # on the project's own test split
+    assert ls_client.get_project(client, pid).model_version == (rnd["version"] if rnd["status"] == "promoted" else pre["version"])

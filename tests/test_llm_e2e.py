@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from ml_backend.splits import split_of
 from server import ls_client, store
 from tests.plugins.label_studio import goldloop
 
@@ -63,8 +64,19 @@ def test_llm_eval_then_label_a_real_project(label_studio, fake_llm):
 
     again = goldloop("llm", "label", str(pid), "--few-shot", "2", home=home, env=env)
     assert "0 predictions written" in again.stdout and len(fake_llm.requests) == asked_for_eval + len(pool)
-    rows = store.list_versions(store.open_db(label_studio.settings.data_dir.db_path), pid)
+    db = store.open_db(label_studio.settings.data_dir.db_path)
+    rows = store.list_versions(db, pid)
     assert [r["trigger"] for r in rows] == ["llm-eval"] and rows[0]["llm_model"] == "fake-7b"
-    for text in (out.stdout, out.stderr, again.stdout, again.stderr, json.dumps(rows, default=str),
+
+    # a round teaches the small model the trusted LLM's cached pool answers too, without asking the server again
+    trained = goldloop("train", str(pid), "--silver-weight", "0.5", home=home, env=env)
+    rnd = store.list_versions(db, pid)[-1]
+    silver = json.loads(rnd["silver"])
+    assert silver["llm_model"] == "fake-7b" and silver["answered"] == 2 and silver["docs"] == {"sentiment": 2} and silver["weight"] == 0.5
+    n_train = sum(1 for t in ls_client.iter_tasks(client, pid) if t["data"]["text"] in gold and split_of(t["id"]) == "train")
+    assert json.loads(rnd["models"])[0]["train_docs"] == n_train + 2, rnd["models"]
+    assert len(fake_llm.requests) == asked_for_eval + len(pool)
+    rows = store.list_versions(db, pid)
+    for text in (out.stdout, out.stderr, again.stdout, again.stderr, trained.stdout, json.dumps(rows, default=str),
                  label_studio.settings.data_dir.llm_cache_path.read_bytes().decode("utf-8", "replace")):
         assert SECRET not in text

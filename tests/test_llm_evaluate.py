@@ -3,17 +3,14 @@ and the newest decision is the one `goldloop llm label` reads."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
-from ml_backend.registry import Registry
-from ml_backend.schema import parse_label_config
-from server import store
-from server.config import Settings
-from server.llm.evaluate import run_llm_eval, trusted
+from server.llm.evaluate import run_llm_eval
+from server.llm.trust import trusted
 from server.llm.provider import LLMConfig, Provider
-from server.project import Gold, ProjectContext
+from server.project import Gold
+from tests.plugins.llm import offline_project
 
 CONFIG = """<View><Text name="text" value="$text"/>
 <Labels name="entities" toName="text"><Label value="Company"/></Labels></View>"""
@@ -22,10 +19,7 @@ TEST = [("Apple and Google rose", [(0, 5), (10, 16)]), ("Shares of Nvidia fell",
 
 @pytest.fixture
 def ctx(tmp_path):
-    settings = Settings(home=tmp_path / "home")
-    project = SimpleNamespace(id=3, title="news", label_config=CONFIG)
-    return ProjectContext(settings, store.open_db(settings.data_dir.db_path), None, project, parse_label_config(CONFIG),
-                          Registry(settings.backend_settings()))
+    return offline_project(tmp_path, CONFIG)
 
 
 def gold():

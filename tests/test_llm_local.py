@@ -15,7 +15,8 @@ from ml_backend.schema import parse_label_config
 from server import store
 from server.config import Settings
 from server.llm.cache import AnswerCache
-from server.llm.evaluate import KIND, TRIGGER, model_version, run_llm_eval, trusted
+from server.llm.evaluate import model_version, run_llm_eval
+from server.llm.trust import KIND, TRIGGER, trusted
 from server.llm.label import label_pool
 from server.llm.provider import LLMConfig, LLMError, Provider
 from server.project import Gold, ProjectContext

@@ -168,7 +168,7 @@ CMEDQANER = Path("/work/shared/data/zh_cmedqaner")
 def test_the_chinese_medical_starter_maps_cmedqaner_onto_the_schema_and_holds_train_questions_only():
     from ml_backend.schema import parse_label_config
 
-    assert starters.languages("medical_records") == ["en", "zh"] and starters.languages("financial_news") == ["en"]
+    assert starters.languages("medical_records") == ["en", "zh"]
     man = starters.manifest("medical_records", "zh")
     assert man["language"] == "zh" and [s["split"] for s in man["sets"]] == ["train"]
     assert "Apache License" in (ZH / man["sets"][0]["licence_file"]).read_text()
@@ -195,6 +195,30 @@ def test_the_chinese_medical_starter_maps_cmedqaner_onto_the_schema_and_holds_tr
         assert not held_out & {r["text"] for r in rows}
 
 
+FIN_ZH = ROOT / "server" / "starters" / "financial_news" / "zh"
+GSDSIMP = ROOT / "bench" / "data" / "zh_gsdsimp"
+
+
+def test_the_chinese_financial_starter_maps_gsdsimp_onto_the_entities_labels_from_train_sentences_only():
+    from ml_backend.schema import parse_label_config
+
+    assert starters.languages("financial_news") == ["en", "zh"]
+    man = starters.manifest("financial_news", "zh")
+    assert man["language"] == "zh" and [(s["name"], s["split"], s["control"]) for s in man["sets"]] == [("zh_gsdsimp", "train", "entities")]
+    spec = parse_label_config((ROOT / "schemas" / "financial_news.xml").read_text())
+    assert set(man["sets"][0]["map"].values()) <= set(spec.control("entities").labels)  # Company, Person, Location
+    licence = FIN_ZH / man["sets"][0]["licence_file"]
+    assert licence.is_file() and "Attribution-ShareAlike 4.0" in licence.read_text() and "CC BY-SA 4.0" in man["sets"][0]["licence"]
+    sources, maps = starters.inputs("financial_news", "zh")
+    assert sources == [(FIN_ZH / "zh_gsdsimp.jsonl", "entities")] and maps == ["LOC=Location", "ORG=Company", "PER=Person"]
+    rows = [json.loads(line) for line in sources[0][0].read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == man["sets"][0]["documents"] == 400 and all(r["id"].startswith("zh_gsdsimp:train-") for r in rows)
+    assert all(0 <= s["start"] < s["end"] <= len(r["text"]) for r in rows for s in r["spans"])
+    assert {s["label"] for r in rows for s in r["spans"]} == set(man["sets"][0]["map"])
+    held_out = {json.loads(line)["text"] for line in (GSDSIMP / "test.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert not held_out & {r["text"] for r in rows}  # the benchmark's test sentences are never trained on
+
+
 NOTE = "患者三天前出现发热、咳嗽，诊断为肺炎，给予阿莫西林口服。"
 
 
@@ -204,7 +228,8 @@ def test_the_starter_a_project_gets_is_chosen_by_its_documents_language(settings
     assert starters.language_of("medical_records", [NOTE, "Aspirin 100 mg"]) == "zh"
     assert starters.language_of("medical_records", ["Patient presented with fever; started amoxicillin."]) == "en"
     assert starters.language_of("medical_records", []) == "en"  # no documents yet: the English starter
-    assert starters.language_of("financial_news", [NOTE]) == "en"  # no Chinese set: the English one
+    assert starters.language_of("financial_news", [NOTE]) == "zh"  # its Chinese set (UniversalNER GSDSIMP)
+    assert starters.language_of("contracts", [NOTE]) == "en"  # no starter set in any language
     # the English starter trained and promoted: cached for English documents, to be trained for Chinese ones
     _row(db, 3, "medical_records", "promoted", pid=None, version="v1", language="en",
          key=starters.key("medical_records", settings.model, "en"))

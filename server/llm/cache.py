@@ -43,6 +43,13 @@ class AnswerCache:
                                                     [text_hash(text), prompt_hash, model], limit=1)), None)
         return json.loads(row["answer"]) if row else None
 
+    def latest(self, text: str, model: str) -> dict | None:
+        """The newest cached answer of ``model`` for a text under any prompt (a prompt's few-shot examples change as
+        labels come in; the answer stays the model's reading of that text), or None."""
+        row = next(iter(self.db[ANSWERS].rows_where("text_hash = ? and model = ?", [text_hash(text), model],
+                                                    order_by="created_at desc", limit=1)), None)
+        return json.loads(row["answer"]) if row else None
+
     def put(self, text: str, prompt_hash: str, model: str, answer: dict) -> None:
         self.db[ANSWERS].upsert({"text_hash": text_hash(text), "prompt_hash": prompt_hash, "model": model,
                                  "answer": json.dumps(answer, ensure_ascii=False), "created_at": time.time()},

@@ -22,7 +22,6 @@ from ml_backend.models.base import TextPrediction
 from ml_backend.schema import Control, TaskSpec
 from ml_backend.training import gate, has_labels
 
-from .. import store
 from ..errors import LoopError
 from ..loop import evaluate_labeled, of_control
 from ..project import Gold, ProjectContext
@@ -30,13 +29,10 @@ from ..runner import run_job
 from .align import read_answer
 from .prompt import PromptBuilder, project_instruction, record_text
 from .provider import Provider
+from .trust import KIND, NOT_TRUSTED, TRIGGER, TRUSTED
 
 log = logging.getLogger(__name__)
 
-TRUSTED, NOT_TRUSTED = "trusted", "not trusted"  # an llm-eval record's status: the gate's decision
-
-KIND = "llm"
-TRIGGER = "llm-eval"
 DEFAULT_TOLERANCE = 0.0  # an LLM earns trust by doing at least as well as what serves
 
 
@@ -120,10 +116,3 @@ def run_llm_eval(ctx: ProjectContext, provider: Provider, *, k: int = 3, toleran
     hyper = {"model": cfg.model, "k": k, "tolerance": tolerance, "max_tokens": cfg.max_tokens, "temperature": cfg.temperature}
     return run_job(ctx, build, kind=KIND, trigger=TRIGGER, strategy=KIND, hyperparameters=hyper, record=record)
 
-
-def trusted(db, project_id: int, model: str, prompt_hash: str) -> dict | None:
-    """The newest llm-eval record of this model and prompt for the project when it was trusted, else None."""
-    rows = [r for r in store.list_versions(db, project_id)
-            if r.get("trigger") == TRIGGER and r.get("llm_model") == model and r.get("prompt_hash") == prompt_hash
-            and r.get("status") in (TRUSTED, NOT_TRUSTED)]
-    return rows[-1] if rows and rows[-1]["status"] == TRUSTED else None

@@ -18,9 +18,10 @@ from ..errors import ExportError
 from ..project import ProjectContext
 from .align import read_answer, result_items
 from .cache import AnswerCache
-from .evaluate import model_version, trusted
+from .evaluate import model_version
 from .prompt import PromptBuilder, project_instruction, text_field
 from .provider import LLMError, Provider
+from .trust import trusted
 
 log = logging.getLogger(__name__)
 

@@ -139,3 +139,20 @@ def fake_llm():
     fake = FakeLLM()
     yield fake
     fake.close()
+
+
+def offline_project(tmp_path: Path, label_config: str, project_id: int = 3):
+    """A ProjectContext for a project with this labeling config and no Label Studio behind it (the LLM code that reads
+    only the store, the registry and the cache)."""
+    from types import SimpleNamespace
+
+    from ml_backend.registry import Registry
+    from ml_backend.schema import parse_label_config
+    from server import store
+    from server.config import Settings
+    from server.project import ProjectContext
+
+    settings = Settings(home=tmp_path / "home")
+    project = SimpleNamespace(id=project_id, title="news", label_config=label_config)
+    return ProjectContext(settings, store.open_db(settings.data_dir.db_path), None, project, parse_label_config(label_config),
+                          Registry(settings.backend_settings()))
