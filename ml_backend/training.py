@@ -230,7 +230,9 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     kind = TokenClassifier.kind if control.kind == "spans" else SequenceClassifier.kind
     # a fine-tuned serving model (a starter, the last round) is worth continuing from below the cold-start threshold:
     # a few of the project's labels adjust it, where a matcher or TF-IDF on them would start over
-    warm = opts.warm_start == "serving" and source_for(kind, opts.model_name, start)[0] is not None
+    # (the model to continue from, or None and why not): looked at once, used by the threshold and by _start
+    source = source_for(kind, opts.model_name, start) if opts.warm_start == "serving" else (None, "")
+    warm = source[0] is not None
     fine_tune = n >= opts.cold_start_labels or (warm and n > 0)
     if opts.mlm_steps > 0 and pool and fine_tune and opts.work_dir and not warm:
         adapted, info["domain_adaptation"] = adapted_encoder(pool, model_name=opts.model_name, steps=opts.mlm_steps,
@@ -252,7 +254,7 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
                 return TokenClassifier(control.labels, model_name=opts.model_name, train_length=opts.train_length, stride=opts.stride,
                                        device=opts.device or None, encoder_layers=layers)
 
-            model = _start(build, kind, opts.span_layers_of(opts.model_name), start, opts, info)
+            model = _start(build, opts.span_layers_of(opts.model_name), source, opts, info)
             info["fit"] = model.fit(train, val=dev if dev.texts else None, **opts.fit_kwargs())
             info["encoder_layers"] = model.model.config.num_hidden_layers
     else:
@@ -262,7 +264,7 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
                 return SequenceClassifier(control.labels, control.multi, model_name=opts.model_name, train_length=opts.train_length,
                                           stride=opts.stride, pooling=opts.pooling, device=opts.device or None)
 
-            model = _start(build, kind, 0, start, opts, info)
+            model = _start(build, 0, source, opts, info)
             # a warm head is trained already: a linear probe on frozen vectors would throw it away
             kw = dict(opts.fit_kwargs("choices"), init_linear_probe=opts.linear_probe and info["started_from"] != "serving")
             info["fit"] = model.fit(train, val=dev if dev.texts else None, **kw)
@@ -280,13 +282,14 @@ def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, p
     return model, info
 
 
-def _start(build, kind: str, layers: int, start, opts: TrainOptions, info: dict):
-    """A new fine-tuned model: ``start``'s weights when ``opts.warm_start`` asks for them and they fit (info records
-    "started_from": "serving", or "base" and why not), else a fresh head on the base encoder."""
+def _start(build, layers: int, found: tuple, opts: TrainOptions, info: dict):
+    """A new fine-tuned model: the weights of ``found`` (source_for's (model, why not)) when ``opts.warm_start`` asks
+    for them and they fit (info records "started_from": "serving", or "base" and why not), else a fresh head on the
+    base encoder."""
     if opts.warm_start != "serving":
         info["started_from"] = "base"
         return build(layers)
-    source, why = source_for(kind, opts.model_name, start)
+    source, why = found
     if source is not None:
         try:
             model, info["warm_start"] = warm_started(build, source)

@@ -195,7 +195,7 @@ def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str,
     if opts.silver_weight > 0 and labeled_records is None:  # the trusted LLM's cached answers on the pool
         from .llm.silver import silver_examples
 
-        silver, silver_info = silver_examples(ctx, pool_texts, opts.silver_weight)
+        silver, silver_info = silver_examples(ctx, pool_texts, opts.silver_weight, limit=opts.max_pool)
     models, control_info, carried_cold = {}, [], []
     for control in spec.controls:
         if control.name not in labeled:  # nobody labels it yet: keep what serves it, neither train nor score it

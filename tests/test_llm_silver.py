@@ -47,6 +47,9 @@ def test_the_trusted_llms_cached_answers_become_weighted_examples(ctx):
     assert info["answered"] == 3 and info["docs"] == {"entities": 3, "mood": 2} and info["llm_model"] == "big"
     assert info["alignment"].get("unknown_choices") == 1
 
+    capped, capped_info = silver_examples(ctx, {"text": pool}, 0.3, limit=2)  # the bound: answered documents read
+    assert capped["entities"].texts == ["Apple rose", "Nothing to see"] and capped_info["answered"] == 2
+
     _eval(ctx, "e22", "big", "not trusted")  # the newest evaluation decides
     with pytest.raises(LoopError, match="trusts no LLM"):
         silver_examples(ctx, {"text": pool}, 0.3)

@@ -20,23 +20,28 @@ from .prompt import text_field
 from .trust import trusted_model
 
 
-def silver_examples(ctx, pool_texts: dict[str, list[str]], weight: float) -> tuple[dict[str, Examples], dict]:
-    """Per control, the trusted LLM's cached answers on the pool as examples weighing ``weight``; and what was used
-    (model, documents per control, answers read). Raises LoopError when the project trusts no LLM."""
+def silver_examples(ctx, pool_texts: dict[str, list[str]], weight: float, limit: int = 2000) -> tuple[dict[str, Examples], dict]:
+    """Per control, the trusted LLM's cached answers on the pool as examples weighing ``weight``, from at most
+    ``limit`` answered documents (a round's training set stays bounded however large the pool: TrainOptions.max_pool,
+    the cap self-training has too); and what was used (model, documents per control, answers read). Raises LoopError
+    when the project trusts no LLM."""
     record = trusted_model(ctx.db, ctx.pid)
     if record is None:
         raise LoopError(f"project {ctx.pid} trusts no LLM: run `goldloop llm eval {ctx.pid}` (its gate must trust it) and "
                         f"`goldloop llm label {ctx.pid}` before training on silver labels")
     return examples_from_cache(ctx.spec, AnswerCache(ctx.settings.data_dir.llm_cache_path), record["llm_model"],
-                               pool_texts.get(text_field(ctx.spec), []), weight)
+                               pool_texts.get(text_field(ctx.spec), []), weight, limit)
 
 
-def examples_from_cache(spec: TaskSpec, cache: AnswerCache, model: str, texts: list[str], weight: float) -> tuple[dict[str, Examples], dict]:
+def examples_from_cache(spec: TaskSpec, cache: AnswerCache, model: str, texts: list[str], weight: float,
+                        limit: int = 2000) -> tuple[dict[str, Examples], dict]:
     """silver_examples' work for one model's cached answers on ``texts``."""
     counts: Counter = Counter()
     out = {c.name: Examples([], [], []) for c in spec.controls}
     answered = 0
     for text in dict.fromkeys(texts):  # a duplicated pool text teaches once
+        if answered >= limit:
+            break
         answer = cache.latest(text, model)
         if answer is None:
             continue
