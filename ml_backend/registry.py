@@ -287,21 +287,34 @@ class Registry:
             fn(project, pm.version)
 
     def saved(self, project: str, spec: TaskSpec, version: str) -> ProjectModel:
-        """A saved version of a project loaded as it would serve (not installed; controls it holds no model of get
-        their cold-start model). Raises FileNotFoundError for a version never saved."""
-        vdir = self.path(project, version)
-        if not vdir.is_dir():
+        """A saved version of a project loaded as it would serve (not installed; controls it holds no usable model of
+        get their cold-start model). Raises FileNotFoundError for a version never saved."""
+        if not self.path(project, version).is_dir():
             raise FileNotFoundError(f"project {project} has no saved version {version!r}")
-        meta = json.loads((vdir / "version.json").read_text()) if (vdir / "version.json").is_file() else {}
-        models, cold = {}, []
+        return self._version(project, spec, version)
+
+    def _version(self, project: str, spec: TaskSpec, version: str) -> ProjectModel:
+        """The models of a saved version, per control; a control whose model is missing, cannot be loaded or knows other
+        labels than the config's gets its cold-start model (listed in meta["cold_start"])."""
+        recorded = self.path(project, version, file="version.json")
+        record = json.loads(recorded.read_text()) if recorded.is_file() else {}
+        models: dict[str, Model] = {}
+        cold = []
         for control in spec.controls:
             cdir = self.path(project, version, control.name)
-            if (cdir / "goldloop_model.json").is_file():
-                models[control.name] = load_model(cdir, quantize=self.settings.quantize, threads=self.settings.threads)
-            else:
-                models[control.name] = cold_start_model(control, self.settings, meta.get("model_name"))
+            try:
+                m = load_model(cdir, quantize=self.settings.quantize, threads=self.settings.threads) if (cdir / "goldloop_model.json").exists() else None
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # TypeError: skops refused a type
+                log.warning("project %s: cannot load %s (%s); using the cold-start model", project, cdir, exc)
+                m = None
+            if m is None or list(m.labels) != list(control.labels):
                 cold.append(control.name)
-        return ProjectModel(spec, version, models, {"cold_start": cold, "model_name": meta.get("model_name"), "record": meta})
+                m = cold_start_model(control, self.settings, record.get("model_name"))
+            models[control.name] = m
+        meta: dict[str, Any] = {"cold_start": cold}
+        if record.get("model_name"):
+            meta["model_name"] = record["model_name"]
+        return ProjectModel(spec, version, models, meta)
 
     def get(self, project: str, spec: TaskSpec) -> ProjectModel:
         """The serving ProjectModel for a project and labeling config (loaded on first use), with every
@@ -356,31 +369,13 @@ class Registry:
 
     def _load(self, project: str, spec: TaskSpec) -> ProjectModel:
         ptr = self.pointer(project)
-        models: dict[str, Model] = {}
-        version = cold_start_version(spec)
-        meta: dict[str, Any] = {"cold_start": [c.name for c in spec.controls]}
         if ptr:
-            meta = {"cold_start": []}
-            for control in spec.controls:
-                cdir = self.path(project, ptr["version"], control.name)
-                try:
-                    m = load_model(cdir, quantize=self.settings.quantize, threads=self.settings.threads) if (cdir / "goldloop_model.json").exists() else None
-                except (OSError, ValueError, KeyError, TypeError) as exc:  # TypeError: skops refused a type
-                    log.warning("project %s: cannot load %s (%s); using the cold-start model", project, cdir, exc)
-                    m = None
-                if m is not None and list(m.labels) == list(control.labels):
-                    models[control.name] = m
-                else:
-                    meta["cold_start"].append(control.name)
-            version = ptr["version"]
-            recorded = self.path(project, version, file="version.json")
-            if recorded.is_file() and json.loads(recorded.read_text()).get("model_name"):
-                meta["model_name"] = json.loads(recorded.read_text())["model_name"]
-        for control in spec.controls:
-            if control.name not in models:
-                models[control.name] = cold_start_model(control, self.settings, meta.get("model_name"))
-        log.info("project %s: serving %s (cold start for %s)", project, version, meta["cold_start"] or "none")
-        return ProjectModel(spec, version, models, meta)
+            pm = self._version(project, spec, ptr["version"])
+        else:
+            models = {c.name: cold_start_model(c, self.settings, None) for c in spec.controls}
+            pm = ProjectModel(spec, cold_start_version(spec), models, {"cold_start": [c.name for c in spec.controls]})
+        log.info("project %s: serving %s (cold start for %s)", project, pm.version, pm.meta["cold_start"] or "none")
+        return pm
 
     def promote(self, project: str, pm: ProjectModel, info: dict | None = None) -> Path:
         """Save a project's new models as a version, point serving.json at it, swap it in atomically."""

@@ -79,6 +79,10 @@ class TrainOptions:
     # where a fine-tuned model starts (ml_backend/warm_start.py): "serving" continues from the serving version's weights
     # when they fit (same kind and encoder), "base" from the base encoder; docs/benchmarks.md "Warm start" measured both
     warm_start: str = "serving"
+    # a round also trains on its starter's own data (warm_start.rehearsal_sample): this many starter examples per
+    # project label, at least rehearsal_floor of them; 0: the project's labels alone
+    rehearsal: float = 0.5
+    rehearsal_floor: int = 128
     # > 0: a round also trains on the trusted LLM's cached answers for the pool at this weight (server/llm/silver.py)
     silver_weight: float = 0.0
     model_name: str = ""

@@ -80,3 +80,37 @@ def warm_started(build, source) -> tuple[object, dict]:
     """``build(encoder_layers)`` a new model as deep as ``source`` and give it ``source``'s weights; (model, info)."""
     model = build(layers_of(source))
     return model, transfer(model, source)
+
+
+def unrehearsable(kind: str, starter, train) -> str:
+    """Why a span control's starter documents cannot be rehearsed beside ``train`` ("" when they can): the project marks
+    labels the starter's documents never mark. Those documents are unmarked for them, so replaying them would teach
+    that every Procedure or Obligation in them is no entity. A document label has no such trap (each rehearsed
+    document holds one of the starter's labels, and those are right)."""
+    if kind != "spans":
+        return ""
+    known = {t[2] for spans in starter.targets for t in spans}
+    unknown = sorted({t[2] for spans in train.targets for t in spans} - known)
+    return f"the project marks {', '.join(unknown)}, which the starter's documents never mark" if unknown else ""
+
+
+def rehearsal_sample(starter, n_project: int, ratio: float, floor: int, seed: int = 0):
+    """The starter examples a round rehearses beside ``n_project`` labels of the project: ``ratio`` per project label,
+    at least ``floor``, at most all of them (``ratio`` 0: none), drawn by ``seed``; an ``Examples`` at weight 1.
+
+    Continued fine-tuning on a few labels alone forgets: a doc classifier's 100-step floor runs 25 labels 64 times
+    and pulls a 1,500-example starter onto them (docs/benchmarks.md, "Warm start"). Replaying the starter's own data
+    keeps what it knew while the project's labels move it; the floor keeps a small round from replaying a dozen. Too
+    much replay holds back a project whose documents differ from the starter's: one per label and at least 256 cost
+    1.6 points on news sentences at 200 labels, half as many and at least 128 (the default) none (docs/benchmarks.md,
+    "Rehearsal")."""
+    import random
+
+    from .models import Examples
+
+    if ratio <= 0 or not starter.texts:
+        return Examples([], [])
+    k = min(len(starter.texts), max(int(floor), int(round(ratio * n_project))))
+    picked = sorted(random.Random(seed).sample(range(len(starter.texts)), k))
+    masks = [starter.masks[i] for i in picked] if starter.masks is not None else None
+    return Examples([starter.texts[i] for i in picked], [starter.targets[i] for i in picked], [1.0] * k, masks)

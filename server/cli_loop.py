@@ -26,13 +26,15 @@ from .cli_base import data_dir_option, echo_json_or_empty, settings_for, step_fl
 @click.option("--tolerance", type=float, default=None, help="Promote unless the primary metric drops by more than this.")
 @click.option("--warm-start", type=click.Choice(["serving", "base"]), default=None,
               help="Fine-tune from the serving version's weights, or from the base encoder [default: $GOLDLOOP_WARM_START or serving].")
+@click.option("--rehearsal", type=click.FloatRange(0, 100), default=None,
+              help="Starter examples rehearsed per project label, in a project its starter served (0: none) [default: $GOLDLOOP_REHEARSAL or 0.5].")
 @click.option("--silver-weight", type=click.FloatRange(0, 1), default=None,
               help="Also train on the trusted LLM's cached answers for the pool (goldloop llm label), at this weight (0: off).")
 @click.option("--mlm-steps", type=int, default=None, help="Domain-adaptive MLM steps on the unlabeled pool before fine-tuning.")
 @click.option("--device", default=None, help="auto (CUDA when torch sees one, else the CPU), cpu, cuda or cuda:N (default $GOLDLOOP_DEVICE or auto).")
 @click.option("--trigger", default="cli", hidden=True, help="What started the round (recorded with the version).")
-def train(data_dir, project, strategy, self_training, epochs, min_steps, freeze_layers, span_layers, mention_swap, lora, tolerance, warm_start, silver_weight, mlm_steps,
-          device, trigger):
+def train(data_dir, project, strategy, self_training, epochs, min_steps, freeze_layers, span_layers, mention_swap, lora, tolerance, warm_start, rehearsal, silver_weight,
+          mlm_steps, device, trigger):
     """Run one active-learning round now: export labels, train, evaluate, gate, pre-annotate, reorder."""
     from . import jobs
     from .locks import EXIT_ROUND_RUNNING, RoundRunning
@@ -40,7 +42,7 @@ def train(data_dir, project, strategy, self_training, epochs, min_steps, freeze_
     settings = settings_for(data_dir, device=device)
     opts = settings.train_options(self_training=self_training, epochs=epochs, freeze_layers=freeze_layers, span_encoder_layers=span_layers,
                                   span_mention_swap=mention_swap, lora=lora, tolerance=tolerance, warm_start=warm_start,
-                                  silver_weight=silver_weight, mlm_steps=mlm_steps, **step_floor(min_steps))
+                                  rehearsal=rehearsal, silver_weight=silver_weight, mlm_steps=mlm_steps, **step_floor(min_steps))
     try:
         recs = jobs.train(settings, project, options=opts, strategy=strategy, trigger=trigger)  # GOLDLOOP_DISTILL_LAYERS: a student follows
     except RoundRunning as exc:

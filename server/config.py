@@ -37,6 +37,7 @@ ENV_ADMIN_PASSWORD = "GOLDLOOP_ADMIN_PASSWORD"
 ENV_DATABASE_URL = "GOLDLOOP_DATABASE_URL"  # Label Studio's database: sqlite (default) or postgresql://...
 ENV_MASK_PII_SCHEMAS = "GOLDLOOP_MASK_PII_SCHEMAS"  # comma-separated schema names; "" masks none
 ENV_DISTILL_LAYERS = "GOLDLOOP_DISTILL_LAYERS"  # > 0: distil every promoted version into a student of this many layers
+ENV_REHEARSAL = "GOLDLOOP_REHEARSAL"  # starter examples a round rehearses per project label (0: none)
 ENV_WARM_START = "GOLDLOOP_WARM_START"  # serving (default): a round continues from the serving version; base: from the encoder
 ENV_STARTERS = "GOLDLOOP_STARTERS"  # 0: `goldloop up` trains no starter sets (server/starters/)
 ENV_START_TIMEOUT = "GOLDLOOP_START_TIMEOUT"  # seconds: the most `goldloop up` waits for Label Studio, then the backend
@@ -87,6 +88,7 @@ class Settings:
     cold_start_labels: int = 50
     distill_layers: int = 0  # > 0: `goldloop train` distils each promoted version (docs/distill.md)
     warm_start: str = "serving"  # where a round's fine-tuned models start (ml_backend/warm_start.py)
+    rehearsal: float | None = None  # None: TrainOptions' default
     threads: int = 0  # 0: one per available core
     max_text_chars: int = 500_000
     max_loaded_projects: int = 8  # ml_backend.settings.BackendSettings says why
@@ -154,6 +156,8 @@ class Settings:
         from ml_backend.training import TrainOptions
 
         base = {"cold_start_labels": self.cold_start_labels, "warm_start": self.warm_start}
+        if self.rehearsal is not None:
+            base["rehearsal"] = self.rehearsal
         return TrainOptions(**{**base, **{k: v for k, v in kw.items() if v is not None}})
 
     def with_overrides(self, **kw) -> "Settings":
@@ -214,6 +218,13 @@ class Settings:
             if env[ENV_WARM_START] not in WARM_STARTS:
                 raise ValueError(f"{ENV_WARM_START} must be one of {', '.join(WARM_STARTS)}, got {env[ENV_WARM_START]!r}")
             s.warm_start = env[ENV_WARM_START]
+        if env.get(ENV_REHEARSAL):
+            try:
+                s.rehearsal = float(env[ENV_REHEARSAL])
+            except ValueError as exc:
+                raise ValueError(f"{ENV_REHEARSAL} must be a number of starter examples per project label, got {env[ENV_REHEARSAL]!r}") from exc
+            if not 0 <= s.rehearsal <= 100:
+                raise ValueError(f"{ENV_REHEARSAL} must be between 0 and 100, got {env[ENV_REHEARSAL]!r}")
         if env.get(ENV_STARTERS) is not None:
             s.starters = env[ENV_STARTERS].strip().lower() not in ("0", "false", "no", "off")
         if env.get(ENV_MASK_PII_SCHEMAS) is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +20,15 @@ from ml_backend.registry import ProjectModel, Registry
 from ml_backend.results import result_key
 from ml_backend.schema import TaskSpec
 from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, merge_examples, train_control
+from ml_backend.warm_start import rehearsal_sample, unrehearsable
 
-from . import ls_client, store
+from . import ls_client, starters, store
 from .errors import LoopError
 from .project import ProjectContext
+from .records import LabeledRecords, of_control
 from .runner import run_job
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LabeledRecords:
-    """Labeled records that did not come from the project's annotators (a starter set, another export): a round
-    given them trains and evaluates on them instead of the Label Studio export. A record with a "controls" list
-    labels only those controls (a sentiment set says nothing about entities)."""
-
-    by_split: dict[str, list[dict]]
-    name: str  # recorded as the version's dataset_version
-    data_hash: str
-    record: dict = field(default_factory=dict)  # further columns of the version record
-
-
-def of_control(records: list[dict], control) -> list[dict]:
-    """The records that label a control: those without a "controls" list, and those naming it."""
-    return [r for r in records if control.name in r.get("controls", (control.name,))]
 
 
 def evaluate_labeled(spec: TaskSpec, models: dict, records: list[dict], controls: set[str]) -> dict:
@@ -191,6 +176,8 @@ def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str,
     labeled = {c.name for c in spec.controls if has_labels(c, of_control(all_records, c))}
     if not labeled:
         raise LoopError("the exported annotations hold no label of any control in the labeling config")
+    # the starter's data this project's rounds rehearse beside its labels (warm_start.rehearsal_sample)
+    rehearse, rehearse_from = ({}, "") if opts.rehearsal <= 0 or labeled_records is not None else starters.rehearsal_sets(ctx.db, ctx.pid, spec)
     silver, silver_info = {}, None
     if opts.silver_weight > 0 and labeled_records is None:  # the trusted LLM's cached answers on the pool
         from .llm.silver import silver_examples
@@ -205,12 +192,18 @@ def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str,
             control_info.append({"control": control.name, "skipped": "no labels yet", "kind": serving.models[control.name].kind})
             continue
         train, dev = examples_for(control, of_control(data["train"], control)), examples_for(control, of_control(data["dev"], control))
+        replay, unfit = None, unrehearsable(control.kind, rehearse[control.name], train) if control.name in rehearse else ""
+        if control.name in rehearse and not unfit:
+            replay = rehearsal_sample(rehearse[control.name], len(train.texts), opts.rehearsal, opts.rehearsal_floor, opts.seed)
+            train = merge_examples(train, replay)
         if control.name in silver and silver[control.name].texts:
             train = merge_examples(train, silver[control.name])
         teacher = serving.models.get(control.name) if control.name not in serving.meta.get("cold_start", []) else None
         # the serving model teaches self-training; a warm start continues from it (or from its teacher: warm_source)
         start = warm.models.get(control.name) if control.name not in warm.meta.get("cold_start", []) else None
         model, ci = train_control(control, train, dev, opts, pool_texts[control.value_field], teacher, start=start)
+        if control.name in rehearse:
+            ci["rehearsed"] = {"documents": len(replay.texts), "from": rehearse_from} if replay is not None else {"documents": 0, "because": unfit}
         models[control.name] = model
         control_info.append(ci)
     # per trained control: the version it continued from, or the base encoder and why (ml_backend/warm_start.py)

@@ -16,7 +16,7 @@ from ml_backend.training import examples_for, gate
 from server import starters
 from server.errors import ConfigError
 from server.loop import evaluate_labeled, of_control
-from server.pretrain import build_records, parse_mapping
+from server.records import build_records, parse_mapping
 from tests.plugins.label_studio import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]

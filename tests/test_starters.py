@@ -172,7 +172,7 @@ def test_the_chinese_medical_starter_maps_cmedqaner_onto_the_schema_and_holds_tr
     man = starters.manifest("medical_records", "zh")
     assert man["language"] == "zh" and [s["split"] for s in man["sets"]] == ["train"]
     assert "Apache License" in (ZH / man["sets"][0]["licence_file"]).read_text()
-    from server.pretrain import build_records, parse_mapping
+    from server.records import build_records, parse_mapping
 
     spec = parse_label_config((ROOT / "schemas" / "medical_records.xml").read_text())
     labels = {lbl for c in spec.controls for lbl in c.labels}
@@ -257,3 +257,31 @@ def test_chinese_notes_imported_into_a_project_with_the_english_starter_start_th
     line = starters.after_import(settings, db, 3, client=object())
     assert line == f"training medical_records in the background (pid {running_stack['starters_pid']}; goldloop status shows progress)"
     assert started == [settings.home]
+
+
+def test_a_project_its_starter_served_rehearses_the_starters_training_documents_and_no_other_does(settings):
+    from ml_backend.schema import parse_label_config
+
+    db = store.open_db(settings.data_dir.db_path)
+    _projects(db)
+    spec = parse_label_config((ROOT / "schemas" / "financial_news.xml").read_text())
+    assert starters.rehearsal_sets(db, 4, spec) == ({}, "no starter served this project")  # never trained
+    _row(db, 4, "financial_news", "rejected", language="en")
+    assert starters.rehearsal_sets(db, 4, spec)[0] == {}  # the project had a better model: the starter's data is not its own
+    _row(db, 4, "financial_news", "promoted", language="en")
+    sets, source = starters.rehearsal_sets(db, 4, spec)
+    assert source == "starter financial_news (en)" and set(sets) == {"sentiment", "entities"}
+    sources, maps = starters.inputs("financial_news")
+    from server.records import build_records, parse_mapping
+
+    train = build_records(sources, spec, parse_mapping(maps, spec)).by_split["train"]
+    tweets = {r["text"] for r in train if "sentiment" in r["controls"]}
+    assert set(sets["sentiment"].texts) == tweets and len(tweets) > 1000  # the train split only, every tweet of it
+    assert {lbl for t in sets["sentiment"].targets for lbl in t} == {"positive", "negative", "neutral"}
+    assert sets["entities"].texts and not set(sets["entities"].texts) & tweets  # each control its own documents
+    _row(db, 4, "financial_news", "promoted", language="zh")
+    assert set(starters.rehearsal_sets(db, 4, spec)[0]) == {"entities"}  # the Chinese set labels entities only
+    shrunk = parse_label_config("""<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">
+      <Choice value="positive"/><Choice value="negative"/></Choices></View>""")  # a schema edited since: no neutral
+    sets, why = starters.rehearsal_sets(db, 4, shrunk)
+    assert sets == {} and "does not fit the project's labels" in why

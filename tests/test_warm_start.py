@@ -122,3 +122,29 @@ def test_a_round_after_a_distilled_student_continues_from_its_teacher(tiny_model
     assert served_project_labels(ctx, "v1") == served_project_labels(ctx, "v2") == 80  # a student counts its teacher's labels
     assert served_project_labels(ctx, "v0") is None
     assert warm_source(ctx, registry.saved("3", SPANS, "v1")).version == "v1"  # a version that is no student: itself
+
+
+def test_rehearsal_replays_the_starters_examples_per_project_label_with_a_floor_and_a_ceiling():
+    from ml_backend.warm_start import rehearsal_sample
+
+    starter = Examples([f"doc {i}" for i in range(1000)], [["positive" if i % 2 else "negative"] for i in range(1000)])
+    assert len(rehearsal_sample(starter, 25, 1.0, 256).texts) == 256  # a small round replays the floor, not 25
+    assert len(rehearsal_sample(starter, 400, 1.0, 256).texts) == 400  # one per project label above it
+    assert len(rehearsal_sample(starter, 800, 2.0, 256).texts) == 1000  # never more than the starter has
+    assert rehearsal_sample(starter, 800, 0.0, 256).texts == []  # 0: the project's labels alone
+    a, b = rehearsal_sample(starter, 300, 1.0, 0, seed=1), rehearsal_sample(starter, 300, 1.0, 0, seed=1)
+    assert a.texts == b.texts and a.texts != rehearsal_sample(starter, 300, 1.0, 0, seed=2).texts  # one seed, one sample
+    assert all(starter.targets[int(t.split()[1])] == y for t, y in zip(a.texts, a.targets)) and a.weights == [1.0] * 300
+    spans = Examples(["x y", "z"], [[(0, 1, "Drug")], []], masks=[[(2, 3)], []])
+    assert rehearsal_sample(spans, 1, 1.0, 5).masks == [[(2, 3)], []]  # a teacher's masked tokens travel with their text
+
+
+def test_span_documents_of_a_starter_that_never_marks_a_label_the_project_marks_are_not_rehearsed():
+    from ml_backend.warm_start import unrehearsable
+
+    starter = examples_for(SPANS.controls[0], DOCS)  # Disease and Drug, never Procedure
+    mine = Examples(["Biopsy of the lesion."], [[(0, 6, "Procedure")]])
+    assert unrehearsable("spans", starter, mine) == "the project marks Procedure, which the starter's documents never mark"
+    assert unrehearsable("spans", starter, examples_for(SPANS.controls[0], DOCS[:1])) == ""  # the starter's labels only
+    moods = Examples(["up", "down"], [["positive"], ["negative"]])
+    assert unrehearsable("choices", Examples(["up"], [["positive"]]), moods) == ""  # one right label a document: no trap

@@ -231,6 +231,29 @@ def _train_one(settings, db, client, registry, schema: str, pid: int, language: 
     return {"schema": schema, "project_id": pid, "language": language, "status": status, "version": version, "duration_s": took}
 
 
+def rehearsal_sets(db, project_id: int, spec) -> tuple[dict, str]:
+    """The starter's own training documents per control, which a project's rounds rehearse beside its labels
+    (TrainOptions.rehearsal, ml_backend/warm_start.rehearsal_sample), and where they come from; ({}, why not) for a
+    project its starter never served (none shipped, not trained, rejected, failed, off) or whose labels no longer
+    take the starter's map. Bounded by the shipped set: at most its train split (about 1,500 documents, under 1 MB of text)."""
+    from ml_backend.training import examples_for
+
+    from ..errors import ConfigError
+    from ..records import build_records, of_control, parse_mapping
+
+    row = state(db, project_id)
+    if not row or row.get("status") != "promoted" or row.get("schema") not in available():
+        return {}, "no starter served this project"
+    language = row.get("language") or "en"
+    try:
+        sources, maps = inputs(row["schema"], language)
+        train = build_records(sources, spec, parse_mapping(maps, spec)).by_split["train"]
+    except (KeyError, ConfigError) as exc:  # a schema edited since: its labels no longer take the starter's
+        return {}, f"the {row['schema']} starter ({language}) does not fit the project's labels: {exc}"
+    sets = {c.name: ex for c in spec.controls if (ex := examples_for(c, of_control(train, c))).texts}
+    return sets, f"starter {row['schema']} ({language})"
+
+
 def pre_annotate_new(settings, client, project_id: int, progress: bool = False) -> str:
     """After a promotion: the serving version's predictions for every task that holds none of it (those imported
     while the starter trained got the cold-start ones), and Label Studio's project version set to it; what was done.
