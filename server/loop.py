@@ -22,11 +22,12 @@ from ml_backend.schema import TaskSpec
 from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, merge_examples, train_control
 from ml_backend.warm_start import rehearsal_sample, unrehearsable
 
-from . import ls_client, starters, store
+from . import ls_client, store
 from .errors import LoopError
 from .project import ProjectContext
 from .records import LabeledRecords, of_control
 from .runner import run_job
+from .starters.sets import rehearsal_sets
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str,
     if not labeled:
         raise LoopError("the exported annotations hold no label of any control in the labeling config")
     # the starter's data this project's rounds rehearse beside its labels (warm_start.rehearsal_sample)
-    rehearse, rehearse_from = ({}, "") if opts.rehearsal <= 0 or labeled_records is not None else starters.rehearsal_sets(ctx.db, ctx.pid, spec)
+    rehearse, rehearse_from = ({}, "") if opts.rehearsal <= 0 or labeled_records is not None else rehearsal_sets(ctx.db, ctx.pid, spec)
     silver, silver_info = {}, None
     if opts.silver_weight > 0 and labeled_records is None:  # the trusted LLM's cached answers on the pool
         from .llm.silver import silver_examples
