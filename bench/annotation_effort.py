@@ -89,8 +89,7 @@ def run(data: Path, limit_test: int, sizes: tuple[int, ...], seed: int, domains:
     from ml_backend.encoders import choose_encoder
     from ml_backend.registry import cold_start_model
     from ml_backend.schema import parse_label_config
-    from ml_backend.training import TrainOptions, examples_for, merge_examples, train_control
-    from ml_backend.warm_start import rehearsal_sample, unrehearsable
+    from ml_backend.training import TrainOptions, examples_for, merge_examples, train_control, with_rehearsal
     from server import starters
     from server.config import Settings
     from server.records import build_records
@@ -144,10 +143,8 @@ def run(data: Path, limit_test: int, sizes: tuple[int, ...], seed: int, domains:
                 ropts = replace(dopts, seed=s, warm_start="serving" if warm else "base")
                 if start == "mixed":
                     tr = merge_examples(st_train, tr)
-                if start == "rehearse" and not unrehearsable(control.kind, st_train, tr):  # the loop's rehearsal: continued from the
-                    # starter, on a sample of its documents too
-                    tr = merge_examples(tr, rehearsal_sample(st_train, len(tr.texts), ropts.rehearsal,
-                                                             ropts.rehearsal_floor, s))
+                if start == "rehearse":  # the loop's rehearsal: continued from the starter, on a sample of its documents too
+                    tr, _ = with_rehearsal(control.kind, tr, st_train, ropts)
                 model, info = train_control(control, tr, dv, ropts, start=models.get("starter") if warm else None)
                 took = round(time.time() - t, 1)
                 # scored now and let go: a curve holds one fine-tuned model at a time, and a kill keeps what was scored

@@ -16,7 +16,7 @@ from .evaluation import evaluate_choices, evaluate_spans, primary_metric
 from .mlm import adapted_encoder
 from .models import Examples, PrototypeClassifier, SequenceClassifier, SpanMatcher, TfidfClassifier, TokenClassifier
 from .models.base import chosen_labels
-from .warm_start import source_for, transfer, warm_started
+from .warm_start import rehearsal_sample, source_for, transfer, unrehearsable, warm_started
 
 
 @dataclass
@@ -222,6 +222,17 @@ def merge_examples(a: Examples, b: Examples) -> Examples:
     if a.masks is not None or b.masks is not None:
         masks = (a.masks or [[] for _ in a.texts]) + (b.masks or [[] for _ in b.texts])
     return Examples(a.texts + b.texts, a.targets + b.targets, wa + wb, masks)
+
+
+def with_rehearsal(kind: str, train: Examples, starter: Examples, opts: TrainOptions) -> tuple[Examples, dict]:
+    """``train`` and the starter examples a round rehearses beside it (warm_start.rehearsal_sample, by
+    ``opts.rehearsal``, ``opts.rehearsal_floor`` and ``opts.seed``), and what was rehearsed: {"documents": n}, or
+    {"documents": 0, "because": why} for a span control whose labels the starter's documents do not all mark."""
+    why = unrehearsable(kind, starter, train)
+    if why:
+        return train, {"documents": 0, "because": why}
+    replay = rehearsal_sample(starter, len(train.texts), opts.rehearsal, opts.rehearsal_floor, opts.seed)
+    return merge_examples(train, replay), {"documents": len(replay.texts)}
 
 
 def train_control(control, train: Examples, dev: Examples, opts: TrainOptions, pool: list[str] = (), teacher=None, start=None):

@@ -19,8 +19,7 @@ from ml_backend.encoders import choose_encoder
 from ml_backend.registry import ProjectModel, Registry
 from ml_backend.results import result_key
 from ml_backend.schema import TaskSpec
-from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, merge_examples, train_control
-from ml_backend.warm_start import rehearsal_sample, unrehearsable
+from ml_backend.training import TrainOptions, evaluate_models, examples_for, gate, has_labels, merge_examples, train_control, with_rehearsal
 
 from . import ls_client, store
 from .errors import LoopError
@@ -193,18 +192,17 @@ def _round(ctx: ProjectContext, version: str, opts: TrainOptions, strategy: str,
             control_info.append({"control": control.name, "skipped": "no labels yet", "kind": serving.models[control.name].kind})
             continue
         train, dev = examples_for(control, of_control(data["train"], control)), examples_for(control, of_control(data["dev"], control))
-        replay, unfit = None, unrehearsable(control.kind, rehearse[control.name], train) if control.name in rehearse else ""
-        if control.name in rehearse and not unfit:
-            replay = rehearsal_sample(rehearse[control.name], len(train.texts), opts.rehearsal, opts.rehearsal_floor, opts.seed)
-            train = merge_examples(train, replay)
+        rehearsed = None
+        if control.name in rehearse:
+            train, rehearsed = with_rehearsal(control.kind, train, rehearse[control.name], opts)
         if control.name in silver and silver[control.name].texts:
             train = merge_examples(train, silver[control.name])
         teacher = serving.models.get(control.name) if control.name not in serving.meta.get("cold_start", []) else None
         # the serving model teaches self-training; a warm start continues from it (or from its teacher: warm_source)
         start = warm.models.get(control.name) if control.name not in warm.meta.get("cold_start", []) else None
         model, ci = train_control(control, train, dev, opts, pool_texts[control.value_field], teacher, start=start)
-        if control.name in rehearse:
-            ci["rehearsed"] = {"documents": len(replay.texts), "from": rehearse_from} if replay is not None else {"documents": 0, "because": unfit}
+        if rehearsed is not None:
+            ci["rehearsed"] = {**rehearsed, "from": rehearse_from} if rehearsed["documents"] else rehearsed
         models[control.name] = model
         control_info.append(ci)
     # per trained control: the version it continued from, or the base encoder and why (ml_backend/warm_start.py)
